@@ -1,0 +1,410 @@
+"""The BMS brain: measurements in, FET and balancing commands out, events alongside.
+
+Pure logic over arrays shaped (packs, ...): it never reads a clock (``t_s`` is passed in), never
+draws a random number and never touches a file. The same object runs against the twin's AFE or a
+real one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from openbms.bms import states
+from openbms.bms.events import Event
+from openbms.bms.interface import AfeProtectionConfig, Commands, Measurements
+from openbms.bms.profile import Profile
+from openbms.bms.protections import QUANTITIES, ProtectionTable, debounce, elapsed
+from openbms.chemistry import OcvTable
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+_Q = {name: i for i, name in enumerate(QUANTITIES)}
+
+
+@dataclass(frozen=True)
+class PackConfig:
+    """What the BMS is told about the pack it guards (as set up on a real board)."""
+
+    series: int
+    capacity_ah: float  # rated capacity of one series group (cell Ah × parallel cells)
+    ocv: OcvTable  # the chemistry's OCV curve, for SOC from voltage
+
+
+class Bms:
+    """One brain for a batch of identical packs."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        pack: PackConfig,
+        packs: int = 1,
+        initial_soc: FloatArray | None = None,
+    ) -> None:
+        self.profile = profile
+        self.pack = pack
+        self.table = ProtectionTable.from_profile(profile)
+        n, p, s = packs, len(self.table.names), pack.series
+        self.packs = packs
+        self.active = np.zeros((n, p), dtype=bool)
+        self.since_s = np.full((n, p), np.nan)
+        self.trip_timer_s = np.zeros((n, p))
+        self.release_timer_s = np.zeros((n, p))
+        self.warn_timer_s = np.zeros((n, p))
+        self.warning_active = np.zeros((n, p), dtype=bool)
+        self.escalated = np.zeros((n, p), dtype=bool)
+        depth = max(int(self.table.escalate_count.max(initial=0)), 1)
+        self.trip_history_s = np.full((n, p, depth), -np.inf)
+        self.state = np.full(n, states.NORMAL, dtype=np.int8)
+        self.charge_fet = np.zeros(n, dtype=bool)
+        self.discharge_fet = np.zeros(n, dtype=bool)
+        self.balance = np.zeros((n, s), dtype=bool)
+        # After a boot no FET closes while a condition that blocks its path is present (SPEC §4).
+        self.boot_hold = np.ones(n, dtype=bool)
+        self.link_bad_s = np.zeros(n)
+        self.full_timer_s = np.zeros(n)
+        self.full_recalibrated = np.zeros(n, dtype=bool)
+        self.soc = (
+            np.broadcast_to(np.asarray(initial_soc, dtype=float), (n, s)).copy()
+            if initial_soc is not None
+            else np.full((n, s), np.nan)
+        )
+        self.last_values = np.full((n, p), np.nan)
+        self.last_cell_v = np.full((n, s), np.nan)
+        self.last_cell_t_c = np.full((n, s), np.nan)
+        self.last_current_a = np.zeros(n)
+        self.limits = Commands(
+            charge_fet=self.charge_fet,
+            discharge_fet=self.discharge_fet,
+            balance=self.balance,
+            charge_current_limit_a=np.zeros(n),
+            discharge_current_limit_a=np.zeros(n),
+            charge_voltage_limit_v=np.zeros(n),
+        )
+        self._t_last_s: float | None = None
+
+    # ----------------------------------------------------------------- configuration
+    def afe_config(self) -> AfeProtectionConfig:
+        """The hardware short-circuit settings to program into the AFE at boot."""
+        for j, name in enumerate(self.table.names):
+            if self.table.in_afe[j]:
+                prot = self.profile.protections[name]
+                return AfeProtectionConfig(
+                    short_circuit_enabled=prot.enabled,
+                    short_circuit_trip_a=prot.trip * self.pack.capacity_ah,
+                    short_circuit_delay_s=prot.trip_delay_s,
+                )
+        return AfeProtectionConfig(False, float("inf"), 0.0)
+
+    # ----------------------------------------------------------------- the control cycle
+    def step(self, m: Measurements, t_s: float) -> tuple[Commands, list[Event]]:
+        """Evaluate one control cycle at time ``t_s`` and return the commands and new events."""
+        dt_s = self.profile.cycle_s if self._t_last_s is None else max(t_s - self._t_last_s, 0.0)
+        self._t_last_s = t_s
+        events: list[Event] = []
+        if np.isnan(self.soc).any():
+            self._init_soc_from_ocv(m)
+
+        quantities = self._quantities(m, dt_s)
+        values = self.table.values(quantities)
+        self.last_values = values
+        condition = self.table.trip_condition(values)
+        self._update_faults(m, t_s, dt_s, values, condition, events)
+        self._update_warnings(t_s, dt_s, values, events)
+        self._update_fets(t_s, condition, events)
+        self._update_state(t_s, events)
+        self._update_soc(m, t_s, dt_s, events)
+        self._update_balancing(m, t_s, events)
+        self.limits = self._limits(m)
+        self.last_cell_v, self.last_cell_t_c, self.last_current_a = m.cell_v, m.cell_t_c, m.current_a
+        return self.limits, events
+
+    def _quantities(self, m: Measurements, dt_s: float) -> FloatArray:
+        n = self.packs
+        q = np.zeros((n, len(QUANTITIES)))
+        cell_v, cell_t = m.cell_v, m.cell_t_c
+        q[:, _Q["max_cell_v"]] = np.max(np.where(np.isnan(cell_v), -np.inf, cell_v), axis=1)
+        q[:, _Q["min_cell_v"]] = np.min(np.where(np.isnan(cell_v), np.inf, cell_v), axis=1)
+        current_c = m.current_a / self.pack.capacity_ah
+        q[:, _Q["charge_c_rate"]] = np.maximum(current_c, 0.0)
+        q[:, _Q["discharge_c_rate"]] = np.maximum(-current_c, 0.0)
+        q[:, _Q["max_cell_t"]] = np.max(np.where(np.isnan(cell_t), -np.inf, cell_t), axis=1)
+        q[:, _Q["min_cell_t"]] = np.min(np.where(np.isnan(cell_t), np.inf, cell_t), axis=1)
+        q[:, _Q["fet_t"]] = m.fet_t_c
+        resting = np.abs(current_c) < self.profile.rest_current_c_rate
+        spread = q[:, _Q["max_cell_v"]] - q[:, _Q["min_cell_v"]]
+        q[:, _Q["imbalance_v"]] = np.where(resting, spread, np.nan)
+        q[:, _Q["sensor_implausible"]] = (self._implausible(m) & m.afe_ok).astype(float)
+        q[:, _Q["afe_not_answering"]] = (~m.afe_ok).astype(float)
+        self.link_bad_s = np.where(m.link_ok, 0.0, self.link_bad_s + dt_s)
+        q[:, _Q["link_silent_s"]] = self.link_bad_s
+        q[:, _Q["cell_failure_flag"]] = 0.0
+        # A non-finite quantity never satisfies a comparison; the sensor fault covers it instead.
+        q[~np.isfinite(q)] = np.nan
+        return q
+
+    def _implausible(self, m: Measurements) -> BoolArray:
+        """A reading the brain must not trust: NaN, outside physics, or cells ≠ stack."""
+        sens = self.profile.sensors
+        bad_v = ~((m.cell_v >= sens.cell_v_min_v) & (m.cell_v <= sens.cell_v_max_v))
+        bad_t = ~((m.cell_t_c >= sens.temperature_min_c) & (m.cell_t_c <= sens.temperature_max_c))
+        bad_i = ~np.isfinite(m.current_a) | ~np.isfinite(m.stack_v) | ~np.isfinite(m.fet_t_c)
+        mismatch = np.abs(m.stack_v - m.cell_v.sum(axis=1))
+        allowed = np.maximum(sens.stack_mismatch_fraction * np.abs(m.stack_v), sens.stack_mismatch_min_v)
+        with np.errstate(invalid="ignore"):
+            bad_stack = mismatch > allowed
+        return bad_v.any(axis=1) | bad_t.any(axis=1) | bad_i | bad_stack
+
+    def _update_faults(
+        self,
+        m: Measurements,
+        t_s: float,
+        dt_s: float,
+        values: FloatArray,
+        condition: BoolArray,
+        events: list[Event],
+    ) -> None:
+        table = self.table
+        self.trip_timer_s = debounce(self.trip_timer_s, condition, dt_s)
+        tripping = condition & elapsed(self.trip_timer_s, table.trip_delay_s)
+        # Hardware detectors (short circuit) trip inside the cycle, at the time the AFE reports.
+        afe_trip = table.in_afe[None, :] & m.short_circuit_tripped[:, None]
+        tripping = np.where(table.in_afe[None, :], afe_trip, tripping)
+        new = tripping & ~self.active
+
+        charger_gone = ~m.charger_present | (m.current_a <= 0.0)
+        releasing = table.release_condition(values, m.load_present, charger_gone) & self.active
+        self.release_timer_s = debounce(self.release_timer_s, releasing, dt_s)
+        cleared = (
+            self.active
+            & ~new
+            & releasing
+            & elapsed(self.release_timer_s, table.release_delay_s)
+            & table.self_clearing
+            & ~self.escalated
+            & ~tripping
+        )
+        if new.any():
+            self._record_trips(new, m, t_s, values, events)
+        if cleared.any():
+            self._clear(cleared, t_s, "auto", events)
+
+    def _record_trips(
+        self, new: BoolArray, m: Measurements, t_s: float, values: FloatArray, events: list[Event]
+    ) -> None:
+        table = self.table
+        self.active |= new
+        self.release_timer_s[new] = 0.0
+        for pack, j in zip(*np.nonzero(new), strict=True):
+            at_s = float(m.short_circuit_at_s[pack]) if table.in_afe[j] else t_s
+            self.since_s[pack, j] = at_s
+            history = self.trip_history_s[pack, j]
+            history[:-1] = history[1:].copy()
+            history[-1] = at_s
+            count = int(table.escalate_count[j])
+            if count and history[-count] >= at_s - table.escalate_window_s[j]:
+                self.escalated[pack, j] = True
+            recovery = "latched" if self.escalated[pack, j] else table.recovery[j]
+            value = float(values[pack, j])
+            if table.in_afe[j]:
+                value = float(m.short_circuit_peak_a[pack] / self.pack.capacity_ah)
+            events.append(
+                Event(
+                    at_s,
+                    int(pack),
+                    "fault_set",
+                    {
+                        "fault": table.names[j],
+                        "class": recovery,
+                        "value": _rounded(value),
+                        "threshold": float(table.trip[j]),
+                    },
+                )
+            )
+
+    def _clear(self, cleared: BoolArray, t_s: float, by: str, events: list[Event]) -> None:
+        by_for_class = {"charger": "charger", "load-removal": "load_removal"}
+        for pack, j in zip(*np.nonzero(cleared), strict=True):
+            reason = by if by != "auto" else by_for_class.get(self.table.recovery[j], "auto")
+            events.append(Event(t_s, int(pack), "fault_cleared", {"fault": self.table.names[j], "by": reason}))
+        self.active &= ~cleared
+        self.trip_timer_s[cleared] = 0.0
+        self.release_timer_s[cleared] = 0.0
+        self.since_s[cleared] = np.nan
+        self.escalated &= ~cleared
+
+    def _update_warnings(self, t_s: float, dt_s: float, values: FloatArray, events: list[Event]) -> None:
+        warn = self.table.warn_condition(values)
+        self.warn_timer_s = debounce(self.warn_timer_s, warn, dt_s)
+        now = warn & elapsed(self.warn_timer_s, self.table.trip_delay_s) | (self.warning_active & warn)
+        rising = now & ~self.warning_active & ~self.active
+        self.warning_active = now
+        for pack, j in zip(*np.nonzero(rising), strict=True):
+            events.append(
+                Event(
+                    t_s,
+                    int(pack),
+                    "warning",
+                    {
+                        "warning": self.table.names[j],
+                        "value": _rounded(float(values[pack, j])),
+                        "threshold": float(self.table.warn[j]),
+                    },
+                )
+            )
+
+    def _path_blocked(self, condition: BoolArray) -> tuple[BoolArray, BoolArray]:
+        table = self.table
+        charge = (self.active & table.blocks_charge).any(axis=1)
+        discharge = (self.active & table.blocks_discharge).any(axis=1)
+        present_charge = (condition & table.blocks_charge).any(axis=1)
+        present_discharge = (condition & table.blocks_discharge).any(axis=1)
+        self.boot_hold &= present_charge | present_discharge
+        charge |= self.boot_hold & present_charge
+        discharge |= self.boot_hold & present_discharge
+        return charge, discharge
+
+    def _update_fets(self, t_s: float, condition: BoolArray, events: list[Event]) -> None:
+        charge_blocked, discharge_blocked = self._path_blocked(condition)
+        charge_fet, discharge_fet = ~charge_blocked, ~discharge_blocked
+        for name, old, new in (
+            ("charge", self.charge_fet, charge_fet),
+            ("discharge", self.discharge_fet, discharge_fet),
+        ):
+            for pack in np.nonzero(old != new)[0]:
+                events.append(Event(t_s, int(pack), "fet_changed", {"fet": name, "on": bool(new[pack])}))
+        self.charge_fet, self.discharge_fet = charge_fet, discharge_fet
+
+    def _update_state(self, t_s: float, events: list[Event]) -> None:
+        table = self.table
+        recovery = np.array(table.recovery)
+        latched = (self.active & ((recovery == "latched") | self.escalated)).any(axis=1)
+        locked = (self.active & (recovery == "persistent")).any(axis=1)
+        blocking = (self.active & (table.blocks_charge | table.blocks_discharge)).any(axis=1)
+        new_state = np.where(
+            locked,
+            states.LOCKED,
+            np.where(latched, states.LATCHED, np.where(blocking, states.PROTECTED, states.NORMAL)),
+        ).astype(np.int8)
+        for pack in np.nonzero(new_state != self.state)[0]:
+            events.append(
+                Event(
+                    t_s,
+                    int(pack),
+                    "state_changed",
+                    {"from": states.STATES[self.state[pack]], "to": states.STATES[new_state[pack]]},
+                )
+            )
+        self.state = new_state
+
+    # ----------------------------------------------------------------- SOC
+    def _init_soc_from_ocv(self, m: Measurements) -> None:
+        missing = np.isnan(self.soc)
+        from_ocv = self.pack.ocv.soc_from_voltage(np.nan_to_num(m.cell_v, nan=0.0))
+        self.soc = np.where(missing, from_ocv, self.soc)
+
+    def _update_soc(self, m: Measurements, t_s: float, dt_s: float, events: list[Event]) -> None:
+        current = np.nan_to_num(m.current_a)
+        self.soc = self.soc + (current * dt_s / (3600.0 * self.pack.capacity_ah))[:, None]
+        settings = self.profile.soc
+        cap = self.pack.capacity_ah
+        max_v = np.max(np.nan_to_num(m.cell_v, nan=-np.inf), axis=1)
+        near_full = (max_v >= settings.full_cell_v) & (current > 0.0) & (current < settings.full_tail_c_rate * cap)
+        self.full_timer_s = np.where(near_full, self.full_timer_s + dt_s, 0.0)
+        full = elapsed(self.full_timer_s, np.asarray(settings.full_hold_s)) & ~self.full_recalibrated
+        self.full_recalibrated = (self.full_recalibrated | full) & (current >= 0.0)
+        for pack in np.nonzero(full)[0]:
+            before = float(self.soc[pack].mean())
+            self.soc[pack] = 1.0
+            events.append(
+                Event(t_s, int(pack), "soc_recalibrated", {"soc_before": round(before, 4), "soc": 1.0, "by": "full_charge"})
+            )
+
+    @property
+    def pack_soc(self) -> FloatArray:
+        """Reported pack SOC: the mean of the series groups, held within 0..1."""
+        return np.clip(self.soc.mean(axis=1), 0.0, 1.0)
+
+    # ----------------------------------------------------------------- balancing and limits
+    def _update_balancing(self, m: Measurements, t_s: float, events: list[Event]) -> None:
+        bal = self.profile.balancing
+        if not bal.enabled:
+            return
+        cell_v = np.nan_to_num(m.cell_v, nan=0.0)
+        lowest = np.min(cell_v, axis=1, keepdims=True)
+        current_c = np.nan_to_num(m.current_a) / self.pack.capacity_ah
+        resting = np.abs(current_c) < self.profile.rest_current_c_rate
+        topping = (current_c > 0) & (np.max(cell_v, axis=1) >= bal.min_cell_v)
+        hot = np.max(np.nan_to_num(m.cell_t_c, nan=np.inf), axis=1) > bal.max_temperature_c
+        faulted = self.active.any(axis=1)
+        allowed = (resting | topping) & ~hot & ~faulted & m.afe_ok
+        mask = (cell_v - lowest > bal.threshold_v) & allowed[:, None]
+        changed = (mask != self.balance).any(axis=1)
+        for pack in np.nonzero(changed)[0]:
+            cells = [int(c) + 1 for c in np.nonzero(mask[pack])[0]]
+            events.append(Event(t_s, int(pack), "balancing", {"cells": cells}))
+        self.balance = mask
+
+    def _limits(self, m: Measurements) -> Commands:
+        lim = self.profile.limits
+        cap = self.pack.capacity_ah
+        cell_v = np.nan_to_num(m.cell_v, nan=0.0)
+        temps = np.nan_to_num(m.cell_t_c, nan=-273.0)
+        max_v, min_v = cell_v.max(axis=1), cell_v.min(axis=1)
+        t_hi, t_lo = temps.max(axis=1), temps.min(axis=1)
+
+        def factor(x: FloatArray, points: list[float], factors: list[float]) -> FloatArray:
+            return np.interp(x, points, factors)
+
+        charge_t = np.minimum(
+            factor(t_hi, lim.charge_temperature_points_c, lim.charge_temperature_factors),
+            factor(t_lo, lim.charge_temperature_points_c, lim.charge_temperature_factors),
+        )
+        discharge_t = np.minimum(
+            factor(t_hi, lim.discharge_temperature_points_c, lim.discharge_temperature_factors),
+            factor(t_lo, lim.discharge_temperature_points_c, lim.discharge_temperature_factors),
+        )
+        charge_a = (
+            lim.charge_c_rate * cap * factor(max_v, lim.charge_cell_v_points, lim.charge_cell_v_factors) * charge_t
+        )
+        discharge_a = (
+            lim.discharge_c_rate
+            * cap
+            * factor(min_v, lim.discharge_cell_v_points, lim.discharge_cell_v_factors)
+            * discharge_t
+        )
+        return Commands(
+            charge_fet=self.charge_fet,
+            discharge_fet=self.discharge_fet,
+            balance=self.balance,
+            charge_current_limit_a=np.where(self.charge_fet, charge_a, 0.0),
+            discharge_current_limit_a=np.where(self.discharge_fet, discharge_a, 0.0),
+            charge_voltage_limit_v=np.full(self.packs, lim.charge_voltage_cell_v * self.pack.series),
+        )
+
+    # ----------------------------------------------------------------- reporting
+    def active_faults(self, pack: int) -> list[str]:
+        return [self.table.names[j] for j in np.nonzero(self.active[pack])[0]]
+
+    def active_warnings(self, pack: int) -> list[str]:
+        return [self.table.names[j] for j in np.nonzero(self.warning_active[pack])[0]]
+
+    def fault_details(self, pack: int) -> list[dict[str, object]]:
+        return [
+            {
+                "fault": self.table.names[j],
+                "class": "latched" if self.escalated[pack, j] else self.table.recovery[j],
+                "since_s": float(self.since_s[pack, j]),
+            }
+            for j in np.nonzero(self.active[pack])[0]
+        ]
+
+    def state_name(self, pack: int) -> str:
+        return states.STATES[int(self.state[pack])]
+
+
+def _rounded(value: float) -> float | None:
+    return None if not np.isfinite(value) else round(value, 6)

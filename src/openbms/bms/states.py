@@ -1,0 +1,10 @@
+"""The BMS states of SPEC §5, as small integers so a batch of packs holds them in one array."""
+
+from __future__ import annotations
+
+STATES = ("off", "sleep", "normal", "protected", "latched", "locked", "unresponsive")
+OFF, SLEEP, NORMAL, PROTECTED, LATCHED, LOCKED, UNRESPONSIVE = range(len(STATES))
+
+
+def state_code(name: str) -> int:
+    return STATES.index(name)

@@ -1,0 +1,293 @@
+"""Cell parameter sets for the equivalent-circuit twin.
+
+A parameter set is data (CSV tables in ``data/`` with their provenance in ``PROVENANCE.md``), not
+code: this module only reads the tables and turns them into the arrays the batch model needs. All
+tables are resampled onto a uniform SOC grid so that a look-up in the hot path is an index
+computation, not a search.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+OCV_GRID_POINTS = 1001
+OCV_NOISE_TOLERANCE_V = 0.001
+_KELVIN = 273.15
+# Below SOC 0 a real cell keeps falling towards 0 V; the tables stop at their lower cut-off, so the
+# twin extends them linearly to 0 V over this much further (negative) SOC.
+SOC_SPAN_TO_ZERO_VOLT = 0.03
+
+
+class ChemistryError(ValueError):
+    """A cell parameter set could not be read: one sentence says which file and why."""
+
+
+@dataclass(frozen=True)
+class OcvTable:
+    """Open-circuit voltage on a uniform SOC grid from 0 to 1, with physical extrapolation.
+
+    Below SOC 0 the voltage falls linearly to 0 V (an over-discharged cell collapses); above SOC 1
+    it keeps the last slope (an overcharged cell rises steeply).
+    """
+
+    ocv_v: FloatArray
+
+    @staticmethod
+    def from_points(soc: FloatArray, ocv_v: FloatArray, source: str) -> OcvTable:
+        soc = np.asarray(soc, dtype=float)
+        ocv_v = np.asarray(ocv_v, dtype=float)
+        if soc.ndim != 1 or soc.size < 2 or soc.size != ocv_v.size:
+            raise ChemistryError(f"{source}: an OCV table needs at least two (soc, ocv_v) rows")
+        if not (np.all(np.isfinite(soc)) and np.all(np.isfinite(ocv_v))):
+            raise ChemistryError(f"{source}: the OCV table holds a value that is not a number")
+        if np.any(np.diff(soc) <= 0):
+            raise ChemistryError(f"{source}: the soc column must increase strictly")
+        if soc[0] > 1e-9 or soc[-1] < 1 - 1e-9:
+            raise ChemistryError(f"{source}: the soc column must run from 0 to 1")
+        # Measured tables wobble by a fraction of a millivolt on the plateau; a real fall is an error.
+        if np.any(np.diff(ocv_v) < -OCV_NOISE_TOLERANCE_V) or ocv_v[0] <= 0:
+            raise ChemistryError(f"{source}: ocv_v must be positive and must not fall as soc rises")
+        grid = np.linspace(0.0, 1.0, OCV_GRID_POINTS)
+        return OcvTable(ocv_v=np.maximum.accumulate(np.interp(grid, soc, ocv_v)))
+
+    @property
+    def grid_soc(self) -> FloatArray:
+        return np.linspace(0.0, 1.0, self.ocv_v.size)
+
+    def voltage_v(self, soc: FloatArray) -> FloatArray:
+        """OCV at any SOC array, vectorised, with the extrapolations described above."""
+        table = self.ocv_v
+        last = table.size - 1
+        x = np.clip(soc, 0.0, 1.0) * last
+        index = np.minimum(x.astype(np.intp), last - 1)
+        frac = x - index
+        low = table[index]
+        ocv = low + frac * (table[index + 1] - low)
+        if np.any(soc < 0.0) or np.any(soc > 1.0):
+            below = table[0] * np.clip(1.0 + soc / SOC_SPAN_TO_ZERO_VOLT, 0.0, 1.0)
+            slope_top = (table[-1] - table[-2]) * last
+            ocv = np.where(soc < 0.0, below, ocv)
+            ocv = np.where(soc > 1.0, table[-1] + (soc - 1.0) * slope_top, ocv)
+        return ocv
+
+    def soc_from_voltage(self, ocv_v: FloatArray) -> FloatArray:
+        """Inverse look-up (flat regions return their first SOC): for initialising cells from OCV."""
+        return np.interp(ocv_v, self.ocv_v, self.grid_soc)
+
+
+@dataclass(frozen=True)
+class CellParams:
+    """One cell's equivalent-circuit and thermal parameters at its rated capacity.
+
+    Resistances are at ``reference_temperature_c`` and SOC 0.5; ``r0_*_factor`` tables (uniform SOC
+    grid) shape R0 over SOC separately for charge and discharge, and an Arrhenius factor
+    exp(arrhenius_k (1/T - 1/T_ref)) scales every resistance with temperature.
+    """
+
+    name: str
+    capacity_ah: float
+    ocv: OcvTable
+    r0_ohm: float
+    rc: tuple[tuple[float, float], ...]
+    thermal_mass_j_per_k: float
+    cooling_w_per_k: float
+    r0_discharge_factor: FloatArray = field(default_factory=lambda: np.ones(2))
+    r0_charge_factor: FloatArray = field(default_factory=lambda: np.ones(2))
+    arrhenius_k: float = 0.0
+    reference_temperature_c: float = 25.0
+    coulombic_efficiency: float = 1.0
+    self_discharge_per_day: float = 0.0
+    source: str = ""
+
+    def scaled_to(self, capacity_ah: float) -> CellParams:
+        """The same cell design at another capacity: resistances ∝ 1/Ah, capacitances and heat ∝ Ah.
+
+        This is the first approximation the data notes suggest (a bigger cell is more of the same
+        electrode in parallel).
+        """
+        if capacity_ah <= 0:
+            raise ChemistryError("capacity_ah must be positive")
+        k = capacity_ah / self.capacity_ah
+        return replace(
+            self,
+            capacity_ah=capacity_ah,
+            r0_ohm=self.r0_ohm / k,
+            rc=tuple((r / k, c * k) for r, c in self.rc),
+            thermal_mass_j_per_k=self.thermal_mass_j_per_k * k,
+            cooling_w_per_k=self.cooling_w_per_k * k,
+        )
+
+    def temperature_factor(self, temperature_c: FloatArray) -> FloatArray:
+        if self.arrhenius_k == 0.0:
+            return np.ones_like(temperature_c)
+        t_k = np.maximum(temperature_c + _KELVIN, 200.0)
+        return np.exp(self.arrhenius_k * (1.0 / t_k - 1.0 / (self.reference_temperature_c + _KELVIN)))
+
+
+def _read_csv_text(text: str, source: str) -> dict[str, FloatArray]:
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames is None:
+        raise ChemistryError(f"{source}: the file is empty")
+    columns: dict[str, list[float]] = {name.strip(): [] for name in reader.fieldnames}
+    for line_no, row in enumerate(reader, start=2):
+        for key, value in row.items():
+            if key is None or value is None or value.strip() == "":
+                continue
+            try:
+                columns[key.strip()].append(float(value))
+            except ValueError as err:
+                raise ChemistryError(f"{source} line {line_no}: {value!r} is not a number") from err
+    return {k: np.asarray(v, dtype=float) for k, v in columns.items()}
+
+
+def _package_table(filename: str) -> dict[str, FloatArray]:
+    text = resources.files("openbms.chemistry").joinpath("data", filename).read_text("utf-8")
+    return _read_csv_text(text, filename)
+
+
+def _uniform(soc: FloatArray, values: FloatArray, points: int = 101) -> FloatArray:
+    return np.interp(np.linspace(0.0, 1.0, points), soc, values)
+
+
+def _lfp() -> CellParams:
+    """LiFePO4: Sony/Murata US26650FTC1 (3 Ah) tables from SimSES (see data/PROVENANCE.md)."""
+    ocv = _package_table("lfp_ocv_sony_us26650.csv")
+    rint = _package_table("lfp_rint_sony_us26650.csv")
+    soc = rint["SOC"]
+    r_dis_25 = rint["R_DCh(298.15)"]
+    r_ch_25 = rint["R_Ch(T=298.15)"]
+    r_dc_mid = float(np.interp(0.5, soc, r_dis_25))
+    # Arrhenius fit of the mean discharge resistance at 10, 25 and 40 °C (the 60 °C column of the
+    # source repeats 40 °C, so it is left out of the fit).
+    temps_k = np.array([283.15, 298.15, 313.15])
+    mean_r = np.array(
+        [rint["R_DCh(T=283.15)"].mean(), r_dis_25.mean(), rint["R_DCh(313.15)"].mean()]
+    )
+    slope = np.polyfit(1.0 / temps_k - 1.0 / 298.15, np.log(mean_r), 1)[0]
+    # The source gives one DC resistance; we split it into an ohmic part and two RC pairs
+    # (70 % / 20 % with a 30 s time constant / 10 % with 600 s), typical of LFP pulse tests.
+    r1, r2 = 0.2 * r_dc_mid, 0.1 * r_dc_mid
+    return CellParams(
+        name="lfp",
+        capacity_ah=3.0,
+        ocv=OcvTable.from_points(ocv["soc"], ocv["ocv_v"], "lfp_ocv_sony_us26650.csv"),
+        r0_ohm=0.7 * r_dc_mid,
+        rc=((r1, 30.0 / r1), (r2, 600.0 / r2)),
+        thermal_mass_j_per_k=3.0 * 22.0,
+        cooling_w_per_k=3.0 * 0.01,
+        r0_discharge_factor=_uniform(soc, r_dis_25 / r_dc_mid),
+        r0_charge_factor=_uniform(soc, r_ch_25 / r_dc_mid),
+        arrhenius_k=float(slope),
+        coulombic_efficiency=0.999,
+        self_discharge_per_day=0.001,
+        source="Sony/Murata US26650FTC1 via SimSES 1.3.12 (BSD-3-Clause)",
+    )
+
+
+def _from_table(
+    name: str,
+    filename: str,
+    capacity_ah: float,
+    r_dc_ohm: float,
+    arrhenius_k: float,
+    self_discharge_per_day: float,
+    source: str,
+) -> CellParams:
+    table = _package_table(filename)
+    r1, r2 = 0.2 * r_dc_ohm, 0.1 * r_dc_ohm
+    return CellParams(
+        name=name,
+        capacity_ah=capacity_ah,
+        ocv=OcvTable.from_points(table["soc"], table["ocv_v"], filename),
+        r0_ohm=0.7 * r_dc_ohm,
+        rc=((r1, 30.0 / r1), (r2, 600.0 / r2)),
+        thermal_mass_j_per_k=capacity_ah * 22.0,
+        cooling_w_per_k=capacity_ah * 0.01,
+        arrhenius_k=arrhenius_k,
+        coulombic_efficiency=0.999,
+        self_discharge_per_day=self_discharge_per_day,
+        source=source,
+    )
+
+
+def _nmc() -> CellParams:
+    return _from_table(
+        "nmc", "nmc_ocv_chen2020.csv", 5.0, 0.025, 2500.0, 0.0015,
+        "LG M50 (NMC811/graphite-SiOx), Chen et al. 2020 via PyBaMM (BSD-3-Clause)",
+    )
+
+
+def _lto() -> CellParams:
+    return _from_table(
+        "lto", "lto_ocv_yao2024_chen2020.csv", 4.2, 0.0065, 2000.0, 0.0005,
+        "constructed NMC811/LTO cell (approximate), see data/PROVENANCE-nmc-lto.md; resistance "
+        "after Toshiba SCiB 4.2 Ah",
+    )
+
+
+def _lfp_prada() -> CellParams:
+    table = _package_table("lfp_ocv_prada2013.csv")
+    return replace(
+        _lfp(),
+        name="lfp_prada2013",
+        ocv=OcvTable.from_points(table["soc"], table["ocv_v"], "lfp_ocv_prada2013.csv"),
+        source="LFP/graphite OCV from PyBaMM's Prada2013 set (BSD-3-Clause); Sony resistances",
+    )
+
+
+CHEMISTRIES = {"lfp": _lfp, "nmc": _nmc, "lto": _lto, "lfp_prada2013": _lfp_prada}
+
+
+def load_chemistry(name: str) -> CellParams:
+    """The built-in parameter set ``name`` (``lfp``, ``nmc``, ``lto``) at its own rated capacity."""
+    try:
+        factory = CHEMISTRIES[name]
+    except KeyError:
+        raise ChemistryError(
+            f"unknown chemistry {name!r}; choose one of {', '.join(sorted(CHEMISTRIES))}"
+        ) from None
+    return factory()
+
+
+def load_user_cell(
+    capacity_ah: float,
+    r0_ohm: float,
+    rc: list[tuple[float, float]] | tuple[tuple[float, float], ...],
+    ocv_csv: Path,
+    thermal_mass_j_per_k: float,
+    cooling_w_per_k: float,
+) -> CellParams:
+    """A user's own cell (SPEC §8 ``pack.cell``): constant resistances, their OCV table."""
+    try:
+        text = Path(ocv_csv).read_text("utf-8")
+    except OSError as err:
+        raise ChemistryError(f"cannot read the OCV table {ocv_csv}: {err.strerror}") from err
+    table = _read_csv_text(text, str(ocv_csv))
+    if "soc" not in table or "ocv_v" not in table:
+        raise ChemistryError(f"{ocv_csv}: the OCV table needs the columns soc and ocv_v")
+    for label, value in (("capacity_ah", capacity_ah), ("thermal_mass_j_per_k", thermal_mass_j_per_k)):
+        if not value > 0:
+            raise ChemistryError(f"pack.cell.{label} must be positive")
+    if r0_ohm < 0 or cooling_w_per_k < 0 or any(r <= 0 or c <= 0 for r, c in rc):
+        raise ChemistryError("pack.cell resistances and capacitances must be positive")
+    if len(rc) > 2:
+        raise ChemistryError("pack.cell.rc takes at most two RC pairs")
+    return CellParams(
+        name="user",
+        capacity_ah=capacity_ah,
+        ocv=OcvTable.from_points(table["soc"], table["ocv_v"], str(ocv_csv)),
+        r0_ohm=r0_ohm,
+        rc=tuple((float(r), float(c)) for r, c in rc),
+        thermal_mass_j_per_k=thermal_mass_j_per_k,
+        cooling_w_per_k=cooling_w_per_k,
+        source=f"user cell from {ocv_csv}",
+    )

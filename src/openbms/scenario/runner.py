@@ -1,0 +1,416 @@
+"""Runs a scenario: builds the twin, plays the timeline, checks expectations, keeps telemetry."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from openbms.bms.events import Event
+from openbms.bms.profile import load_profile
+from openbms.chemistry import CellParams, ChemistryError, load_chemistry, load_user_cell
+from openbms.scenario.schema import (
+    ChargerSpec,
+    Conditions,
+    LoadSpec,
+    RunUntil,
+    Scenario,
+    ScenarioError,
+    ServiceClear,
+    Step,
+    event_pattern,
+    resolve_relative,
+)
+from openbms.twin.cells import Spread
+from openbms.twin.external import LOAD_CURRENT, LOAD_NONE, LOAD_POWER, LOAD_RESISTANCE
+from openbms.twin.pack import Topology
+from openbms.twin.simulator import Twin, TwinConfig
+from openbms.units import format_duration
+
+FloatArray = npt.NDArray[np.float64]
+Progress = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class ExpectationResult:
+    index: int
+    line: int | None
+    t_s: float
+    ok: bool
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "line": self.line, "t_s": round(self.t_s, 3), "ok": self.ok,
+                "message": self.message}
+
+
+@dataclass
+class Telemetry:
+    """One row per recorded control cycle; cells numbered from 1 in the column names."""
+
+    series: int
+    every_s: float
+    rows: list[FloatArray] = field(default_factory=list)
+    states: list[str] = field(default_factory=list)
+
+    def columns(self) -> list[str]:
+        return (
+            ["t_s", "pack_v", "current_a", "soc", "state", "charge_fet", "discharge_fet"]
+            + [f"cell_v_{i}" for i in range(1, self.series + 1)]
+            + [f"cell_t_c_{i}" for i in range(1, self.series + 1)]
+        )
+
+    def array(self) -> FloatArray:
+        width = 6 + 2 * self.series
+        return np.vstack(self.rows) if self.rows else np.zeros((0, width))
+
+
+@dataclass
+class RunResult:
+    name: str
+    source: str | None
+    expectations: list[ExpectationResult]
+    events: list[dict[str, Any]]
+    final: dict[str, Any]
+    telemetry: Telemetry
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(e.ok for e in self.expectations)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "passed": self.passed,
+            "error": self.error,
+            "expectations": [e.as_dict() for e in self.expectations],
+            "events": self.events,
+            "final": self.final,
+        }
+
+
+def cell_params(scenario: Scenario) -> CellParams:
+    """The cell the scenario asks for, at the capacity it names."""
+    spec = scenario.pack
+    cell = spec.cell
+    try:
+        if cell is None or isinstance(cell, str):
+            params = load_chemistry(cell or spec.chemistry)
+            return params.scaled_to(spec.capacity_ah) if spec.capacity_ah else params
+        params = load_user_cell(
+            capacity_ah=cell.capacity_ah,
+            r0_ohm=cell.r0_ohm,
+            rc=cell.rc,
+            ocv_csv=resolve_relative(scenario, cell.ocv_csv),
+            thermal_mass_j_per_k=cell.thermal_mass_j_per_k,
+            cooling_w_per_k=cell.cooling_w_per_k,
+        )
+    except ChemistryError as err:
+        raise ScenarioError(f"{scenario.source}: pack.cell: {err}") from None
+    return params
+
+
+def read_profile_csv(path: Path) -> tuple[FloatArray, FloatArray]:
+    """A current profile: columns t_s and current_a (positive charging), t_s increasing."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or not {"t_s", "current_a"} <= set(reader.fieldnames):
+                raise ScenarioError(f"{path}: a profile needs the columns t_s and current_a")
+            t, i = [], []
+            for line_no, row in enumerate(reader, start=2):
+                try:
+                    t.append(float(row["t_s"]))
+                    i.append(float(row["current_a"]))
+                except (TypeError, ValueError):
+                    raise ScenarioError(f"{path}, line {line_no}: t_s and current_a must be numbers") from None
+    except OSError as err:
+        raise ScenarioError(f"{path}: cannot read the profile ({err.strerror})") from None
+    t_arr, i_arr = np.asarray(t), np.asarray(i)
+    if t_arr.size == 0 or not np.all(np.isfinite(t_arr)) or not np.all(np.isfinite(i_arr)):
+        raise ScenarioError(f"{path}: the profile is empty or holds a value that is not a number")
+    if np.any(np.diff(t_arr) <= 0):
+        raise ScenarioError(f"{path}: t_s must increase from row to row")
+    return t_arr, i_arr
+
+
+class ScenarioRunner:
+    """Plays one validated scenario on a single-pack twin."""
+
+    def __init__(self, scenario: Scenario, steps: list[Step], every_s: float | None = None) -> None:
+        self.scenario = scenario
+        self.steps = steps
+        spec = scenario.pack
+        self.profile = load_profile(scenario.bms.profile, scenario.bms.set)
+        self.cell = cell_params(scenario)
+        self._profiles = {
+            s.index: read_profile_csv(resolve_relative(scenario, s.value.csv))
+            for s in steps
+            if s.kind == "profile"
+        }
+        unsupported = [s for s in steps if not hasattr(self, f"_do_{s.kind}")]
+        if unsupported:
+            s = unsupported[0]
+            raise ScenarioError(
+                f"{scenario.source}, line {s.line}: the step {s.kind!r} is not supported by this version"
+            )
+        self.twin = Twin(
+            TwinConfig(
+                cell=self.cell,
+                topology=Topology(spec.series, spec.parallel),
+                profile=self.profile,
+                packs=1,
+                soc=spec.soc,
+                temperature_c=spec.temperature_c,
+                spread=Spread(**spec.spread.model_dump()),
+                dt_s=scenario.dt,
+            )
+        )
+        self.telemetry = Telemetry(series=spec.series, every_s=every_s or scenario.dt)
+        self._next_record_s = 0.0
+        self._events_mark = 0
+        self._profile: tuple[float, FloatArray, FloatArray] | None = None
+        self.expectations: list[ExpectationResult] = []
+        self._record()
+
+    # ------------------------------------------------------------------ public
+    def planned_duration_s(self) -> float:
+        """Upper bound of simulated time: runs plus run_until timeouts (for a progress bar)."""
+        total = 0.0
+        for step in self.steps:
+            if step.kind == "run":
+                total += float(step.value)
+            elif step.kind == "run_until":
+                total += step.value.timeout
+        return total
+
+    def run(self, progress: Progress | None = None) -> RunResult:
+        error = None
+        for step in self.steps:
+            stop = getattr(self, f"_do_{step.kind}")(step, progress)
+            if stop:
+                error = stop
+                break
+        return RunResult(
+            name=self.scenario.name,
+            source=self.scenario.source,
+            expectations=self.expectations,
+            events=[self._event_dict(e) for e in self.twin.events],
+            final=self.final_state(),
+            telemetry=self.telemetry,
+            error=error,
+        )
+
+    def final_state(self) -> dict[str, Any]:
+        twin, bms, m = self.twin, self.twin.bms, self.twin.last_measurements
+        return {
+            "t_s": round(twin.t_s, 3),
+            "state": bms.state_name(0),
+            "faults": bms.active_faults(0),
+            "fault_details": bms.fault_details(0),
+            "warnings": bms.active_warnings(0),
+            "charge_fet": bool(twin.pack.charge_fet[0]),
+            "discharge_fet": bool(twin.pack.discharge_fet[0]),
+            "soc": round(float(bms.pack_soc[0]), 4),
+            "pack_v": round(float(m.stack_v[0]), 3),
+            "current_a": round(float(m.current_a[0]), 3),
+            "cell_v": [round(float(v), 4) for v in m.cell_v[0]],
+            "temperature_c": [round(float(v), 2) for v in m.cell_t_c[0]],
+            "charge_current_limit_a": round(float(twin.commands.charge_current_limit_a[0]), 2),
+            "discharge_current_limit_a": round(float(twin.commands.discharge_current_limit_a[0]), 2),
+            "charge_voltage_limit_v": round(float(twin.commands.charge_voltage_limit_v[0]), 3),
+        }
+
+    # ------------------------------------------------------------------ stepping
+    def _advance(self) -> None:
+        twin = self.twin
+        if self._profile is not None:
+            start_s, t_points, currents = self._profile
+            elapsed_s = twin.t_s - start_s + 1e-9
+            k = int(np.searchsorted(t_points, elapsed_s, side="right")) - 1
+            if k >= len(t_points) - 1 and elapsed_s >= t_points[-1] + (t_points[-1] - t_points[-2] if len(t_points) > 1 else twin.dt_s):
+                twin.pack.external.profile_a[0] = np.nan
+                self._profile = None
+            else:
+                twin.pack.external.profile_a[0] = currents[max(k, 0)] if k >= 0 else 0.0
+        twin.step()
+        if twin.t_s + 1e-9 >= self._next_record_s:
+            self._record()
+
+    def _record(self) -> None:
+        twin, bms, m = self.twin, self.twin.bms, self.twin.last_measurements
+        pack = twin.pack
+        row = np.concatenate(
+            [
+                [twin.t_s, pack.pack_v[0], pack.current_a[0], bms.pack_soc[0], float(bms.state[0]),
+                 float(pack.charge_fet[0]), float(pack.discharge_fet[0])],
+                pack.group_v[0],
+                pack.group_temperature_c()[0],
+            ]
+        )
+        self.telemetry.rows.append(row)
+        self.telemetry.states.append(bms.state_name(0))
+        self._next_record_s = twin.t_s + self.telemetry.every_s - 1e-9
+        del m
+
+    def _run_for(self, duration_s: float, progress: Progress | None) -> None:
+        steps = int(round(duration_s / self.twin.dt_s))
+        for k in range(steps):
+            self._advance()
+            if progress is not None and k % 500 == 0:
+                progress(self.twin.t_s)
+
+    # ------------------------------------------------------------------ conditions
+    def check(self, cond: Conditions) -> list[str]:
+        """What does not hold of ``cond`` now (empty when everything holds)."""
+        twin, bms, m = self.twin, self.twin.bms, self.twin.last_measurements
+        problems: list[str] = []
+        faults = set(bms.active_faults(0))
+        state = bms.state_name(0)
+        if cond.state is not None and state != cond.state:
+            problems.append(f"state is {state}, expected {cond.state}")
+        if cond.faults is not None:
+            missing = [f for f in cond.faults if f not in faults]
+            if missing:
+                problems.append(f"fault(s) {', '.join(missing)} not active (active: {_names(faults)})")
+        if cond.faults_absent is not None:
+            present = [f for f in cond.faults_absent if f in faults]
+            if present:
+                problems.append(f"fault(s) {', '.join(present)} still active")
+        if cond.warnings is not None:
+            warned = set(bms.active_warnings(0))
+            missing = [w for w in cond.warnings if w not in warned]
+            if missing:
+                problems.append(f"warning(s) {', '.join(missing)} not active (active: {_names(warned)})")
+        for name, wanted, actual in (
+            ("charge FET", cond.charge_fet, bool(twin.pack.charge_fet[0])),
+            ("discharge FET", cond.discharge_fet, bool(twin.pack.discharge_fet[0])),
+        ):
+            if wanted is not None and wanted != actual:
+                problems.append(f"{name} is {'on' if actual else 'off'}, expected {'on' if wanted else 'off'}")
+        ranges = (
+            ("soc", cond.soc, np.array([bms.pack_soc[0]])),
+            ("cell_v", cond.cell_v, m.cell_v[0]),
+            ("pack_v", cond.pack_v, m.stack_v[:1]),
+            ("temperature_c", cond.temperature_c, m.cell_t_c[0]),
+        )
+        for name, rng, values in ranges:
+            if rng is not None and not np.all((values >= rng[0]) & (values <= rng[1])):
+                shown = f"{values.min():.4g}..{values.max():.4g}" if values.size > 1 else f"{values[0]:.4g}"
+                problems.append(f"{name} is {shown}, expected within [{rng[0]}, {rng[1]}]")
+        if cond.events is not None:
+            seen = twin.events[self._events_mark:]
+            for item in cond.events:
+                kind, fields = event_pattern(item)
+                if not any(e.kind == kind and _fields_match(e, fields) for e in seen):
+                    want = kind + (f" {fields}" if fields else "")
+                    problems.append(f"no event {want} since the previous expect")
+        return problems
+
+    # ------------------------------------------------------------------ steps
+    def _do_note(self, step: Step, progress: Progress | None) -> None:
+        return None
+
+    def _do_run(self, step: Step, progress: Progress | None) -> None:
+        self._run_for(float(step.value), progress)
+
+    def _do_run_until(self, step: Step, progress: Progress | None) -> str | None:
+        cond: RunUntil = step.value
+        deadline = self.twin.t_s + cond.timeout
+        k = 0
+        while not self.check(cond) == []:
+            if self.twin.t_s >= deadline - 1e-9:
+                message = (
+                    f"run_until (line {step.line}) timed out after {format_duration(cond.timeout)}: "
+                    + "; ".join(self.check(cond))
+                )
+                self.expectations.append(ExpectationResult(step.index, step.line, self.twin.t_s, False, message))
+                return message
+            self._advance()
+            k += 1
+            if progress is not None and k % 500 == 0:
+                progress(self.twin.t_s)
+        self._events_mark = len(self.twin.events)
+        return None
+
+    def _do_expect(self, step: Step, progress: Progress | None) -> None:
+        problems = self.check(step.value)
+        at = format_duration(self.twin.t_s)
+        message = (
+            f"expect (line {step.line}) holds at t={at}"
+            if not problems
+            else f"expect (line {step.line}) failed at t={at}: " + "; ".join(problems)
+        )
+        self.expectations.append(ExpectationResult(step.index, step.line, self.twin.t_s, not problems, message))
+        self._events_mark = len(self.twin.events)
+
+    def _do_load(self, step: Step, progress: Progress | None) -> None:
+        spec: LoadSpec = step.value
+        ext = self.twin.pack.external
+        if spec.current_a is not None:
+            ext.load_mode[0], ext.load_value[0] = LOAD_CURRENT, spec.current_a
+        elif spec.power_w is not None:
+            ext.load_mode[0], ext.load_value[0] = LOAD_POWER, spec.power_w
+        else:
+            ext.load_mode[0], ext.load_value[0] = LOAD_RESISTANCE, spec.resistance_ohm
+
+    def _do_charger(self, step: Step, progress: Progress | None) -> None:
+        spec: ChargerSpec = step.value
+        ext = self.twin.pack.external
+        ext.charger_connected[0] = True
+        ext.charger_v[0], ext.charger_a[0] = spec.voltage_v, spec.current_a
+        ext.charger_min_battery_v[0] = spec.min_battery_v
+
+    def _do_short(self, step: Step, progress: Progress | None) -> None:
+        self.twin.pack.external.short_ohm[0] = step.value.resistance_ohm
+
+    def _do_ambient(self, step: Step, progress: Progress | None) -> None:
+        self.twin.pack.ambient_c[0] = step.value.temperature_c
+
+    def _do_profile(self, step: Step, progress: Progress | None) -> None:
+        t_points, currents = self._profiles[step.index]
+        self._profile = (self.twin.t_s - t_points[0], t_points, currents)
+
+    def _do_disconnect(self, step: Step, progress: Progress | None) -> None:
+        ext = self.twin.pack.external
+        target = step.value
+        if target == "load":
+            ext.load_mode[0], ext.load_value[0] = LOAD_NONE, 0.0
+        elif target == "charger":
+            ext.charger_connected[0] = False
+        elif target == "short":
+            ext.short_ohm[0] = np.inf
+        elif target == "profile":
+            ext.profile_a[0] = np.nan
+            self._profile = None
+        else:
+            raise ScenarioError(f"line {step.line}: disconnect {target} is not supported by this version")
+
+    @staticmethod
+    def _event_dict(event: Event) -> dict[str, Any]:
+        return event.as_dict()
+
+
+def _names(items: set[str]) -> str:
+    return ", ".join(sorted(items)) or "none"
+
+
+def _fields_match(event: Event, fields: dict[str, Any]) -> bool:
+    for key, want in fields.items():
+        have = event.fields.get(key)
+        if isinstance(want, int | float) and isinstance(have, int | float) and not isinstance(want, bool):
+            if not np.isclose(float(have), float(want), rtol=1e-6, atol=1e-9):
+                return False
+        elif have != want:
+            return False
+    return True
+
+
+__all__ = ["RunResult", "ScenarioRunner", "ServiceClear", "Telemetry"]

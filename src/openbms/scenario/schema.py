@@ -1,0 +1,401 @@
+"""The scenario file format (SPEC §8), validated with pydantic before anything runs.
+
+A timeline step is a mapping with exactly one key, the step's kind (``- run: 10min``); its value
+is validated by that kind's model. Every error is turned into one sentence naming the file, the
+line and the key at fault.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from openbms.bms.events import EVENT_KINDS
+from openbms.bms.profile import ProfileError, load_profile
+from openbms.bms.states import STATES
+from openbms.scenario.yaml_lines import Location, line_of, load_yaml_with_lines
+from openbms.units import parse_duration_s
+
+KNOWN_FAULTS = tuple(load_profile("lfp").protections)
+INJECTABLE_FAULTS = (
+    "cell_internal_short",
+    "capacity_fade",
+    "open_balance_wire",
+    "sensor_stuck",
+    "sensor_drift",
+    "afe_glitch",
+    "firmware_hang",
+    "monitor_link_errors",
+    "fet_stuck_closed",
+    "cooling_failure",
+)
+
+
+class ScenarioError(ValueError):
+    """An invalid scenario: the message is the one sentence a user sees."""
+
+
+def _duration(value: Any) -> float:
+    return parse_duration_s(value)
+
+
+def _fet_state(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("on", "off", "true", "false"):
+        return value.lower() in ("on", "true")
+    raise ValueError("a FET state is on or off")
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+FetState = Annotated[bool, BeforeValidator(_fet_state)]
+StateName = Literal["off", "sleep", "normal", "protected", "latched", "locked", "unresponsive"]
+assert set(StateName.__args__) == set(STATES)  # type: ignore[attr-defined]
+FaultName = Literal[KNOWN_FAULTS]  # type: ignore[valid-type]
+Range = tuple[float, float]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------- pack and BMS
+class SpreadSpec(_Strict):
+    capacity: float = Field(default=0.0, ge=0, le=0.3)
+    resistance: float = Field(default=0.0, ge=0, le=0.5)
+    soc: float = Field(default=0.0, ge=0, le=0.3)
+    self_discharge: float = Field(default=0.0, ge=0, le=2.0)
+    seed: int = 0
+
+
+class UserCellSpec(_Strict):
+    capacity_ah: float = Field(gt=0)
+    r0_ohm: float = Field(ge=0)
+    rc: list[tuple[float, float]] = Field(default_factory=list, max_length=2)
+    ocv_csv: str
+    thermal_mass_j_per_k: float = Field(default=100.0, gt=0)
+    cooling_w_per_k: float = Field(default=0.05, ge=0)
+
+
+class PackSpec(_Strict):
+    chemistry: Literal["lfp", "nmc", "lto", "lfp_prada2013"] = "lfp"
+    series: int = Field(default=16, ge=1, le=1000)
+    parallel: int = Field(default=1, ge=1, le=1000)
+    capacity_ah: float | None = Field(default=None, gt=0, description="capacity of one cell")
+    soc: float = Field(default=0.5, ge=0, le=1)
+    temperature_c: float = Field(default=25.0, ge=-60, le=120)
+    spread: SpreadSpec = Field(default_factory=SpreadSpec)
+    cell: Literal["lfp", "nmc", "lto", "lfp_prada2013"] | UserCellSpec | None = None
+
+
+class BmsSpec(_Strict):
+    profile: str = "lfp"
+    set: dict[str, Any] = Field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- conditions
+class Conditions(_Strict):
+    """What ``expect`` checks and ``run_until`` waits for; every given key must hold."""
+
+    state: StateName | None = None
+    faults: list[FaultName] | None = None
+    faults_absent: list[FaultName] | None = None
+    charge_fet: FetState | None = None
+    discharge_fet: FetState | None = None
+    events: list[str | dict[str, Any]] | None = None
+    soc: Range | None = None
+    cell_v: Range | None = None
+    pack_v: Range | None = None
+    temperature_c: Range | None = None
+    warnings: list[FaultName] | None = None
+
+    @field_validator("soc", "cell_v", "pack_v", "temperature_c")
+    @classmethod
+    def _ordered(cls, value: Range | None) -> Range | None:
+        if value is not None and value[0] > value[1]:
+            raise ValueError("a range is [low, high] with low ≤ high")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str | dict[str, Any]] | None) -> list[str | dict[str, Any]] | None:
+        for item in value or []:
+            kind = _event_kind(item)
+            if kind not in EVENT_KINDS:
+                raise ValueError(f"unknown event kind {kind!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Conditions:
+        if not self.model_fields_set:
+            raise ValueError("needs at least one condition")
+        return self
+
+
+def _event_kind(item: str | dict[str, Any]) -> str:
+    if isinstance(item, str):
+        return item
+    if "kind" in item:
+        return str(item["kind"])
+    if len(item) == 1:
+        return str(next(iter(item)))
+    raise ValueError("an event is a kind, {kind: ..., field: ...} or {kind: {field: ...}}")
+
+
+def event_pattern(item: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(kind, fields that must match) of one ``events`` entry."""
+    if isinstance(item, str):
+        return item, {}
+    if "kind" in item:
+        return str(item["kind"]), {k: v for k, v in item.items() if k != "kind"}
+    kind, fields = next(iter(item.items()))
+    return str(kind), dict(fields or {})
+
+
+class RunUntil(Conditions):
+    timeout: Duration
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> RunUntil:
+        if not (self.model_fields_set - {"timeout"}):
+            raise ValueError("needs at least one condition besides timeout")
+        return self
+
+
+# ---------------------------------------------------------------------------- step values
+class LoadSpec(_Strict):
+    current_a: float | None = Field(default=None, ge=0)
+    power_w: float | None = Field(default=None, ge=0)
+    resistance_ohm: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> LoadSpec:
+        if len(self.model_fields_set) != 1:
+            raise ValueError("give exactly one of current_a, power_w, resistance_ohm")
+        return self
+
+
+class ProfileSpec(_Strict):
+    csv: str
+
+
+class ChargerSpec(_Strict):
+    voltage_v: float = Field(gt=0)
+    current_a: float = Field(gt=0)
+    min_battery_v: float = Field(default=0.0, ge=0)
+
+
+class ShortSpec(_Strict):
+    resistance_ohm: float = Field(gt=0)
+
+
+class AmbientSpec(_Strict):
+    temperature_c: float = Field(ge=-60, le=120)
+
+
+class InjectSpec(_Strict):
+    fault: Literal[INJECTABLE_FAULTS]  # type: ignore[valid-type]
+    cell: int | None = Field(default=None, ge=1)
+    resistance_ohm: float | None = Field(default=None, gt=0)
+    soh: float | None = Field(default=None, gt=0, le=1)
+    sensor: str | None = Field(default=None, pattern=r"^(cell_v_[1-9][0-9]*|cell_t_[1-9][0-9]*|current)$")
+    value: float | None = None
+    per_hour: float | None = None
+    fet: Literal["charge", "discharge"] | None = None
+
+    @model_validator(mode="after")
+    def _needs(self) -> InjectSpec:
+        needs = {
+            "cell_internal_short": ("cell", "resistance_ohm"),
+            "capacity_fade": ("cell", "soh"),
+            "open_balance_wire": ("cell",),
+            "sensor_stuck": ("sensor", "value"),
+            "sensor_drift": ("sensor", "per_hour"),
+            "fet_stuck_closed": ("fet",),
+        }.get(self.fault, ())
+        missing = [k for k in needs if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"{self.fault} needs {', '.join(missing)}")
+        return self
+
+
+class RepairSpec(_Strict):
+    fault: Literal[INJECTABLE_FAULTS]  # type: ignore[valid-type]
+    cell: int | None = Field(default=None, ge=1)
+    sensor: str | None = None
+    fet: Literal["charge", "discharge"] | None = None
+
+
+class ReplaceCellSpec(_Strict):
+    cell: int = Field(ge=1)
+    soc: float = Field(ge=0, le=1)
+
+
+class ServiceClear(_Strict):
+    service_clear: FaultName
+
+
+DisconnectTarget = Literal["load", "charger", "short", "profile", "main_leads", "balance_connector"]
+ConnectTarget = Literal["main_leads", "balance_connector"]
+
+STEP_KINDS: dict[str, Any] = {
+    "load": LoadSpec,
+    "profile": ProfileSpec,
+    "charger": ChargerSpec,
+    "disconnect": DisconnectTarget,
+    "connect": ConnectTarget,
+    "short": ShortSpec,
+    "ambient": AmbientSpec,
+    "inject": InjectSpec,
+    "repair": RepairSpec,
+    "replace_cell": ReplaceCellSpec,
+    "press": Literal["reset_button"],
+    "command": Literal["soft_reset"] | ServiceClear,
+    "run": Duration,
+    "run_until": RunUntil,
+    "expect": Conditions,
+    "note": str,
+}
+
+
+class Step(_Strict):
+    """One timeline entry: its kind, its validated value and where it stands in the file."""
+
+    kind: str
+    value: Any
+    index: int
+    line: int | None = None
+
+
+class Scenario(_Strict):
+    name: str
+    description: str | None = None
+    pack: PackSpec = Field(default_factory=PackSpec)
+    bms: BmsSpec = Field(default_factory=BmsSpec)
+    dt: Duration = 0.1
+    timeline: list[dict[str, Any]]
+    source: str | None = None
+
+    @field_validator("dt")
+    @classmethod
+    def _dt_range(cls, value: float) -> float:
+        if not 1e-3 <= value <= 60:
+            raise ValueError("dt must lie between 1ms and 60s")
+        return value
+
+
+# ---------------------------------------------------------------------------- loading
+def _sentence(file: str, lines: dict[Location, int], loc: Location, message: str) -> str:
+    line = line_of(lines, loc)
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    where = f"{file}, line {line}" if line else file
+    return f"{where}: {key}: {message}"
+
+
+def _first_error(err: ValidationError) -> tuple[Location, str]:
+    first = err.errors()[0]
+    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif first["type"] == "missing":
+        msg = "this key is required"
+    elif first["type"] == "literal_error" and "expected" in first.get("ctx", {}):
+        msg = f"{first.get('input')!r} is not allowed; expected {first['ctx']['expected']}"
+    return loc, msg
+
+
+def parse_steps(raw: list[dict[str, Any]], file: str, lines: dict[Location, int]) -> list[Step]:
+    from pydantic import TypeAdapter
+
+    steps: list[Step] = []
+    for i, entry in enumerate(raw):
+        loc: Location = ("timeline", i)
+        if isinstance(entry, str) and entry in STEP_KINDS and entry == "note":
+            entry = {"note": ""}
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise ScenarioError(
+                _sentence(file, lines, loc, "each step is a mapping with exactly one key (e.g. `- run: 10min`)")
+            )
+        kind, value = next(iter(entry.items()))
+        kind = str(kind)
+        if kind not in STEP_KINDS:
+            raise ScenarioError(
+                _sentence(file, lines, loc + (kind,), f"unknown step; use one of {', '.join(STEP_KINDS)}")
+            )
+        try:
+            parsed = TypeAdapter(STEP_KINDS[kind]).validate_python(value)
+        except ValidationError as err:
+            sub, msg = _first_error(err)
+            raise ScenarioError(_sentence(file, lines, loc + (kind,) + sub, msg)) from None
+        steps.append(Step(kind=kind, value=parsed, index=i, line=line_of(lines, loc)))
+    return steps
+
+
+def load_scenario(path: Path | str) -> tuple[Scenario, list[Step]]:
+    """Read and validate a scenario file completely, or raise ScenarioError."""
+    path = Path(path)
+    file = str(path)
+    try:
+        data, lines = load_yaml_with_lines(path)
+    except OSError as err:
+        raise ScenarioError(f"{file}: cannot read the file ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{file}, line {mark.line + 1}" if mark else file
+        problem = getattr(err, "problem", None) or str(err)
+        raise ScenarioError(f"{where}: not valid YAML ({problem})") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{file}: not a text file") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{file}: a scenario is a mapping with name, pack, bms, dt and timeline")
+    try:
+        scenario = Scenario.model_validate({**data, "source": file})
+    except ValidationError as err:
+        loc, msg = _first_error(err)
+        raise ScenarioError(_sentence(file, lines, loc, msg)) from None
+    try:
+        load_profile(scenario.bms.profile, scenario.bms.set)
+    except ProfileError as err:
+        raise ScenarioError(_sentence(file, lines, ("bms", "set"), str(err))) from None
+    steps = parse_steps(scenario.timeline, file, lines)
+    if not steps:
+        raise ScenarioError(_sentence(file, lines, ("timeline",), "the timeline is empty"))
+    _check_cells(scenario, steps, file, lines)
+    return scenario, steps
+
+
+def _check_cells(scenario: Scenario, steps: list[Step], file: str, lines: dict[Location, int]) -> None:
+    """Cell numbers in steps must exist in the pack (1-based, series groups)."""
+    series = scenario.pack.series
+    for step in steps:
+        cell = getattr(step.value, "cell", None)
+        if cell is not None and cell > series:
+            raise ScenarioError(
+                _sentence(file, lines, ("timeline", step.index, step.kind, "cell"),
+                          f"cell {cell} does not exist in a {series}-cell pack")
+            )
+        sensor = getattr(step.value, "sensor", None)
+        if sensor and sensor != "current" and int(sensor.rsplit("_", 1)[1]) > series:
+            raise ScenarioError(
+                _sentence(file, lines, ("timeline", step.index, step.kind, "sensor"),
+                          f"{sensor} does not exist in a {series}-cell pack")
+            )
+
+
+def resolve_relative(scenario: Scenario, name: str) -> Path:
+    """Paths in a scenario are relative to the scenario file."""
+    base = Path(scenario.source).parent if scenario.source else Path.cwd()
+    path = Path(name)
+    return path if path.is_absolute() else base / path

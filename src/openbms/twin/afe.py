@@ -1,0 +1,53 @@
+"""The analog front end: what the brain can know about the pack, with a real AFE's flaws.
+
+It measures every series group's voltage, the pack current, the temperatures and the stack
+voltage with configurable noise, offset and resolution. The noise comes from the twin's own
+seeded generator, so a run is reproducible.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from openbms.bms.interface import Measurements
+from openbms.bms.profile import Afe
+from openbms.twin.pack import Pack, StepResult
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def _quantise(x: FloatArray, step: float) -> FloatArray:
+    return x if step <= 0 else np.round(x / step) * step
+
+
+class AnalogFrontEnd:
+    def __init__(self, settings: Afe, seed: int) -> None:
+        self.settings = settings
+        self.rng = np.random.default_rng(seed + 7919)
+
+    def _noisy(self, x: FloatArray, sd: float, offset: float, step: float) -> FloatArray:
+        if sd > 0:
+            x = x + sd * self.rng.standard_normal(x.shape)
+        return _quantise(x + offset, step)
+
+    def measure(self, pack: Pack, step: StepResult) -> Measurements:
+        s = self.settings
+        n = pack.packs
+        ext = pack.external
+        return Measurements(
+            cell_v=self._noisy(pack.group_v, s.cell_v_noise_v, s.cell_v_offset_v, s.cell_v_resolution_v),
+            cell_t_c=self._noisy(pack.group_temperature_c(), s.temperature_noise_c, 0.0, s.temperature_resolution_c),
+            current_a=self._noisy(pack.current_a, s.current_noise_a, s.current_offset_a, s.current_resolution_a),
+            stack_v=_quantise(pack.pack_v, 0.01),
+            fet_t_c=_quantise(pack.fet_t_c, s.temperature_resolution_c),
+            afe_ok=np.ones(n, dtype=bool),
+            short_circuit_tripped=step.short_circuit_tripped,
+            short_circuit_at_s=step.short_circuit_at_s,
+            short_circuit_peak_a=step.short_circuit_peak_a,
+            charger_present=ext.charger_outputs(pack.terminal_visible_v()) | (
+                ext.charger_connected & (ext.charger_min_battery_v <= 0)
+            ),
+            load_present=ext.load_connected(),
+            link_ok=np.ones(n, dtype=bool),
+        )
