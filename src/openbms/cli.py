@@ -1,0 +1,173 @@
+"""The ``openbms`` command.
+
+Errors reach the user as one sentence and an exit code (2 for invalid input, 1 for a failed
+expectation); a traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from openbms import __version__
+from openbms.scenario.output import slug, write_outputs
+from openbms.scenario.plot import plot_run
+from openbms.scenario.report import print_summary
+from openbms.scenario.runner import RunResult, ScenarioRunner
+from openbms.scenario.schema import ScenarioError, load_scenario
+from openbms.units import parse_duration_s
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="openbms: a battery management system with a digital twin of the pack.",
+)
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one sentence."""
+
+
+def _consoles(json_out: bool) -> tuple[Console, Console]:
+    out = Console(stderr=json_out, highlight=False)
+    err = Console(stderr=True, highlight=False)
+    return out, err
+
+
+def _run_one(path: Path, every_s: float | None, err: Console, show_progress: bool) -> tuple[RunResult, float]:
+    scenario, steps = load_scenario(path)
+    runner = ScenarioRunner(scenario, steps, every_s=every_s)
+    planned = max(runner.planned_duration_s(), 1.0)
+    start = time.perf_counter()
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[simulated]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not show_progress,
+    ) as progress:
+        task = progress.add_task(scenario.name[:40], total=planned, simulated="")
+
+        def report(t_s: float) -> None:
+            progress.update(task, completed=min(t_s, planned), simulated=f"t={t_s / 60:.1f} min")
+
+        result = runner.run(progress=report)
+    return result, time.perf_counter() - start
+
+
+def _simulate(
+    scenarios: list[Path], json_out: bool, out: Path | None, every: str | None, debug: bool
+) -> int:
+    console, err = _consoles(json_out)
+    try:
+        every_s = parse_duration_s(every) if every is not None else None
+        if every_s is not None and every_s <= 0:
+            raise ValueError("--every must be a positive duration")
+    except ValueError as exc:
+        err.print(f"[red]error:[/] --every: {exc}")
+        return EXIT_INVALID
+    # Validate every file before running any, so a typo in the last one costs no simulation time.
+    try:
+        for path in scenarios:
+            load_scenario(path)
+    except ScenarioError as exc:
+        err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        return EXIT_INVALID
+    code = EXIT_OK
+    used: set[str] = set()
+    for path in scenarios:
+        try:
+            result, wall_s = _run_one(path, every_s, err, show_progress=True)
+        except ScenarioError as exc:
+            err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            return EXIT_INVALID
+        files: list[Path] = []
+        if out is not None:
+            name = slug(path.stem)
+            while name in used:
+                name += "-2"
+            used.add(name)
+            folder = out if len(scenarios) == 1 else out / name
+            files = write_outputs(result, folder, plot_run)
+        if json_out:
+            doc = result.as_dict()
+            doc["wall_s"] = round(wall_s, 3)
+            sys.stdout.write(json.dumps(doc) + "\n")
+        else:
+            print_summary(console, result, wall_s, files)
+        if not result.passed:
+            code = EXIT_FAILED
+    return code
+
+
+def _exit(code_fn: object, debug: bool) -> None:
+    """Run ``code_fn`` and exit with its code; unexpected errors become one sentence."""
+    try:
+        code = code_fn()  # type: ignore[operator]
+    except KeyboardInterrupt:
+        Console(stderr=True).print("[red]interrupted[/]")
+        raise typer.Exit(130) from None
+    except (UserError, OSError) as exc:
+        if debug:
+            raise
+        Console(stderr=True).print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_INVALID) from None
+    except Exception as exc:  # noqa: BLE001 - the user sees one sentence, --debug shows all
+        if debug:
+            raise
+        Console(stderr=True).print(
+            f"[red]internal error:[/] {type(exc).__name__}: {exc} (run again with --debug for details)"
+        )
+        raise typer.Exit(3) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def simulate(
+    scenarios: Annotated[list[Path], typer.Argument(help="Scenario YAML files to run.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document per scenario.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Write telemetry, events and a plot here.")] = None,
+    every: Annotated[str | None, typer.Option("--every", help="Telemetry interval, e.g. 1s (default: dt).")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Run scenarios on the twin: exit 0 when every expectation holds, 1 when one fails, 2 when a
+    file or an argument is invalid."""
+    _exit(lambda: _simulate(scenarios, json_out, out, every, debug), debug)
+
+
+def demo_scenario_path() -> Path:
+    return Path(str(resources.files("openbms.scenario").joinpath("library", "demo.yaml")))
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the plot and telemetry.")] = Path("openbms-demo"),
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Run the built-in demonstration on the twin (a 16S 100 Ah LiFePO4 pack) and plot it."""
+    _exit(lambda: _simulate([demo_scenario_path()], False, out, None, debug), debug)
+
+
+@app.command()
+def version() -> None:
+    """Print the openbms version."""
+    print(__version__)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
