@@ -85,6 +85,10 @@ class Bms:
             charge_voltage_limit_v=np.zeros(n),
         )
         self._t_last_s: float | None = None
+        self._soc_known = initial_soc is not None
+        recovery = np.array(self.table.recovery)
+        self._is_latched_class = recovery == "latched"
+        self._is_persistent_class = recovery == "persistent"
 
     # ----------------------------------------------------------------- configuration
     def afe_config(self) -> AfeProtectionConfig:
@@ -105,10 +109,12 @@ class Bms:
         dt_s = self.profile.cycle_s if self._t_last_s is None else max(t_s - self._t_last_s, 0.0)
         self._t_last_s = t_s
         events: list[Event] = []
-        if np.isnan(self.soc).any():
+        if not self._soc_known:
             self._init_soc_from_ocv(m)
+            self._soc_known = True
 
-        quantities = self._quantities(m, dt_s)
+        stats = _CellStats.of(m)
+        quantities = self._quantities(m, stats, dt_s)
         values = self.table.values(quantities)
         self.last_values = values
         condition = self.table.trip_condition(values)
@@ -116,28 +122,26 @@ class Bms:
         self._update_warnings(t_s, dt_s, values, events)
         self._update_fets(t_s, condition, events)
         self._update_state(t_s, events)
-        self._update_soc(m, t_s, dt_s, events)
-        self._update_balancing(m, t_s, events)
-        self.limits = self._limits(m)
+        self._update_soc(m, stats, t_s, dt_s, events)
+        self._update_balancing(m, stats, t_s, events)
+        self.limits = self._limits(stats)
         self.last_cell_v, self.last_cell_t_c, self.last_current_a = m.cell_v, m.cell_t_c, m.current_a
         return self.limits, events
 
-    def _quantities(self, m: Measurements, dt_s: float) -> FloatArray:
+    def _quantities(self, m: Measurements, stats: _CellStats, dt_s: float) -> FloatArray:
         n = self.packs
-        q = np.zeros((n, len(QUANTITIES)))
-        cell_v, cell_t = m.cell_v, m.cell_t_c
-        q[:, _Q["max_cell_v"]] = np.max(np.where(np.isnan(cell_v), -np.inf, cell_v), axis=1)
-        q[:, _Q["min_cell_v"]] = np.min(np.where(np.isnan(cell_v), np.inf, cell_v), axis=1)
-        current_c = m.current_a / self.pack.capacity_ah
+        q = np.empty((n, len(QUANTITIES)))
+        q[:, _Q["max_cell_v"]] = stats.max_v
+        q[:, _Q["min_cell_v"]] = stats.min_v
+        current_c = stats.current_a / self.pack.capacity_ah
         q[:, _Q["charge_c_rate"]] = np.maximum(current_c, 0.0)
         q[:, _Q["discharge_c_rate"]] = np.maximum(-current_c, 0.0)
-        q[:, _Q["max_cell_t"]] = np.max(np.where(np.isnan(cell_t), -np.inf, cell_t), axis=1)
-        q[:, _Q["min_cell_t"]] = np.min(np.where(np.isnan(cell_t), np.inf, cell_t), axis=1)
+        q[:, _Q["max_cell_t"]] = stats.max_t
+        q[:, _Q["min_cell_t"]] = stats.min_t
         q[:, _Q["fet_t"]] = m.fet_t_c
         resting = np.abs(current_c) < self.profile.rest_current_c_rate
-        spread = q[:, _Q["max_cell_v"]] - q[:, _Q["min_cell_v"]]
-        q[:, _Q["imbalance_v"]] = np.where(resting, spread, np.nan)
-        q[:, _Q["sensor_implausible"]] = (self._implausible(m) & m.afe_ok).astype(float)
+        q[:, _Q["imbalance_v"]] = np.where(resting, stats.max_v - stats.min_v, np.nan)
+        q[:, _Q["sensor_implausible"]] = self._implausible(m, stats) & m.afe_ok
         q[:, _Q["afe_not_answering"]] = (~m.afe_ok).astype(float)
         self.link_bad_s = np.where(m.link_ok, 0.0, self.link_bad_s + dt_s)
         q[:, _Q["link_silent_s"]] = self.link_bad_s
@@ -146,17 +150,19 @@ class Bms:
         q[~np.isfinite(q)] = np.nan
         return q
 
-    def _implausible(self, m: Measurements) -> BoolArray:
-        """A reading the brain must not trust: NaN, outside physics, or cells ≠ stack."""
+    def _implausible(self, m: Measurements, stats: _CellStats) -> BoolArray:
+        """A reading the brain must not trust: NaN, outside physics, or cells ≠ stack.
+
+        Comparisons are written so that NaN fails them: any NaN makes the reading implausible.
+        """
         sens = self.profile.sensors
-        bad_v = ~((m.cell_v >= sens.cell_v_min_v) & (m.cell_v <= sens.cell_v_max_v))
-        bad_t = ~((m.cell_t_c >= sens.temperature_min_c) & (m.cell_t_c <= sens.temperature_max_c))
-        bad_i = ~np.isfinite(m.current_a) | ~np.isfinite(m.stack_v) | ~np.isfinite(m.fet_t_c)
-        mismatch = np.abs(m.stack_v - m.cell_v.sum(axis=1))
+        good_v = (stats.min_v_raw >= sens.cell_v_min_v) & (stats.max_v_raw <= sens.cell_v_max_v)
+        good_t = (stats.min_t_raw >= sens.temperature_min_c) & (stats.max_t_raw <= sens.temperature_max_c)
+        good_i = np.isfinite(m.current_a) & np.isfinite(m.stack_v) & np.isfinite(m.fet_t_c)
+        mismatch = np.abs(m.stack_v - stats.sum_v)
         allowed = np.maximum(sens.stack_mismatch_fraction * np.abs(m.stack_v), sens.stack_mismatch_min_v)
-        with np.errstate(invalid="ignore"):
-            bad_stack = mismatch > allowed
-        return bad_v.any(axis=1) | bad_t.any(axis=1) | bad_i | bad_stack
+        good_stack = mismatch <= allowed
+        return ~(good_v & good_t & good_i & good_stack)
 
     def _update_faults(
         self,
@@ -229,7 +235,9 @@ class Bms:
         by_for_class = {"charger": "charger", "load-removal": "load_removal"}
         for pack, j in zip(*np.nonzero(cleared), strict=True):
             reason = by if by != "auto" else by_for_class.get(self.table.recovery[j], "auto")
-            events.append(Event(t_s, int(pack), "fault_cleared", {"fault": self.table.names[j], "by": reason}))
+            events.append(
+                Event(t_s, int(pack), "fault_cleared", {"fault": self.table.names[j], "by": reason})
+            )
         self.active &= ~cleared
         self.trip_timer_s[cleared] = 0.0
         self.release_timer_s[cleared] = 0.0
@@ -280,9 +288,8 @@ class Bms:
 
     def _update_state(self, t_s: float, events: list[Event]) -> None:
         table = self.table
-        recovery = np.array(table.recovery)
-        latched = (self.active & ((recovery == "latched") | self.escalated)).any(axis=1)
-        locked = (self.active & (recovery == "persistent")).any(axis=1)
+        latched = (self.active & (self._is_latched_class | self.escalated)).any(axis=1)
+        locked = (self.active & self._is_persistent_class).any(axis=1)
         blocking = (self.active & (table.blocks_charge | table.blocks_discharge)).any(axis=1)
         new_state = np.where(
             locked,
@@ -306,13 +313,17 @@ class Bms:
         from_ocv = self.pack.ocv.soc_from_voltage(np.nan_to_num(m.cell_v, nan=0.0))
         self.soc = np.where(missing, from_ocv, self.soc)
 
-    def _update_soc(self, m: Measurements, t_s: float, dt_s: float, events: list[Event]) -> None:
-        current = np.nan_to_num(m.current_a)
-        self.soc = self.soc + (current * dt_s / (3600.0 * self.pack.capacity_ah))[:, None]
+    def _update_soc(
+        self, m: Measurements, stats: _CellStats, t_s: float, dt_s: float, events: list[Event]
+    ) -> None:
+        current = stats.current_a
+        self.soc += (current * (dt_s / (3600.0 * self.pack.capacity_ah)))[:, None]
         settings = self.profile.soc
         cap = self.pack.capacity_ah
-        max_v = np.max(np.nan_to_num(m.cell_v, nan=-np.inf), axis=1)
-        near_full = (max_v >= settings.full_cell_v) & (current > 0.0) & (current < settings.full_tail_c_rate * cap)
+        max_v = stats.max_v
+        near_full = (
+            (max_v >= settings.full_cell_v) & (current > 0.0) & (current < settings.full_tail_c_rate * cap)
+        )
         self.full_timer_s = np.where(near_full, self.full_timer_s + dt_s, 0.0)
         full = elapsed(self.full_timer_s, np.asarray(settings.full_hold_s)) & ~self.full_recalibrated
         self.full_recalibrated = (self.full_recalibrated | full) & (current >= 0.0)
@@ -320,7 +331,12 @@ class Bms:
             before = float(self.soc[pack].mean())
             self.soc[pack] = 1.0
             events.append(
-                Event(t_s, int(pack), "soc_recalibrated", {"soc_before": round(before, 4), "soc": 1.0, "by": "full_charge"})
+                Event(
+                    t_s,
+                    int(pack),
+                    "soc_recalibrated",
+                    {"soc_before": round(before, 4), "soc": 1.0, "by": "full_charge"},
+                )
             )
 
     @property
@@ -329,32 +345,30 @@ class Bms:
         return np.clip(self.soc.mean(axis=1), 0.0, 1.0)
 
     # ----------------------------------------------------------------- balancing and limits
-    def _update_balancing(self, m: Measurements, t_s: float, events: list[Event]) -> None:
+    def _update_balancing(self, m: Measurements, stats: _CellStats, t_s: float, events: list[Event]) -> None:
         bal = self.profile.balancing
         if not bal.enabled:
             return
-        cell_v = np.nan_to_num(m.cell_v, nan=0.0)
-        lowest = np.min(cell_v, axis=1, keepdims=True)
-        current_c = np.nan_to_num(m.current_a) / self.pack.capacity_ah
+        current_c = stats.current_a / self.pack.capacity_ah
         resting = np.abs(current_c) < self.profile.rest_current_c_rate
-        topping = (current_c > 0) & (np.max(cell_v, axis=1) >= bal.min_cell_v)
-        hot = np.max(np.nan_to_num(m.cell_t_c, nan=np.inf), axis=1) > bal.max_temperature_c
+        topping = (current_c > 0) & (stats.max_v >= bal.min_cell_v)
+        cool = stats.max_t_raw <= bal.max_temperature_c  # NaN counts as hot
         faulted = self.active.any(axis=1)
-        allowed = (resting | topping) & ~hot & ~faulted & m.afe_ok
-        mask = (cell_v - lowest > bal.threshold_v) & allowed[:, None]
+        allowed = (resting | topping) & cool & ~faulted & m.afe_ok
+        if not allowed.any() and not self.balance.any():
+            return
+        mask = (m.cell_v - stats.min_v[:, None] > bal.threshold_v) & allowed[:, None]
         changed = (mask != self.balance).any(axis=1)
         for pack in np.nonzero(changed)[0]:
             cells = [int(c) + 1 for c in np.nonzero(mask[pack])[0]]
             events.append(Event(t_s, int(pack), "balancing", {"cells": cells}))
         self.balance = mask
 
-    def _limits(self, m: Measurements) -> Commands:
+    def _limits(self, stats: _CellStats) -> Commands:
         lim = self.profile.limits
         cap = self.pack.capacity_ah
-        cell_v = np.nan_to_num(m.cell_v, nan=0.0)
-        temps = np.nan_to_num(m.cell_t_c, nan=-273.0)
-        max_v, min_v = cell_v.max(axis=1), cell_v.min(axis=1)
-        t_hi, t_lo = temps.max(axis=1), temps.min(axis=1)
+        max_v, min_v = stats.max_v, stats.min_v
+        t_hi, t_lo = stats.max_t, stats.min_t
 
         def factor(x: FloatArray, points: list[float], factors: list[float]) -> FloatArray:
             return np.interp(x, points, factors)
@@ -368,7 +382,10 @@ class Bms:
             factor(t_lo, lim.discharge_temperature_points_c, lim.discharge_temperature_factors),
         )
         charge_a = (
-            lim.charge_c_rate * cap * factor(max_v, lim.charge_cell_v_points, lim.charge_cell_v_factors) * charge_t
+            lim.charge_c_rate
+            * cap
+            * factor(max_v, lim.charge_cell_v_points, lim.charge_cell_v_factors)
+            * charge_t
         )
         discharge_a = (
             lim.discharge_c_rate
@@ -404,6 +421,53 @@ class Bms:
 
     def state_name(self, pack: int) -> str:
         return states.STATES[int(self.state[pack])]
+
+
+@dataclass(frozen=True)
+class _CellStats:
+    """The per-pack extremes every part of a cycle needs, reduced once per cycle.
+
+    ``*_raw`` propagate NaN (for plausibility); the others skip NaN cells, so one unreadable
+    cell never hides another's over-voltage while the sensor fault debounces.
+    """
+
+    max_v: FloatArray
+    min_v: FloatArray
+    max_v_raw: FloatArray
+    min_v_raw: FloatArray
+    sum_v: FloatArray
+    max_t: FloatArray
+    min_t: FloatArray
+    max_t_raw: FloatArray
+    min_t_raw: FloatArray
+    current_a: FloatArray  # NaN read as 0 A for counting; the sensor fault handles it
+
+    @staticmethod
+    def of(m: Measurements) -> _CellStats:
+        max_v_raw = m.cell_v.max(axis=1)
+        min_v_raw = m.cell_v.min(axis=1)
+        max_t_raw = m.cell_t_c.max(axis=1)
+        min_t_raw = m.cell_t_c.min(axis=1)
+        if np.isnan(max_v_raw).any() or np.isnan(max_t_raw).any():
+            max_v, min_v = np.fmax.reduce(m.cell_v, axis=1), np.fmin.reduce(m.cell_v, axis=1)
+            max_t, min_t = np.fmax.reduce(m.cell_t_c, axis=1), np.fmin.reduce(m.cell_t_c, axis=1)
+        else:
+            max_v, min_v, max_t, min_t = max_v_raw, min_v_raw, max_t_raw, min_t_raw
+        current = m.current_a
+        if np.isnan(current).any():
+            current = np.where(np.isnan(current), 0.0, current)
+        return _CellStats(
+            max_v=max_v,
+            min_v=min_v,
+            max_v_raw=max_v_raw,
+            min_v_raw=min_v_raw,
+            sum_v=m.cell_v.sum(axis=1),
+            max_t=max_t,
+            min_t=min_t,
+            max_t_raw=max_t_raw,
+            min_t_raw=min_t_raw,
+            current_a=current,
+        )
 
 
 def _rounded(value: float) -> float | None:

@@ -197,7 +197,9 @@ def _builtin_text(name: str) -> str:
     try:
         return resources.files("openbms.bms").joinpath("profiles", f"{name}.yaml").read_text("utf-8")
     except FileNotFoundError:
-        raise ProfileError(f"unknown BMS profile {name!r}; built in: {', '.join(builtin_profiles())}") from None
+        raise ProfileError(
+            f"unknown BMS profile {name!r}; built in: {', '.join(builtin_profiles())}"
+        ) from None
 
 
 def builtin_profiles() -> list[str]:

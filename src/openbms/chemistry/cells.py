@@ -169,9 +169,7 @@ def _lfp() -> CellParams:
     # Arrhenius fit of the mean discharge resistance at 10, 25 and 40 °C (the 60 °C column of the
     # source repeats 40 °C, so it is left out of the fit).
     temps_k = np.array([283.15, 298.15, 313.15])
-    mean_r = np.array(
-        [rint["R_DCh(T=283.15)"].mean(), r_dis_25.mean(), rint["R_DCh(313.15)"].mean()]
-    )
+    mean_r = np.array([rint["R_DCh(T=283.15)"].mean(), r_dis_25.mean(), rint["R_DCh(313.15)"].mean()])
     slope = np.polyfit(1.0 / temps_k - 1.0 / 298.15, np.log(mean_r), 1)[0]
     # The source gives one DC resistance; we split it into an ohmic part and two RC pairs
     # (70 % / 20 % with a 30 s time constant / 10 % with 600 s), typical of LFP pulse tests.
@@ -221,14 +219,24 @@ def _from_table(
 
 def _nmc() -> CellParams:
     return _from_table(
-        "nmc", "nmc_ocv_chen2020.csv", 5.0, 0.025, 2500.0, 0.0015,
+        "nmc",
+        "nmc_ocv_chen2020.csv",
+        5.0,
+        0.025,
+        2500.0,
+        0.0015,
         "LG M50 (NMC811/graphite-SiOx), Chen et al. 2020 via PyBaMM (BSD-3-Clause)",
     )
 
 
 def _lto() -> CellParams:
     return _from_table(
-        "lto", "lto_ocv_yao2024_chen2020.csv", 4.2, 0.0065, 2000.0, 0.0005,
+        "lto",
+        "lto_ocv_yao2024_chen2020.csv",
+        4.2,
+        0.0065,
+        2000.0,
+        0.0005,
         "constructed NMC811/LTO cell (approximate), see data/PROVENANCE-nmc-lto.md; resistance "
         "after Toshiba SCiB 4.2 Ah",
     )

@@ -14,8 +14,13 @@ import numpy as np  # noqa: E402
 
 from openbms.scenario.runner import RunResult  # noqa: E402
 
-_MARKED_EVENTS = {"fault_set": "tab:red", "fault_cleared": "tab:green", "sleep": "tab:purple",
-                  "wake": "tab:purple", "reset": "tab:blue"}
+_MARKED_EVENTS = {
+    "fault_set": "tab:red",
+    "fault_cleared": "tab:green",
+    "sleep": "tab:purple",
+    "wake": "tab:purple",
+    "reset": "tab:blue",
+}
 
 
 def _time_axis(t_s: np.ndarray) -> tuple[np.ndarray, str, float]:
@@ -66,8 +71,16 @@ def plot_run(result: RunResult, path: Path) -> None:
         text = event.get("fault") or event.get("method") or event["kind"]
         if event["kind"] in ("fault_set", "fault_cleared"):
             text = ("▲ " if event["kind"] == "fault_set" else "▼ ") + str(text)
-        ax_v.annotate(str(text), (x, 1.0), xycoords=("data", "axes fraction"), rotation=90,
-                      fontsize=7, color=colour, va="top", ha="right")
+        ax_v.annotate(
+            str(text),
+            (x, 1.0),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            fontsize=7,
+            color=colour,
+            va="top",
+            ha="right",
+        )
     status = "passed" if result.passed else "FAILED"
     fig.suptitle(f"{result.name} ({status})", fontsize=11)
     fig.tight_layout()

@@ -33,8 +33,11 @@ def print_summary(console: Console, result: RunResult, wall_s: float, files: lis
         f"{status}  simulated {format_duration(final['t_s'])} in {wall_s:.1f} s"
         + (f"  ({result.source})" if result.source else "")
     )
-    protective = [e for e in result.events if e["kind"] in ("fault_set", "fault_cleared", "sleep", "wake",
-                                                            "reset", "warning")]
+    protective = [
+        e
+        for e in result.events
+        if e["kind"] in ("fault_set", "fault_cleared", "sleep", "wake", "reset", "warning")
+    ]
     if protective:
         table = Table(title="What the BMS did", show_lines=False, title_justify="left")
         table.add_column("time", justify="right")

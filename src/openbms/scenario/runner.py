@@ -45,8 +45,13 @@ class ExpectationResult:
     message: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "line": self.line, "t_s": round(self.t_s, 3), "ok": self.ok,
-                "message": self.message}
+        return {
+            "index": self.index,
+            "line": self.line,
+            "t_s": round(self.t_s, 3),
+            "ok": self.ok,
+            "message": self.message,
+        }
 
 
 @dataclass
@@ -130,7 +135,9 @@ def read_profile_csv(path: Path) -> tuple[FloatArray, FloatArray]:
                     t.append(float(row["t_s"]))
                     i.append(float(row["current_a"]))
                 except (TypeError, ValueError):
-                    raise ScenarioError(f"{path}, line {line_no}: t_s and current_a must be numbers") from None
+                    raise ScenarioError(
+                        f"{path}, line {line_no}: t_s and current_a must be numbers"
+                    ) from None
     except OSError as err:
         raise ScenarioError(f"{path}: cannot read the profile ({err.strerror})") from None
     t_arr, i_arr = np.asarray(t), np.asarray(i)
@@ -235,7 +242,9 @@ class ScenarioRunner:
             start_s, t_points, currents = self._profile
             elapsed_s = twin.t_s - start_s + 1e-9
             k = int(np.searchsorted(t_points, elapsed_s, side="right")) - 1
-            if k >= len(t_points) - 1 and elapsed_s >= t_points[-1] + (t_points[-1] - t_points[-2] if len(t_points) > 1 else twin.dt_s):
+            if k >= len(t_points) - 1 and elapsed_s >= t_points[-1] + (
+                t_points[-1] - t_points[-2] if len(t_points) > 1 else twin.dt_s
+            ):
                 twin.pack.external.profile_a[0] = np.nan
                 self._profile = None
             else:
@@ -249,8 +258,15 @@ class ScenarioRunner:
         pack = twin.pack
         row = np.concatenate(
             [
-                [twin.t_s, pack.pack_v[0], pack.current_a[0], bms.pack_soc[0], float(bms.state[0]),
-                 float(pack.charge_fet[0]), float(pack.discharge_fet[0])],
+                [
+                    twin.t_s,
+                    pack.pack_v[0],
+                    pack.current_a[0],
+                    bms.pack_soc[0],
+                    float(bms.state[0]),
+                    float(pack.charge_fet[0]),
+                    float(pack.discharge_fet[0]),
+                ],
                 pack.group_v[0],
                 pack.group_temperature_c()[0],
             ]
@@ -294,7 +310,9 @@ class ScenarioRunner:
             ("discharge FET", cond.discharge_fet, bool(twin.pack.discharge_fet[0])),
         ):
             if wanted is not None and wanted != actual:
-                problems.append(f"{name} is {'on' if actual else 'off'}, expected {'on' if wanted else 'off'}")
+                problems.append(
+                    f"{name} is {'on' if actual else 'off'}, expected {'on' if wanted else 'off'}"
+                )
         ranges = (
             ("soc", cond.soc, np.array([bms.pack_soc[0]])),
             ("cell_v", cond.cell_v, m.cell_v[0]),
@@ -306,7 +324,7 @@ class ScenarioRunner:
                 shown = f"{values.min():.4g}..{values.max():.4g}" if values.size > 1 else f"{values[0]:.4g}"
                 problems.append(f"{name} is {shown}, expected within [{rng[0]}, {rng[1]}]")
         if cond.events is not None:
-            seen = twin.events[self._events_mark:]
+            seen = twin.events[self._events_mark :]
             for item in cond.events:
                 kind, fields = event_pattern(item)
                 if not any(e.kind == kind and _fields_match(e, fields) for e in seen):
@@ -325,19 +343,20 @@ class ScenarioRunner:
         cond: RunUntil = step.value
         deadline = self.twin.t_s + cond.timeout
         k = 0
-        while not self.check(cond) == []:
+        while self.check(cond):
             if self.twin.t_s >= deadline - 1e-9:
                 message = (
                     f"run_until (line {step.line}) timed out after {format_duration(cond.timeout)}: "
                     + "; ".join(self.check(cond))
                 )
-                self.expectations.append(ExpectationResult(step.index, step.line, self.twin.t_s, False, message))
+                self.expectations.append(
+                    ExpectationResult(step.index, step.line, self.twin.t_s, False, message)
+                )
                 return message
             self._advance()
             k += 1
             if progress is not None and k % 500 == 0:
                 progress(self.twin.t_s)
-        self._events_mark = len(self.twin.events)
         return None
 
     def _do_expect(self, step: Step, progress: Progress | None) -> None:
@@ -348,7 +367,9 @@ class ScenarioRunner:
             if not problems
             else f"expect (line {step.line}) failed at t={at}: " + "; ".join(problems)
         )
-        self.expectations.append(ExpectationResult(step.index, step.line, self.twin.t_s, not problems, message))
+        self.expectations.append(
+            ExpectationResult(step.index, step.line, self.twin.t_s, not problems, message)
+        )
         self._events_mark = len(self.twin.events)
 
     def _do_load(self, step: Step, progress: Progress | None) -> None:

@@ -305,7 +305,9 @@ def _sentence(file: str, lines: dict[Location, int], loc: Location, message: str
 
 def _first_error(err: ValidationError) -> tuple[Location, str]:
     first = err.errors()[0]
-    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+    loc = tuple(
+        p for p in first["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))
+    )
     msg = str(first["msg"]).removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
@@ -326,7 +328,9 @@ def parse_steps(raw: list[dict[str, Any]], file: str, lines: dict[Location, int]
             entry = {"note": ""}
         if not isinstance(entry, dict) or len(entry) != 1:
             raise ScenarioError(
-                _sentence(file, lines, loc, "each step is a mapping with exactly one key (e.g. `- run: 10min`)")
+                _sentence(
+                    file, lines, loc, "each step is a mapping with exactly one key (e.g. `- run: 10min`)"
+                )
             )
         kind, value = next(iter(entry.items()))
         kind = str(kind)
@@ -383,14 +387,22 @@ def _check_cells(scenario: Scenario, steps: list[Step], file: str, lines: dict[L
         cell = getattr(step.value, "cell", None)
         if cell is not None and cell > series:
             raise ScenarioError(
-                _sentence(file, lines, ("timeline", step.index, step.kind, "cell"),
-                          f"cell {cell} does not exist in a {series}-cell pack")
+                _sentence(
+                    file,
+                    lines,
+                    ("timeline", step.index, step.kind, "cell"),
+                    f"cell {cell} does not exist in a {series}-cell pack",
+                )
             )
         sensor = getattr(step.value, "sensor", None)
         if sensor and sensor != "current" and int(sensor.rsplit("_", 1)[1]) > series:
             raise ScenarioError(
-                _sentence(file, lines, ("timeline", step.index, step.kind, "sensor"),
-                          f"{sensor} does not exist in a {series}-cell pack")
+                _sentence(
+                    file,
+                    lines,
+                    ("timeline", step.index, step.kind, "sensor"),
+                    f"{sensor} does not exist in a {series}-cell pack",
+                )
             )
 
 

@@ -66,10 +66,16 @@ class CellBank:
         # R0 over SOC: row 0 discharge, row 1 charge, on a uniform grid.
         self._r0_table = params.r0_ohm * np.vstack(
             [
-                np.interp(np.linspace(0, 1, 101), np.linspace(0, 1, params.r0_discharge_factor.size),
-                          params.r0_discharge_factor),
-                np.interp(np.linspace(0, 1, 101), np.linspace(0, 1, params.r0_charge_factor.size),
-                          params.r0_charge_factor),
+                np.interp(
+                    np.linspace(0, 1, 101),
+                    np.linspace(0, 1, params.r0_discharge_factor.size),
+                    params.r0_discharge_factor,
+                ),
+                np.interp(
+                    np.linspace(0, 1, 101),
+                    np.linspace(0, 1, params.r0_charge_factor.size),
+                    params.r0_charge_factor,
+                ),
             ]
         )
         self._decay_dt_s = -1.0
@@ -93,7 +99,9 @@ class CellBank:
         index = np.rint(np.clip(self.soc, 0.0, 1.0) * 100).astype(np.intp)
         return self._r0_table[charging.astype(np.intp), index] * factor
 
-    def thevenin(self, dt_s: float, charging: npt.NDArray[np.bool_]) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def thevenin(
+        self, dt_s: float, charging: npt.NDArray[np.bool_]
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
         """Each cell as E + R·I over the next step: returns (E, R, R0).
 
         E holds the OCV now plus the decayed RC voltages; R the ohmic part plus what each RC pair
@@ -109,7 +117,9 @@ class CellBank:
             r = r + self.rc_r_ohm[k] * factor * (1.0 - decay[k])
         return e, r, r0
 
-    def advance(self, dt_s: float, current_a: FloatArray, r0_ohm: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def advance(
+        self, dt_s: float, current_a: FloatArray, r0_ohm: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
         """Apply ``current_a`` (per cell, held for ``dt_s``); return (terminal voltage, heat in W)."""
         decay = self._decay_for(dt_s)
         factor = self.resistance_factor()

@@ -170,7 +170,9 @@ class Pack:
             left = np.concatenate([t[:, :1], t[:, :-1]], axis=1)
             right = np.concatenate([t[:, 1:], t[:, -1:]], axis=1)
             a = dt_s / mass
-            cells.temperature_c = (t + a * (heat_w + h * ambient + k * (left + right))) / (1.0 + a * (h + 2.0 * k))
+            cells.temperature_c = (t + a * (heat_w + h * ambient + k * (left + right))) / (
+                1.0 + a * (h + 2.0 * k)
+            )
         else:
             a = dt_s / mass
             cells.temperature_c = (t + a * (heat_w + h * ambient)) / (1.0 + a * h)
