@@ -54,6 +54,9 @@ class Bms:
         self.trip_timer_s = np.zeros((n, p))
         self.release_timer_s = np.zeros((n, p))
         self.warn_timer_s = np.zeros((n, p))
+        self._trip_seen = np.zeros((n, p), dtype=bool)
+        self._release_seen = np.zeros((n, p), dtype=bool)
+        self._warn_seen = np.zeros((n, p), dtype=bool)
         self.warning_active = np.zeros((n, p), dtype=bool)
         self.escalated = np.zeros((n, p), dtype=bool)
         depth = max(int(self.table.escalate_count.max(initial=0)), 1)
@@ -64,7 +67,6 @@ class Bms:
         self.balance = np.zeros((n, s), dtype=bool)
         # After a boot no FET closes while a condition that blocks its path is present (SPEC §4).
         self.boot_hold = np.ones(n, dtype=bool)
-        self.link_bad_s = np.zeros(n)
         self.full_timer_s = np.zeros(n)
         self.full_recalibrated = np.zeros(n, dtype=bool)
         self.soc = (
@@ -87,8 +89,20 @@ class Bms:
         self._t_last_s: float | None = None
         self._soc_known = initial_soc is not None
         recovery = np.array(self.table.recovery)
-        self._is_latched_class = recovery == "latched"
-        self._is_persistent_class = recovery == "persistent"
+        blocks_charge, blocks_discharge = self.table.blocks_charge, self.table.blocks_discharge
+        # Columns: blocks charge, blocks discharge, blocks either, latched, persistent, any.
+        self._class_matrix = np.column_stack(
+            [
+                blocks_charge,
+                blocks_discharge,
+                blocks_charge | blocks_discharge,
+                recovery == "latched",
+                recovery == "persistent",
+                np.ones(p, dtype=bool),
+            ]
+        ).astype(np.float32)
+        self._path_matrix = self._class_matrix[:, :2].copy()
+        self._active_counts = np.zeros((n, self._class_matrix.shape[1]), dtype=np.float32)
 
     # ----------------------------------------------------------------- configuration
     def afe_config(self) -> AfeProtectionConfig:
@@ -120,6 +134,8 @@ class Bms:
         condition = self.table.trip_condition(values)
         self._update_faults(m, t_s, dt_s, values, condition, events)
         self._update_warnings(t_s, dt_s, values, events)
+        # One small matrix product answers "is any active fault of this kind?" for every pack.
+        self._active_counts = self.active.astype(np.float32) @ self._class_matrix
         self._update_fets(t_s, condition, events)
         self._update_state(t_s, events)
         self._update_soc(m, stats, t_s, dt_s, events)
@@ -143,8 +159,7 @@ class Bms:
         q[:, _Q["imbalance_v"]] = np.where(resting, stats.max_v - stats.min_v, np.nan)
         q[:, _Q["sensor_implausible"]] = self._implausible(m, stats) & m.afe_ok
         q[:, _Q["afe_not_answering"]] = (~m.afe_ok).astype(float)
-        self.link_bad_s = np.where(m.link_ok, 0.0, self.link_bad_s + dt_s)
-        q[:, _Q["link_silent_s"]] = self.link_bad_s
+        q[:, _Q["link_bad"]] = ~m.link_ok
         q[:, _Q["cell_failure_flag"]] = 0.0
         # A non-finite quantity never satisfies a comparison; the sensor fault covers it instead.
         q[~np.isfinite(q)] = np.nan
@@ -174,16 +189,18 @@ class Bms:
         events: list[Event],
     ) -> None:
         table = self.table
-        self.trip_timer_s = debounce(self.trip_timer_s, condition, dt_s)
+        self.trip_timer_s = debounce(self.trip_timer_s, condition, self._trip_seen, dt_s)
+        self._trip_seen = condition
         tripping = condition & elapsed(self.trip_timer_s, table.trip_delay_s)
         # Hardware detectors (short circuit) trip inside the cycle, at the time the AFE reports.
-        afe_trip = table.in_afe[None, :] & m.short_circuit_tripped[:, None]
+        afe_trip = (table.in_afe & table.enabled)[None, :] & m.short_circuit_tripped[:, None]
         tripping = np.where(table.in_afe[None, :], afe_trip, tripping)
         new = tripping & ~self.active
 
         charger_gone = ~m.charger_present | (m.current_a <= 0.0)
         releasing = table.release_condition(values, m.load_present, charger_gone) & self.active
-        self.release_timer_s = debounce(self.release_timer_s, releasing, dt_s)
+        self.release_timer_s = debounce(self.release_timer_s, releasing, self._release_seen, dt_s)
+        self._release_seen = releasing
         cleared = (
             self.active
             & ~new
@@ -246,7 +263,8 @@ class Bms:
 
     def _update_warnings(self, t_s: float, dt_s: float, values: FloatArray, events: list[Event]) -> None:
         warn = self.table.warn_condition(values)
-        self.warn_timer_s = debounce(self.warn_timer_s, warn, dt_s)
+        self.warn_timer_s = debounce(self.warn_timer_s, warn, self._warn_seen, dt_s)
+        self._warn_seen = warn
         now = warn & elapsed(self.warn_timer_s, self.table.trip_delay_s) | (self.warning_active & warn)
         rising = now & ~self.warning_active & ~self.active
         self.warning_active = now
@@ -265,11 +283,11 @@ class Bms:
             )
 
     def _path_blocked(self, condition: BoolArray) -> tuple[BoolArray, BoolArray]:
-        table = self.table
-        charge = (self.active & table.blocks_charge).any(axis=1)
-        discharge = (self.active & table.blocks_discharge).any(axis=1)
-        present_charge = (condition & table.blocks_charge).any(axis=1)
-        present_discharge = (condition & table.blocks_discharge).any(axis=1)
+        charge, discharge = self._active_counts[:, 0] > 0, self._active_counts[:, 1] > 0
+        if not self.boot_hold.any():
+            return charge, discharge
+        present = condition.astype(np.float32) @ self._path_matrix
+        present_charge, present_discharge = present[:, 0] > 0, present[:, 1] > 0
         self.boot_hold &= present_charge | present_discharge
         charge |= self.boot_hold & present_charge
         discharge |= self.boot_hold & present_discharge
@@ -287,10 +305,12 @@ class Bms:
         self.charge_fet, self.discharge_fet = charge_fet, discharge_fet
 
     def _update_state(self, t_s: float, events: list[Event]) -> None:
-        table = self.table
-        latched = (self.active & (self._is_latched_class | self.escalated)).any(axis=1)
-        locked = (self.active & self._is_persistent_class).any(axis=1)
-        blocking = (self.active & (table.blocks_charge | table.blocks_discharge)).any(axis=1)
+        counts = self._active_counts
+        latched = counts[:, 3] > 0
+        if self.escalated.any():
+            latched |= (self.active & self.escalated).any(axis=1)
+        locked = counts[:, 4] > 0
+        blocking = counts[:, 2] > 0
         new_state = np.where(
             locked,
             states.LOCKED,
@@ -353,7 +373,7 @@ class Bms:
         resting = np.abs(current_c) < self.profile.rest_current_c_rate
         topping = (current_c > 0) & (stats.max_v >= bal.min_cell_v)
         cool = stats.max_t_raw <= bal.max_temperature_c  # NaN counts as hot
-        faulted = self.active.any(axis=1)
+        faulted = self._active_counts[:, 2] > 0  # a warning-only fault (imbalance) must not stop it
         allowed = (resting | topping) & cool & ~faulted & m.afe_ok
         if not allowed.any() and not self.balance.any():
             return

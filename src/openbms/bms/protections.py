@@ -30,7 +30,7 @@ QUANTITIES = (
     "imbalance_v",
     "sensor_implausible",
     "afe_not_answering",
-    "link_silent_s",
+    "link_bad",
     "cell_failure_flag",
 )
 RELEASE_MODES = ("hysteresis", "load_removed", "charger_removed", "never")
@@ -119,9 +119,14 @@ class ProtectionTable:
         )
 
 
-def debounce(timer_s: FloatArray, condition: BoolArray, dt_s: float) -> FloatArray:
-    """Count up while the condition holds, down (to zero) while it does not."""
-    return np.where(condition, timer_s + dt_s, np.maximum(timer_s - dt_s, 0.0))
+def debounce(timer_s: FloatArray, condition: BoolArray, previous: BoolArray, dt_s: float) -> FloatArray:
+    """Count up while the condition holds, down (to zero) while it does not.
+
+    Time is counted from the first sample that sees the condition (``previous`` is the last
+    cycle's condition), so a protection trips ``delay`` after the condition was first observed,
+    never a cycle before.
+    """
+    return np.where(condition, timer_s + np.where(previous, dt_s, 0.0), np.maximum(timer_s - dt_s, 0.0))
 
 
 def elapsed(timer_s: FloatArray, delay_s: FloatArray) -> BoolArray:

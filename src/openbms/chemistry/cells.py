@@ -41,6 +41,14 @@ class OcvTable:
 
     ocv_v: FloatArray
 
+    @property
+    def _slope(self) -> FloatArray:
+        slope = self.__dict__.get("_slope_cache")
+        if slope is None:
+            slope = np.append(np.diff(self.ocv_v), 0.0)
+            object.__setattr__(self, "_slope_cache", slope)
+        return slope
+
     @staticmethod
     def from_points(soc: FloatArray, ocv_v: FloatArray, source: str) -> OcvTable:
         soc = np.asarray(soc, dtype=float)
@@ -67,12 +75,14 @@ class OcvTable:
         """OCV at any SOC array, vectorised, with the extrapolations described above."""
         table = self.ocv_v
         last = table.size - 1
-        x = np.clip(soc, 0.0, 1.0) * last
-        index = np.minimum(x.astype(np.intp), last - 1)
-        frac = x - index
-        low = table[index]
-        ocv = low + frac * (table[index + 1] - low)
-        if np.any(soc < 0.0) or np.any(soc > 1.0):
+        clipped = np.clip(soc, 0.0, 1.0)
+        x = clipped * last
+        index = x.astype(np.intp)
+        np.minimum(index, last - 1, out=index)
+        x -= index
+        ocv = table[index]
+        ocv += x * self._slope[index]
+        if not np.array_equal(clipped, soc):
             below = table[0] * np.clip(1.0 + soc / SOC_SPAN_TO_ZERO_VOLT, 0.0, 1.0)
             slope_top = (table[-1] - table[-2]) * last
             ocv = np.where(soc < 0.0, below, ocv)

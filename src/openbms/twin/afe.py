@@ -21,7 +21,7 @@ def _quantise(x: FloatArray, step: float) -> FloatArray:
     return x if step <= 0 else np.round(x / step) * step
 
 
-NOISE_POOL_SIZE = 1 << 18
+NOISE_POOL_SIZE = 1 << 20
 
 
 class AnalogFrontEnd:

@@ -28,6 +28,9 @@ class Spread:
     seed: int = 0
 
 
+_R0_POINTS = 101
+
+
 class CellBank:
     """State and per-cell parameters of every cell in a batch of packs."""
 
@@ -57,33 +60,48 @@ class CellBank:
         self.self_discharge_a = (
             params.self_discharge_per_day * params.capacity_ah / 24.0 * varied(spread.self_discharge)
         )
-        self.soh = np.ones(shape)
+        self._soh = np.ones(shape)
         self.v_rc = np.zeros((len(params.rc),) + shape)
         self.rc_r_ohm = np.array([r for r, _ in params.rc])
         self.rc_tau_s = np.array([r * c for r, c in params.rc])
         self.temperature_c = np.full(shape, float(temperature_c))
         self.extra_leak_a = np.zeros(shape)  # internal shorts, balancing bleed (set by the pack)
-        # R0 over SOC: row 0 discharge, row 1 charge, on a uniform grid.
-        self._r0_table = params.r0_ohm * np.vstack(
+        # R0 over SOC on a uniform 101-point grid: discharge row first, then charge, flattened so
+        # one gather picks both the SOC point and the current direction.
+        grid = np.linspace(0, 1, _R0_POINTS)
+        self._r0_flat = params.r0_ohm * np.concatenate(
             [
-                np.interp(
-                    np.linspace(0, 1, 101),
-                    np.linspace(0, 1, params.r0_discharge_factor.size),
-                    params.r0_discharge_factor,
-                ),
-                np.interp(
-                    np.linspace(0, 1, 101),
-                    np.linspace(0, 1, params.r0_charge_factor.size),
-                    params.r0_charge_factor,
-                ),
+                np.interp(grid, np.linspace(0, 1, params.r0_discharge_factor.size), params.r0_discharge_factor),
+                np.interp(grid, np.linspace(0, 1, params.r0_charge_factor.size), params.r0_charge_factor),
             ]
         )
+        self._factor = self.resistance_scale.copy()
+        self._ocv = params.ocv.voltage_v(self.soc)
+        self._refresh_capacity()
         self._decay_dt_s = -1.0
         self._decay = np.ones(len(params.rc))
 
+    # ------------------------------------------------------------------ state changes from outside
+    @property
+    def soh(self) -> FloatArray:
+        return self._soh
+
+    def set_soh(self, soh: FloatArray) -> None:
+        self._soh = np.asarray(soh, dtype=float)
+        self._refresh_capacity()
+
+    def set_soc(self, soc: FloatArray) -> None:
+        """Change SOC from outside the time step (a replaced cell): keeps the OCV cache true."""
+        self.soc = np.asarray(soc, dtype=float)
+        self._ocv = self.params.ocv.voltage_v(self.soc)
+
+    def _refresh_capacity(self) -> None:
+        self._soc_per_coulomb = 1.0 / (3600.0 * self.capacity_ah * self._soh)
+
     # ------------------------------------------------------------------ views
     def ocv_v(self) -> FloatArray:
-        return self.params.ocv.voltage_v(self.soc)
+        """OCV at the present SOC (cached: computed once per step)."""
+        return self._ocv
 
     def _decay_for(self, dt_s: float) -> FloatArray:
         if dt_s != self._decay_dt_s:
@@ -91,47 +109,49 @@ class CellBank:
             self._decay_dt_s = dt_s
         return self._decay
 
-    def resistance_factor(self) -> FloatArray:
-        """Per-cell multiplier of every resistance: spread × temperature (Arrhenius)."""
-        return self.resistance_scale * self.params.temperature_factor(self.temperature_c)
-
-    def r0_ohm(self, charging: npt.NDArray[np.bool_], factor: FloatArray) -> FloatArray:
-        index = np.rint(np.clip(self.soc, 0.0, 1.0) * 100).astype(np.intp)
-        return self._r0_table[charging.astype(np.intp), index] * factor
-
-    def thevenin(
-        self, dt_s: float, charging: npt.NDArray[np.bool_]
-    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def thevenin(self, dt_s: float, charging: npt.NDArray[np.bool_]) -> tuple[FloatArray, FloatArray, FloatArray]:
         """Each cell as E + R·I over the next step: returns (E, R, R0).
 
         E holds the OCV now plus the decayed RC voltages; R the ohmic part plus what each RC pair
         charges to within the step, so the end-of-step voltage is exact for a constant current.
+        ``charging`` (per pack) picks the charge or discharge resistance table.
         """
-        factor = self.resistance_factor()
-        r0 = self.r0_ohm(charging, factor)
+        factor = self.resistance_scale * self.params.temperature_factor(self.temperature_c)
+        self._factor = factor
+        index = (np.clip(self.soc, 0.0, 1.0) * (_R0_POINTS - 1) + 0.5).astype(np.intp)
+        index += (charging * _R0_POINTS)[:, None]
+        r0 = self._r0_flat[index]
+        r0 *= factor
         decay = self._decay_for(dt_s)
-        e = self.ocv_v()
+        e = self._ocv.copy()
         r = r0.copy()
         for k in range(self.v_rc.shape[0]):  # at most two RC pairs, never a loop over cells
-            e = e + self.v_rc[k] * decay[k]
-            r = r + self.rc_r_ohm[k] * factor * (1.0 - decay[k])
+            e += self.v_rc[k] * decay[k]
+            r += factor * (self.rc_r_ohm[k] * (1.0 - decay[k]))
         return e, r, r0
 
-    def advance(
-        self, dt_s: float, current_a: FloatArray, r0_ohm: FloatArray
-    ) -> tuple[FloatArray, FloatArray]:
-        """Apply ``current_a`` (per cell, held for ``dt_s``); return (terminal voltage, heat in W)."""
+    def advance(self, dt_s: float, current_a: FloatArray, r0_ohm: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Apply ``current_a`` (per cell, held for ``dt_s``); return (terminal voltage, heat in W).
+
+        Call ``thevenin`` first in the same step: it sets the resistance factor used here.
+        """
         decay = self._decay_for(dt_s)
-        factor = self.resistance_factor()
-        eta = np.where(current_a > 0.0, self.params.coulombic_efficiency, 1.0)
-        internal = current_a * eta - self.self_discharge_a - self.extra_leak_a
-        self.soc = self.soc + internal * dt_s / (3600.0 * self.capacity_ah * self.soh)
-        v_rc_sum = np.zeros(self.shape)
+        factor = self._factor
+        eta = self.params.coulombic_efficiency
+        internal = np.where(current_a > 0.0, current_a * eta, current_a)
+        internal -= self.self_discharge_a
+        internal -= self.extra_leak_a
+        internal *= dt_s * self._soc_per_coulomb
+        self.soc = self.soc + internal
         heat_w = current_a * current_a * r0_ohm
+        terminal_v = r0_ohm * current_a
         for k in range(self.v_rc.shape[0]):
             r_k = self.rc_r_ohm[k] * factor
-            self.v_rc[k] = self.v_rc[k] * decay[k] + r_k * (1.0 - decay[k]) * current_a
-            v_rc_sum = v_rc_sum + self.v_rc[k]
-            heat_w = heat_w + self.v_rc[k] * self.v_rc[k] / r_k
-        terminal_v = np.maximum(self.ocv_v() + r0_ohm * current_a + v_rc_sum, 0.0)
+            v_k = self.v_rc[k] * decay[k] + r_k * ((1.0 - decay[k]) * current_a)
+            self.v_rc[k] = v_k
+            terminal_v += v_k
+            heat_w += v_k * v_k / r_k
+        self._ocv = self.params.ocv.voltage_v(self.soc)
+        terminal_v += self._ocv
+        np.maximum(terminal_v, 0.0, out=terminal_v)
         return terminal_v, heat_w

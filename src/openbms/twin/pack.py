@@ -99,8 +99,7 @@ class Pack:
     # ------------------------------------------------------------------ the step
     def advance(self, dt_s: float, t_start_s: float) -> StepResult:
         cells = self.cells
-        charging_hint = self.current_a > 0.0
-        e, r, r0 = cells.thevenin(dt_s, np.broadcast_to(charging_hint[:, None], cells.shape))
+        e, r, r0 = cells.thevenin(dt_s, self.current_a > 0.0)
         # Series groups of parallel cells: each group is a Thevenin source, the string their sum.
         p = self.topology.parallel
         if p == 1:
