@@ -2,27 +2,42 @@
 
 Pure logic over arrays shaped (packs, ...): it never reads a clock (``t_s`` is passed in), never
 draws a random number and never touches a file. The same object runs against the twin's AFE or a
-real one.
+real one. What must survive a power loss is handed out as ``persistent_snapshot`` and handed back
+at ``boot``; storing it is the non-volatile memory's job, not the brain's.
+
+Recovery follows SPEC §4: every active fault has a class (auto, charger, load-removal, soft,
+latched, persistent) that says what may clear it, and no reset clears a fault whose condition is
+still present ("root cause first").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from openbms.bms import states
+from openbms.bms.cell_health import CellHealthLearner
 from openbms.bms.events import Event
 from openbms.bms.interface import AfeProtectionConfig, Commands, Measurements
+from openbms.bms.limits import balancing_mask, current_limits
+from openbms.bms.plausibility import CellStats, SensorWatch
 from openbms.bms.profile import Profile
-from openbms.bms.protections import QUANTITIES, ProtectionTable, debounce, elapsed
+from openbms.bms.protections import QUANTITIES, RELEASE_MODES, ProtectionTable, debounce, elapsed
+from openbms.bms.soc import SocEstimator
 from openbms.chemistry import OcvTable
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 _Q = {name: i for i, name in enumerate(QUANTITIES)}
+CLASSES = ("auto", "charger", "load-removal", "soft", "latched", "persistent")
+AUTO, CHARGER, LOAD_REMOVAL, SOFT, LATCHED, PERSISTENT = range(len(CLASSES))
+RESET_METHODS = ("soft", "button", "charger", "hard", "service")
+_HYSTERESIS, _LOAD_REMOVED, _CHARGER_REMOVED, _NEVER = (RELEASE_MODES.index(m) for m in RELEASE_MODES)
+_RECOVERY_CHARGE_GRACE = 1.1  # the recovery charge may exceed its rate by 10 % (sensor tolerance)
 
 
 @dataclass(frozen=True)
@@ -37,6 +52,31 @@ class PackConfig:
 class Bms:
     """One brain for a batch of identical packs."""
 
+    # Volatile state (wiped by a power loss), set up in _reset_volatile.
+    active: BoolArray
+    klass: npt.NDArray[np.int8]
+    since_s: FloatArray
+    trip_timer_s: FloatArray
+    release_timer_s: FloatArray
+    warn_timer_s: FloatArray
+    _trip_seen: BoolArray
+    _release_seen: BoolArray
+    _warn_seen: BoolArray
+    warning_active: BoolArray
+    trip_history_s: FloatArray
+    state: npt.NDArray[np.int8]
+    charge_fet: BoolArray
+    discharge_fet: BoolArray
+    balance: BoolArray
+    boot_hold: BoolArray
+    sleeping: BoolArray
+    sleep_timer_s: FloatArray
+    charger_away_s: FloatArray
+    _charger_was_present: BoolArray
+    recovery_overrate_s: FloatArray
+    recovery_blocked: BoolArray
+    last_values: FloatArray
+
     def __init__(
         self,
         profile: Profile,
@@ -46,63 +86,107 @@ class Bms:
     ) -> None:
         self.profile = profile
         self.pack = pack
-        self.table = ProtectionTable.from_profile(profile)
-        n, p, s = packs, len(self.table.names), pack.series
         self.packs = packs
-        self.active = np.zeros((n, p), dtype=bool)
-        self.since_s = np.full((n, p), np.nan)
-        self.trip_timer_s = np.zeros((n, p))
-        self.release_timer_s = np.zeros((n, p))
-        self.warn_timer_s = np.zeros((n, p))
-        self._trip_seen = np.zeros((n, p), dtype=bool)
-        self._release_seen = np.zeros((n, p), dtype=bool)
-        self._warn_seen = np.zeros((n, p), dtype=bool)
-        self.warning_active = np.zeros((n, p), dtype=bool)
-        self.escalated = np.zeros((n, p), dtype=bool)
-        depth = max(int(self.table.escalate_count.max(initial=0)), 1)
-        self.trip_history_s = np.full((n, p, depth), -np.inf)
-        self.state = np.full(n, states.NORMAL, dtype=np.int8)
-        self.charge_fet = np.zeros(n, dtype=bool)
-        self.discharge_fet = np.zeros(n, dtype=bool)
-        self.balance = np.zeros((n, s), dtype=bool)
-        # After a boot no FET closes while a condition that blocks its path is present (SPEC §4).
-        self.boot_hold = np.ones(n, dtype=bool)
-        self.full_timer_s = np.zeros(n)
-        self.full_recalibrated = np.zeros(n, dtype=bool)
-        self.soc = (
-            np.broadcast_to(np.asarray(initial_soc, dtype=float), (n, s)).copy()
-            if initial_soc is not None
-            else np.full((n, s), np.nan)
+        self.table = table = ProtectionTable.from_profile(profile)
+        n, p, s = packs, len(table.names), pack.series
+        self._p, self._s = p, s
+        self._base_class = np.array([CLASSES.index(r) for r in table.recovery], dtype=np.int8)
+        self._recovery_charge = np.array(
+            [profile.protections[name].recovery_charge_c_rate is not None for name in table.names]
         )
-        self.last_values = np.full((n, p), np.nan)
-        self.last_cell_v = np.full((n, s), np.nan)
-        self.last_cell_t_c = np.full((n, s), np.nan)
-        self.last_current_a = np.zeros(n)
-        self.limits = Commands(
-            charge_fet=self.charge_fet,
-            discharge_fet=self.discharge_fet,
-            balance=self.balance,
-            charge_current_limit_a=np.zeros(n),
-            discharge_current_limit_a=np.zeros(n),
-            charge_voltage_limit_v=np.zeros(n),
+        self._recovery_charge_a = min(
+            (
+                (profile.protections[name].recovery_charge_c_rate or 0.0) * pack.capacity_ah
+                for name in table.names
+                if profile.protections[name].recovery_charge_c_rate is not None
+            ),
+            default=0.0,
         )
-        self._t_last_s: float | None = None
-        self._soc_known = initial_soc is not None
-        recovery = np.array(self.table.recovery)
-        blocks_charge, blocks_discharge = self.table.blocks_charge, self.table.blocks_discharge
-        # Columns: blocks charge, blocks discharge, blocks either, latched, persistent, any.
-        self._class_matrix = np.column_stack(
-            [
-                blocks_charge,
-                blocks_discharge,
-                blocks_charge | blocks_discharge,
-                recovery == "latched",
-                recovery == "persistent",
-                np.ones(p, dtype=bool),
-            ]
+        strict_charge = table.blocks_charge & ~self._recovery_charge
+        # Columns of a small matrix product that answers, for every pack at once, "is any active
+        # fault of this kind": blocks charge (always / unless a recovery charge), blocks discharge.
+        self._path_matrix = np.column_stack(
+            [strict_charge, table.blocks_charge & self._recovery_charge, table.blocks_discharge]
         ).astype(np.float32)
-        self._path_matrix = self._class_matrix[:, :2].copy()
-        self._active_counts = np.zeros((n, self._class_matrix.shape[1]), dtype=np.float32)
+        self._j_afe = table.index("afe_fault") if "afe_fault" in table.names else -1
+        self._j_uv = table.index("cell_undervoltage") if "cell_undervoltage" in table.names else -1
+        self._j_failure = table.index("cell_failure") if "cell_failure" in table.names else -1
+        rest_a = profile.rest_current_c_rate * pack.capacity_ah
+        self.rest_current_a = rest_a
+
+        # Non-volatile (restored from memory at boot): lives outside _reset_volatile.
+        self.soc = SocEstimator(profile.soc, pack.ocv, pack.capacity_ah, n, s, rest_a)
+        self.health = CellHealthLearner(profile.cell_health, n, s)
+        self.reset_counts = np.zeros((n, len(RESET_METHODS)), dtype=np.int64)
+        self.remembered_cell_v = np.full((n, s), np.nan)
+        self.remembered_active = [set[str]() for _ in range(n)]
+        self.remembered_sleeping = np.zeros(n, dtype=bool)
+        self.afe_damaged = np.zeros(n, dtype=bool)
+
+        self.sensors = SensorWatch(profile.sensors, n, s)
+        self._reset_volatile(np.ones(n, dtype=bool))
+        self.booting = np.zeros(n, dtype=bool)
+        self.boot_method = ["power_on"] * n
+        self._persistent_at_boot: dict[int, list[str]] = {}
+        if initial_soc is not None:
+            self.soc.soc[:] = np.broadcast_to(np.asarray(initial_soc, dtype=float), (n, s))
+        self._soc_known = np.full(n, initial_soc is not None)
+        self._t_last_s: float | None = None
+        self._dt_s = profile.cycle_s
+        self._last_save_s = np.full(n, -np.inf)
+        self.dirty = np.ones(n, dtype=bool)  # persistent values changed since the last save
+        self._recovery_only = np.zeros(n, dtype=bool)
+        self.last_measurements: Measurements | None = None
+        self.limits = self._commands(np.zeros(n), np.zeros(n))
+
+    # ----------------------------------------------------------------- volatile state
+    def _reset_volatile(self, rows: BoolArray) -> None:
+        """What a power loss wipes: faults, timers, history, FET commands, sleep."""
+        n, p, s = self.packs, self._p, self._s
+        depth = max(int(self.table.escalate_count.max(initial=0)), 1)
+        fresh: dict[str, Any] = {
+            "active": np.zeros((n, p), dtype=bool),
+            "klass": np.broadcast_to(self._base_class, (n, p)).copy(),
+            "since_s": np.full((n, p), np.nan),
+            "trip_timer_s": np.zeros((n, p)),
+            "release_timer_s": np.zeros((n, p)),
+            "warn_timer_s": np.zeros((n, p)),
+            "_trip_seen": np.zeros((n, p), dtype=bool),
+            "_release_seen": np.zeros((n, p), dtype=bool),
+            "_warn_seen": np.zeros((n, p), dtype=bool),
+            "warning_active": np.zeros((n, p), dtype=bool),
+            "trip_history_s": np.full((n, p, depth), -np.inf),
+            "state": np.full(n, states.NORMAL, dtype=np.int8),
+            "charge_fet": np.zeros(n, dtype=bool),
+            "discharge_fet": np.zeros(n, dtype=bool),
+            "balance": np.zeros((n, s), dtype=bool),
+            "boot_hold": np.ones(n, dtype=bool),
+            "sleeping": np.zeros(n, dtype=bool),
+            "sleep_timer_s": np.zeros(n),
+            "charger_away_s": np.zeros(n),
+            "_charger_was_present": np.zeros(n, dtype=bool),
+            "recovery_overrate_s": np.zeros(n),
+            "recovery_blocked": np.zeros(n, dtype=bool),
+            "last_values": np.full((n, p), np.nan),
+        }
+        for name, value in fresh.items():
+            if not hasattr(self, name) or rows.all():
+                setattr(self, name, value)
+            else:
+                getattr(self, name)[rows] = value[rows]
+        self.sensors.forget(rows)
+        self.health.forget_rest(rows)
+        self.soc.full_timer_s[rows] = 0.0
+        self.soc.rest_s[rows] = 0.0
+
+    def _row_arrays(self) -> list[tuple[object, str]]:
+        holders: list[object] = [self, self.sensors, self.soc, self.health, self.soc.counters]
+        found = []
+        for holder in holders:
+            for name, value in vars(holder).items():
+                if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == self.packs:
+                    found.append((holder, name))
+        return found
 
     # ----------------------------------------------------------------- configuration
     def afe_config(self) -> AfeProtectionConfig:
@@ -118,33 +202,63 @@ class Bms:
         return AfeProtectionConfig(False, float("inf"), 0.0)
 
     # ----------------------------------------------------------------- the control cycle
-    def step(self, m: Measurements, t_s: float) -> tuple[Commands, list[Event]]:
-        """Evaluate one control cycle at time ``t_s`` and return the commands and new events."""
+    def step(
+        self, m: Measurements, t_s: float, running: BoolArray | None = None
+    ) -> tuple[Commands, list[Event]]:
+        """One control cycle at ``t_s``. Packs not ``running`` (no power, hung firmware) keep
+        every bit of their state: their controller did not execute."""
+        if running is not None and not running.all():
+            return self._step_some(m, t_s, running)
+        return self._step(m, t_s)
+
+    def _step_some(self, m: Measurements, t_s: float, running: BoolArray) -> tuple[Commands, list[Event]]:
+        frozen = ~running
+        saved = [(h, name, getattr(h, name)[frozen].copy()) for h, name in self._row_arrays()]
+        lists = [set(s) for s in self.remembered_active]
+        commands, events = self._step(m, t_s)
+        for holder, name, rows in saved:
+            getattr(holder, name)[frozen] = rows
+        self.remembered_active = [lists[i] if frozen[i] else s for i, s in enumerate(self.remembered_active)]
+        self.limits = self._commands(
+            np.where(frozen, 0.0, commands.charge_current_limit_a),
+            np.where(frozen, 0.0, commands.discharge_current_limit_a),
+        )
+        return self.limits, [e for e in events if running[e.pack]]
+
+    def _step(self, m: Measurements, t_s: float) -> tuple[Commands, list[Event]]:
         dt_s = self.profile.cycle_s if self._t_last_s is None else max(t_s - self._t_last_s, 0.0)
         self._t_last_s = t_s
+        self._dt_s = dt_s
         events: list[Event] = []
-        if not self._soc_known:
-            self._init_soc_from_ocv(m)
-            self._soc_known = True
-
-        stats = _CellStats.of(m)
-        quantities = self._quantities(m, stats, dt_s)
+        if not self._soc_known.all():
+            unknown = ~self._soc_known
+            self.soc.set_from_ocv(unknown, m.cell_v)
+            self._soc_known[:] = True
+        stats = CellStats.of(m)
+        if self.booting.any():
+            self._boot_checks(m, t_s, events)
+        fet_stuck = self.sensors.fet_stuck_closed(stats.current_a, self.charge_fet, self.discharge_fet, dt_s)
+        quantities = self._quantities(m, stats, fet_stuck)
         values = self.table.values(quantities)
         self.last_values = values
         condition = self.table.trip_condition(values)
-        self._update_faults(m, t_s, dt_s, values, condition, events)
+        if self.booting.any():
+            self._boot_trips(m, t_s, values, condition, events)
+        self._update_faults(m, t_s, dt_s, values, condition, fet_stuck, events)
         self._update_warnings(t_s, dt_s, values, events)
-        # One small matrix product answers "is any active fault of this kind?" for every pack.
-        self._active_counts = self.active.astype(np.float32) @ self._class_matrix
-        self._update_fets(t_s, condition, events)
+        self._update_sleep(m, stats, t_s, dt_s, events)
+        charge_limit_a, discharge_limit_a = current_limits(self.profile.limits, self.pack.capacity_ah, stats)
+        self._update_fets(t_s, dt_s, condition, stats, m, events)
         self._update_state(t_s, events)
-        self._update_soc(m, stats, t_s, dt_s, events)
+        self.soc.update(stats, m.cell_v, t_s, dt_s, events)
+        self.health.observe_rest(m.cell_v, np.abs(stats.current_a) < self.rest_current_a, dt_s)
         self._update_balancing(m, stats, t_s, events)
-        self.limits = self._limits(stats)
-        self.last_cell_v, self.last_cell_t_c, self.last_current_a = m.cell_v, m.cell_t_c, m.current_a
+        self.limits = self._commands(charge_limit_a, discharge_limit_a)
+        self.last_measurements = m
+        self._mark_dirty(t_s, events)
         return self.limits, events
 
-    def _quantities(self, m: Measurements, stats: _CellStats, dt_s: float) -> FloatArray:
+    def _quantities(self, m: Measurements, stats: CellStats, fet_stuck: BoolArray) -> FloatArray:
         n = self.packs
         q = np.empty((n, len(QUANTITIES)))
         q[:, _Q["max_cell_v"]] = stats.max_v
@@ -157,27 +271,40 @@ class Bms:
         q[:, _Q["fet_t"]] = m.fet_t_c
         resting = np.abs(current_c) < self.profile.rest_current_c_rate
         q[:, _Q["imbalance_v"]] = np.where(resting, stats.max_v - stats.min_v, np.nan)
-        q[:, _Q["sensor_implausible"]] = self._implausible(m, stats) & m.afe_ok
-        q[:, _Q["afe_not_answering"]] = (~m.afe_ok).astype(float)
+        q[:, _Q["sensor_implausible"]] = self.sensors.implausible(m, stats, self._dt_s) & m.afe_ok
+        q[:, _Q["afe_not_answering"]] = ~m.afe_ok | m.afe_damaged | fet_stuck
         q[:, _Q["link_bad"]] = ~m.link_ok
-        q[:, _Q["cell_failure_flag"]] = 0.0
+        q[:, _Q["cell_failure_flag"]] = self.health.flag()
         # A non-finite quantity never satisfies a comparison; the sensor fault covers it instead.
         q[~np.isfinite(q)] = np.nan
         return q
 
-    def _implausible(self, m: Measurements, stats: _CellStats) -> BoolArray:
-        """A reading the brain must not trust: NaN, outside physics, or cells ≠ stack.
+    # ----------------------------------------------------------------- faults
+    def present(self, values: FloatArray | None = None, m: Measurements | None = None) -> BoolArray:
+        """(packs, protections): is each fault's *condition* still there?
 
-        Comparisons are written so that NaN fails them: any NaN makes the reading implausible.
+        A reset may clear a fault only where this is false: the value has not come back past
+        its release threshold, the load or charger that caused it is still connected, or (for
+        faults that never clear by themselves) the trip condition holds right now.
         """
-        sens = self.profile.sensors
-        good_v = (stats.min_v_raw >= sens.cell_v_min_v) & (stats.max_v_raw <= sens.cell_v_max_v)
-        good_t = (stats.min_t_raw >= sens.temperature_min_c) & (stats.max_t_raw <= sens.temperature_max_c)
-        good_i = np.isfinite(m.current_a) & np.isfinite(m.stack_v) & np.isfinite(m.fet_t_c)
-        mismatch = np.abs(m.stack_v - stats.sum_v)
-        allowed = np.maximum(sens.stack_mismatch_fraction * np.abs(m.stack_v), sens.stack_mismatch_min_v)
-        good_stack = mismatch <= allowed
-        return ~(good_v & good_t & good_i & good_stack)
+        values = self.last_values if values is None else values
+        m = self.last_measurements if m is None else m
+        table = self.table
+        trip_now = table.trip_condition(values)
+        with np.errstate(invalid="ignore"):
+            not_back = ~(table.sign * (values - table.release) <= 0.0)
+        mode = table.release_mode
+        if m is None:
+            load = np.zeros(self.packs, dtype=bool)
+            charging = np.zeros(self.packs, dtype=bool)
+        else:
+            load = m.load_present
+            charging = m.charger_present & (np.nan_to_num(m.current_a) > 0.0)
+        present = trip_now.copy()
+        present |= (mode == _HYSTERESIS) & not_back
+        present |= (mode == _LOAD_REMOVED) & load[:, None]
+        present |= (mode == _CHARGER_REMOVED) & charging[:, None]
+        return present
 
     def _update_faults(
         self,
@@ -186,6 +313,7 @@ class Bms:
         dt_s: float,
         values: FloatArray,
         condition: BoolArray,
+        fet_stuck: BoolArray,
         events: list[Event],
     ) -> None:
         table = self.table
@@ -206,17 +334,23 @@ class Bms:
             & ~new
             & releasing
             & elapsed(self.release_timer_s, table.release_delay_s)
-            & table.self_clearing
-            & ~self.escalated
+            & (self.klass <= LOAD_REMOVAL)
             & ~tripping
         )
         if new.any():
-            self._record_trips(new, m, t_s, values, events)
+            damaged = m.afe_damaged | fet_stuck
+            self._record_trips(new, m, t_s, values, damaged, events)
         if cleared.any():
-            self._clear(cleared, t_s, "auto", events)
+            self._clear(cleared, t_s, None, events)
 
     def _record_trips(
-        self, new: BoolArray, m: Measurements, t_s: float, values: FloatArray, events: list[Event]
+        self,
+        new: BoolArray,
+        m: Measurements,
+        t_s: float,
+        values: FloatArray,
+        damaged: BoolArray,
+        events: list[Event],
     ) -> None:
         table = self.table
         self.active |= new
@@ -224,48 +358,57 @@ class Bms:
         for pack, j in zip(*np.nonzero(new), strict=True):
             at_s = float(m.short_circuit_at_s[pack]) if table.in_afe[j] else t_s
             self.since_s[pack, j] = at_s
+            klass = int(self._base_class[j])
             history = self.trip_history_s[pack, j]
             history[:-1] = history[1:].copy()
             history[-1] = at_s
             count = int(table.escalate_count[j])
             if count and history[-count] >= at_s - table.escalate_window_s[j]:
-                self.escalated[pack, j] = True
-            recovery = "latched" if self.escalated[pack, j] else table.recovery[j]
+                klass = LATCHED
+            if j == self._j_afe and damaged[pack]:
+                klass = PERSISTENT
+                self.afe_damaged[pack] = True
+            self.klass[pack, j] = klass
             value = float(values[pack, j])
             if table.in_afe[j]:
                 value = float(m.short_circuit_peak_a[pack] / self.pack.capacity_ah)
-            events.append(
-                Event(
-                    at_s,
-                    int(pack),
-                    "fault_set",
-                    {
-                        "fault": table.names[j],
-                        "class": recovery,
-                        "value": _rounded(value),
-                        "threshold": float(table.trip[j]),
-                    },
-                )
-            )
+            fields: dict[str, Any] = {
+                "fault": table.names[j],
+                "class": CLASSES[klass],
+                "value": _rounded(value),
+                "threshold": float(table.trip[j]),
+            }
+            if j == self._j_uv:
+                learned = self.soc.empty_point(int(pack), t_s, events)
+                weakest = int(np.nanargmin(np.where(np.isnan(m.cell_v[pack]), np.inf, m.cell_v[pack])))
+                fields["cell"] = weakest + 1
+                if learned is not None:
+                    self.health.observe_capacity(int(pack), weakest, learned, self.pack.capacity_ah)
+            if j == self._j_failure:
+                fields["cells"] = [int(c) + 1 for c in np.nonzero(self.health.failed[pack])[0]]
+            events.append(Event(at_s, int(pack), "fault_set", fields))
 
-    def _clear(self, cleared: BoolArray, t_s: float, by: str, events: list[Event]) -> None:
-        by_for_class = {"charger": "charger", "load-removal": "load_removal"}
+    def _clear(self, cleared: BoolArray, t_s: float, by: str | None, events: list[Event]) -> None:
+        """Clear faults; ``by`` None means each clears by its own class (auto, charger, …)."""
+        natural = {AUTO: "auto", CHARGER: "charger", LOAD_REMOVAL: "load_removal"}
         for pack, j in zip(*np.nonzero(cleared), strict=True):
-            reason = by if by != "auto" else by_for_class.get(self.table.recovery[j], "auto")
+            reason = by or natural.get(int(self.klass[pack, j]), "auto")
             events.append(
                 Event(t_s, int(pack), "fault_cleared", {"fault": self.table.names[j], "by": reason})
             )
+            if j == self._j_afe:
+                self.afe_damaged[pack] = False
         self.active &= ~cleared
         self.trip_timer_s[cleared] = 0.0
         self.release_timer_s[cleared] = 0.0
         self.since_s[cleared] = np.nan
-        self.escalated &= ~cleared
+        self.klass = np.where(cleared, self._base_class[None, :], self.klass)
 
     def _update_warnings(self, t_s: float, dt_s: float, values: FloatArray, events: list[Event]) -> None:
         warn = self.table.warn_condition(values)
         self.warn_timer_s = debounce(self.warn_timer_s, warn, self._warn_seen, dt_s)
         self._warn_seen = warn
-        now = warn & elapsed(self.warn_timer_s, self.table.trip_delay_s) | (self.warning_active & warn)
+        now = (warn & elapsed(self.warn_timer_s, self.table.trip_delay_s)) | (self.warning_active & warn)
         rising = now & ~self.warning_active & ~self.active
         self.warning_active = now
         for pack, j in zip(*np.nonzero(rising), strict=True):
@@ -282,20 +425,261 @@ class Bms:
                 )
             )
 
-    def _path_blocked(self, condition: BoolArray) -> tuple[BoolArray, BoolArray]:
-        charge, discharge = self._active_counts[:, 0] > 0, self._active_counts[:, 1] > 0
-        if not self.boot_hold.any():
-            return charge, discharge
-        present = condition.astype(np.float32) @ self._path_matrix
-        present_charge, present_discharge = present[:, 0] > 0, present[:, 1] > 0
-        self.boot_hold &= present_charge | present_discharge
-        charge |= self.boot_hold & present_charge
-        discharge |= self.boot_hold & present_discharge
-        return charge, discharge
+    # ----------------------------------------------------------------- sleep
+    def _update_sleep(
+        self, m: Measurements, stats: CellStats, t_s: float, dt_s: float, events: list[Event]
+    ) -> None:
+        """Sleep after a long under-voltage with no charge current; wake on a charger's rising
+        edge (after it was away ``rearm_s``) or the reset button (SPEC §4)."""
+        settings = self.profile.sleep
+        uv = self.active[:, self._j_uv] if self._j_uv >= 0 else np.zeros(self.packs, dtype=bool)
+        charging = stats.current_a > self.rest_current_a
+        self.sleep_timer_s = np.where(uv & ~charging & ~self.sleeping, self.sleep_timer_s + dt_s, 0.0)
+        falling_asleep = (self.sleep_timer_s >= settings.delay_s) & ~self.sleeping
+        charger = m.charger_present
+        away_before = self.charger_away_s
+        rising = charger & ~self._charger_was_present & (away_before >= settings.rearm_s)
+        self.charger_away_s = np.where(charger, 0.0, away_before + dt_s)
+        self._charger_was_present = charger
+        for pack in np.nonzero(falling_asleep)[0]:
+            events.append(Event(t_s, int(pack), "sleep", {"reason": "cell_undervoltage"}))
+            # A charger already there does not wake it; one absent now counts as long gone.
+            self.charger_away_s[pack] = 0.0 if charger[pack] else settings.rearm_s
+        self.sleeping |= falling_asleep
+        wake_by_charger = self.sleeping & rising & ~falling_asleep
+        for pack in np.nonzero(wake_by_charger | m.reset_button)[0]:
+            method = "button" if m.reset_button[pack] else "charger"
+            self.soft_reset_one(int(pack), t_s, method, events)
 
-    def _update_fets(self, t_s: float, condition: BoolArray, events: list[Event]) -> None:
-        charge_blocked, discharge_blocked = self._path_blocked(condition)
-        charge_fet, discharge_fet = ~charge_blocked, ~discharge_blocked
+    # ----------------------------------------------------------------- resets
+    def soft_reset(self, packs: BoolArray | list[int], t_s: float, method: str = "soft") -> list[Event]:
+        """A soft reset (``soft`` command, reset ``button``, ``charger`` wake) of some packs.
+
+        A sleeping BMS hears no ``soft`` command: its link is silent (SPEC §4).
+        """
+        events: list[Event] = []
+        rows = np.nonzero(packs)[0] if isinstance(packs, np.ndarray) else packs
+        for pack in rows:
+            if method == "soft" and self.sleeping[pack]:
+                continue
+            self.soft_reset_one(int(pack), t_s, method, events)
+        return events
+
+    def soft_reset_one(self, pack: int, t_s: float, method: str, events: list[Event]) -> None:
+        present = self.present()[pack]
+        active = self.active[pack]
+        klass = self.klass[pack]
+        stays_latched = active & (klass >= LATCHED)
+        persists = active & ~stays_latched & present
+        clears = active & ~stays_latched & ~present
+        if self.sleeping[pack]:
+            self.sleeping[pack] = False
+            self.sleep_timer_s[pack] = 0.0
+            events.append(Event(t_s, pack, "wake", {"by": method}))
+        row = np.zeros((self.packs, self._p), dtype=bool)
+        row[pack] = clears
+        if clears.any():
+            self._clear(row, t_s, "soft_reset", events)
+        for j in np.nonzero(persists)[0]:
+            self.release_timer_s[pack, j] = 0.0
+            events.append(
+                Event(
+                    t_s, pack, "fault_persisted_after_reset", {"fault": self.table.names[j], "method": method}
+                )
+            )
+        # Recovery timers restart; a reading that tripped nothing yet starts its count afresh.
+        self.trip_timer_s[pack] = 0.0
+        self.recovery_blocked[pack] = False
+        self.reset_counts[pack, RESET_METHODS.index(method)] += 1
+        latched = [self.table.names[j] for j in np.nonzero(stays_latched)[0]]
+        persisting = [self.table.names[j] for j in np.nonzero(persists)[0]]
+        if latched:
+            result, reason = "refused", "needs a hard reset or service: " + ", ".join(latched)
+        elif persisting:
+            result, reason = "ok", "condition still present: " + ", ".join(persisting)
+        else:
+            result, reason = "ok", ""
+        fields: dict[str, Any] = {"method": method, "result": result}
+        if reason:
+            fields["reason"] = reason
+        events.append(Event(t_s, pack, "reset", fields))
+        self.dirty[pack] = True
+
+    def service_clear(self, pack: int, fault: str, authenticated: bool, t_s: float) -> list[Event]:
+        """The maintenance command for latched and persistent faults: refused while the
+        condition is present, always logged (SPEC §4)."""
+        events: list[Event] = []
+
+        def refuse(reason: str) -> list[Event]:
+            events.append(
+                Event(
+                    t_s,
+                    pack,
+                    "reset",
+                    {"method": "service", "result": "refused", "fault": fault, "reason": reason},
+                )
+            )
+            return events
+
+        self.reset_counts[pack, RESET_METHODS.index("service")] += 1
+        self.dirty[pack] = True
+        if fault not in self.table.names:
+            return refuse("unknown fault")
+        j = self.table.index(fault)
+        if not self.active[pack, j]:
+            return refuse("fault not active")
+        if not authenticated:
+            return refuse("not authenticated")
+        if self.klass[pack, j] == LATCHED and not self.profile.reset.service_clears_latched:
+            return refuse("the profile does not allow a service clear of latched faults")
+        if self.present()[pack, j] or (j == self._j_failure and self.health.failed[pack].any()):
+            return refuse("condition still present")
+        if (
+            j == self._j_afe
+            and self.last_measurements is not None
+            and self.last_measurements.afe_damaged[pack]
+        ):
+            return refuse("condition still present")
+        row = np.zeros((self.packs, self._p), dtype=bool)
+        row[pack, j] = True
+        self._clear(row, t_s, "service", events)
+        events.append(Event(t_s, pack, "reset", {"method": "service", "result": "ok", "fault": fault}))
+        return events
+
+    # ----------------------------------------------------------------- boot
+    def boot(self, packs: BoolArray, remembered: list[dict[str, Any] | None], method: str = "hard") -> None:
+        """Power came back after a full loss: volatile state is gone, memory is restored.
+
+        The checks happen in the next ``step``: every protection is evaluated before a FET closes.
+        """
+        self._reset_volatile(packs)
+        for pack in np.nonzero(packs)[0]:
+            self.restore(int(pack), remembered[int(pack)] if pack < len(remembered) else None)
+            self.booting[pack] = True
+            self.boot_method[pack] = method
+
+    def restore(self, pack: int, snapshot: dict[str, Any] | None) -> None:
+        if not snapshot:
+            self.remembered_active[pack] = set()
+            self._soc_known[pack] = False
+            return
+        s = self._s
+        soc = np.asarray(snapshot.get("soc", [np.nan] * s), dtype=float)
+        self.soc.soc[pack] = soc
+        self._soc_known[pack] = bool(np.isfinite(soc).all())
+        self.soc.uncertain[pack] = True  # SPEC §4: last known SOC, uncertain until recalibrated
+        self.soc.capacity_ah[pack] = float(snapshot.get("capacity_ah", self.pack.capacity_ah))
+        self.soc.ah_since_full[pack] = np.nan
+        counters = snapshot.get("counters", {})
+        for name in ("charge_ah", "discharge_ah", "charge_wh", "discharge_wh"):
+            getattr(self.soc.counters, name)[pack] = float(counters.get(name, 0.0))
+        resets = snapshot.get("reset_counts", {})
+        for k, method in enumerate(RESET_METHODS):
+            self.reset_counts[pack, k] = int(resets.get(method, 0))
+        self.remembered_cell_v[pack] = np.asarray(snapshot.get("cell_v", [np.nan] * s), dtype=float)
+        self.remembered_active[pack] = set(snapshot.get("active_faults", []))
+        self.remembered_sleeping[pack] = bool(snapshot.get("sleeping", False))
+        self.health.failed[pack] = False
+        for cell in snapshot.get("failed_cells", []):
+            self.health.failed[pack, int(cell) - 1] = True
+        self.afe_damaged[pack] = bool(snapshot.get("afe_damaged", False))
+        self._persistent_at_boot[pack] = list(snapshot.get("persistent_faults", []))
+
+    def _boot_checks(self, m: Measurements, t_s: float, events: list[Event]) -> None:
+        """First cycle after a boot: detect a replaced cell against the remembered voltages."""
+        threshold = self.profile.cell_change.threshold_v
+        for pack in np.nonzero(self.booting)[0]:
+            before = self.remembered_cell_v[pack]
+            now = m.cell_v[pack]
+            if np.isfinite(before).all() and np.isfinite(now).all():
+                moved = now - before
+                odd = np.abs(moved - np.median(moved)) > threshold
+                for cell in np.nonzero(odd)[0]:
+                    events.append(
+                        Event(
+                            t_s,
+                            int(pack),
+                            "cell_change_detected",
+                            {
+                                "cell": int(cell) + 1,
+                                "v_before": round(float(before[cell]), 4),
+                                "v_now": round(float(now[cell]), 4),
+                            },
+                        )
+                    )
+                    self.soc.set_cell_from_ocv(int(pack), int(cell), float(now[cell]))
+                    self.health.failed[pack, cell] = False
+                    self.health.falling_count[pack, cell] = 0
+
+    def _boot_trips(
+        self, m: Measurements, t_s: float, values: FloatArray, condition: BoolArray, events: list[Event]
+    ) -> None:
+        """Evaluate every protection before any FET closes; what persists re-trips at once."""
+        present = self.present(values, m)
+        persistent_at_boot = self._persistent_at_boot
+        for pack_index in np.nonzero(self.booting)[0]:
+            pack = int(pack_index)
+            method = self.boot_method[pack]
+            was_active = self.remembered_active[pack]
+            kept = persistent_at_boot.get(pack, [])
+            at_once = np.zeros((self.packs, self._p), dtype=bool)
+            for j, name in enumerate(self.table.names):
+                if not self.table.enabled[j] or self.table.in_afe[j]:
+                    continue
+                if name in kept or condition[pack, j] or (name in was_active and present[pack, j]):
+                    at_once[pack, j] = True
+            damaged = np.zeros(self.packs, dtype=bool)
+            damaged[pack] = self.afe_damaged[pack]
+            self._record_trips(at_once, m, t_s, values, damaged, events)
+            for j_index in np.nonzero(at_once[pack])[0]:
+                j = int(j_index)
+                name = self.table.names[j]
+                if name in kept:
+                    self.klass[pack, j] = PERSISTENT
+                if name in was_active:
+                    events.append(
+                        Event(
+                            t_s, int(pack), "fault_persisted_after_reset", {"fault": name, "method": method}
+                        )
+                    )
+            if method == "hard":
+                self.reset_counts[pack, RESET_METHODS.index("hard")] += 1
+                events.append(Event(t_s, int(pack), "reset", {"method": "hard", "result": "ok"}))
+            if self.remembered_sleeping[pack]:
+                events.append(Event(t_s, int(pack), "wake", {"by": "power_on"}))
+            self.booting[pack] = False
+            self.dirty[pack] = True
+
+    # ----------------------------------------------------------------- FETs and state
+    def _update_fets(
+        self,
+        t_s: float,
+        dt_s: float,
+        condition: BoolArray,
+        stats: CellStats,
+        m: Measurements,
+        events: list[Event],
+    ) -> None:
+        counts = self.active.astype(np.float32) @ self._path_matrix
+        charge_blocked = counts[:, 0] > 0
+        recovery_only = counts[:, 1] > 0
+        discharge_blocked = counts[:, 2] > 0
+        if recovery_only.any():
+            # A deep-discharged pack may take a small recovery charge (SPEC §3); more than that
+            # for a second opens the charge FET until the charger goes away.
+            over = stats.current_a > self._recovery_charge_a * _RECOVERY_CHARGE_GRACE
+            self.recovery_overrate_s = np.where(recovery_only & over, self.recovery_overrate_s + dt_s, 0.0)
+            self.recovery_blocked |= recovery_only & (self.recovery_overrate_s >= 1.0)
+            self.recovery_blocked &= recovery_only & m.charger_present
+            charge_blocked |= recovery_only & self.recovery_blocked
+        if self.boot_hold.any():
+            present = condition.astype(np.float32) @ self._path_matrix
+            present_charge, present_discharge = present[:, 0] > 0, present[:, 2] > 0
+            self.boot_hold &= present_charge | present_discharge
+            charge_blocked |= self.boot_hold & present_charge
+            discharge_blocked |= self.boot_hold & present_discharge
+        charge_fet = ~charge_blocked & ~self.sleeping
+        discharge_fet = ~discharge_blocked & ~self.sleeping
         for name, old, new in (
             ("charge", self.charge_fet, charge_fet),
             ("discharge", self.discharge_fet, discharge_fet),
@@ -303,18 +687,19 @@ class Bms:
             for pack in np.nonzero(old != new)[0]:
                 events.append(Event(t_s, int(pack), "fet_changed", {"fet": name, "on": bool(new[pack])}))
         self.charge_fet, self.discharge_fet = charge_fet, discharge_fet
+        self._recovery_only = recovery_only
 
     def _update_state(self, t_s: float, events: list[Event]) -> None:
-        counts = self._active_counts
-        latched = counts[:, 3] > 0
-        if self.escalated.any():
-            latched |= (self.active & self.escalated).any(axis=1)
-        locked = counts[:, 4] > 0
-        blocking = counts[:, 2] > 0
-        new_state = np.where(
-            locked,
-            states.LOCKED,
-            np.where(latched, states.LATCHED, np.where(blocking, states.PROTECTED, states.NORMAL)),
+        active = self.active
+        klass = self.klass
+        table = self.table
+        locked = (active & (klass == PERSISTENT)).any(axis=1)
+        latched = (active & (klass == LATCHED)).any(axis=1)
+        blocking = (active & (table.blocks_charge | table.blocks_discharge)).any(axis=1)
+        new_state = np.select(
+            [self.sleeping, locked, latched, blocking],
+            [states.SLEEP, states.LOCKED, states.LATCHED, states.PROTECTED],
+            states.NORMAL,
         ).astype(np.int8)
         for pack in np.nonzero(new_state != self.state)[0]:
             events.append(
@@ -327,102 +712,92 @@ class Bms:
             )
         self.state = new_state
 
-    # ----------------------------------------------------------------- SOC
-    def _init_soc_from_ocv(self, m: Measurements) -> None:
-        missing = np.isnan(self.soc)
-        from_ocv = self.pack.ocv.soc_from_voltage(np.nan_to_num(m.cell_v, nan=0.0))
-        self.soc = np.where(missing, from_ocv, self.soc)
-
-    def _update_soc(
-        self, m: Measurements, stats: _CellStats, t_s: float, dt_s: float, events: list[Event]
-    ) -> None:
-        current = stats.current_a
-        self.soc += (current * (dt_s / (3600.0 * self.pack.capacity_ah)))[:, None]
-        settings = self.profile.soc
-        cap = self.pack.capacity_ah
-        max_v = stats.max_v
-        near_full = (
-            (max_v >= settings.full_cell_v) & (current > 0.0) & (current < settings.full_tail_c_rate * cap)
-        )
-        self.full_timer_s = np.where(near_full, self.full_timer_s + dt_s, 0.0)
-        full = elapsed(self.full_timer_s, np.asarray(settings.full_hold_s)) & ~self.full_recalibrated
-        self.full_recalibrated = (self.full_recalibrated | full) & (current >= 0.0)
-        for pack in np.nonzero(full)[0]:
-            before = float(self.soc[pack].mean())
-            self.soc[pack] = 1.0
-            events.append(
-                Event(
-                    t_s,
-                    int(pack),
-                    "soc_recalibrated",
-                    {"soc_before": round(before, 4), "soc": 1.0, "by": "full_charge"},
-                )
-            )
-
-    @property
-    def pack_soc(self) -> FloatArray:
-        """Reported pack SOC: the mean of the series groups, held within 0..1."""
-        return np.clip(self.soc.mean(axis=1), 0.0, 1.0)
-
-    # ----------------------------------------------------------------- balancing and limits
-    def _update_balancing(self, m: Measurements, stats: _CellStats, t_s: float, events: list[Event]) -> None:
+    def _update_balancing(self, m: Measurements, stats: CellStats, t_s: float, events: list[Event]) -> None:
         bal = self.profile.balancing
         if not bal.enabled:
             return
-        current_c = stats.current_a / self.pack.capacity_ah
-        resting = np.abs(current_c) < self.profile.rest_current_c_rate
-        topping = (current_c > 0) & (stats.max_v >= bal.min_cell_v)
-        cool = stats.max_t_raw <= bal.max_temperature_c  # NaN counts as hot
-        faulted = self._active_counts[:, 2] > 0  # a warning-only fault (imbalance) must not stop it
-        allowed = (resting | topping) & cool & ~faulted & m.afe_ok
+        blocking_fault = (self.active & (self.table.blocks_charge | self.table.blocks_discharge)).any(axis=1)
+        allowed = ~blocking_fault & m.afe_ok & ~self.sleeping
         if not allowed.any() and not self.balance.any():
             return
-        mask = (m.cell_v - stats.min_v[:, None] > bal.threshold_v) & allowed[:, None]
+        mask = balancing_mask(
+            bal, m.cell_v, stats, self.pack.capacity_ah, self.profile.rest_current_c_rate, allowed
+        )
         changed = (mask != self.balance).any(axis=1)
         for pack in np.nonzero(changed)[0]:
             cells = [int(c) + 1 for c in np.nonzero(mask[pack])[0]]
             events.append(Event(t_s, int(pack), "balancing", {"cells": cells}))
         self.balance = mask
 
-    def _limits(self, stats: _CellStats) -> Commands:
-        lim = self.profile.limits
-        cap = self.pack.capacity_ah
-        max_v, min_v = stats.max_v, stats.min_v
-        t_hi, t_lo = stats.max_t, stats.min_t
-
-        def factor(x: FloatArray, points: list[float], factors: list[float]) -> FloatArray:
-            return np.interp(x, points, factors)
-
-        charge_t = np.minimum(
-            factor(t_hi, lim.charge_temperature_points_c, lim.charge_temperature_factors),
-            factor(t_lo, lim.charge_temperature_points_c, lim.charge_temperature_factors),
-        )
-        discharge_t = np.minimum(
-            factor(t_hi, lim.discharge_temperature_points_c, lim.discharge_temperature_factors),
-            factor(t_lo, lim.discharge_temperature_points_c, lim.discharge_temperature_factors),
-        )
-        charge_a = (
-            lim.charge_c_rate
-            * cap
-            * factor(max_v, lim.charge_cell_v_points, lim.charge_cell_v_factors)
-            * charge_t
-        )
-        discharge_a = (
-            lim.discharge_c_rate
-            * cap
-            * factor(min_v, lim.discharge_cell_v_points, lim.discharge_cell_v_factors)
-            * discharge_t
-        )
+    def _commands(self, charge_limit_a: FloatArray, discharge_limit_a: FloatArray) -> Commands:
+        charge_limit = np.where(self.charge_fet, charge_limit_a, 0.0)
+        recovery = self._recovery_only
+        charge_limit = np.where(recovery, np.minimum(charge_limit_a, self._recovery_charge_a), charge_limit)
+        charge_limit = np.where(self.charge_fet, charge_limit, 0.0)
         return Commands(
             charge_fet=self.charge_fet,
             discharge_fet=self.discharge_fet,
             balance=self.balance,
-            charge_current_limit_a=np.where(self.charge_fet, charge_a, 0.0),
-            discharge_current_limit_a=np.where(self.discharge_fet, discharge_a, 0.0),
-            charge_voltage_limit_v=np.full(self.packs, lim.charge_voltage_cell_v * self.pack.series),
+            charge_current_limit_a=charge_limit,
+            discharge_current_limit_a=np.where(self.discharge_fet, discharge_limit_a, 0.0),
+            charge_voltage_limit_v=np.full(
+                self.packs, self.profile.limits.charge_voltage_cell_v * self.pack.series
+            ),
         )
 
+    # ----------------------------------------------------------------- memory
+    def _mark_dirty(self, t_s: float, events: list[Event]) -> None:
+        for event in events:
+            if event.kind in (
+                "fault_set",
+                "fault_cleared",
+                "sleep",
+                "wake",
+                "reset",
+                "soc_recalibrated",
+                "cell_change_detected",
+            ):
+                self.dirty[event.pack] = True
+        due = t_s - self._last_save_s >= self.profile.soc.save_interval_s
+        self.dirty |= due
+
+    def saved(self, packs: BoolArray, t_s: float) -> None:
+        """The non-volatile memory has stored these packs' snapshots."""
+        self.dirty &= ~packs
+        self._last_save_s = np.where(packs, t_s, self._last_save_s)
+
+    def persistent_snapshot(self, pack: int) -> dict[str, Any]:
+        """Everything SPEC §4 keeps across a hard reset, as plain JSON-able values."""
+        active = self.active_faults(pack)
+        m = self.last_measurements
+        cell_v = m.cell_v[pack] if m is not None else np.full(self._s, np.nan)
+        c = self.soc.counters
+        return {
+            "persistent_faults": [f["fault"] for f in self.fault_details(pack) if f["class"] == "persistent"],
+            "active_faults": active,
+            "sleeping": bool(self.sleeping[pack]),
+            "soc": [_rounded(float(v)) for v in self.soc.soc[pack]],
+            "soc_uncertain": bool(self.soc.uncertain[pack]),
+            "capacity_ah": float(self.soc.capacity_ah[pack]),
+            "soh": round(float(self.soc.capacity_ah[pack] / self.pack.capacity_ah), 4),
+            "cell_v": [_rounded(float(v)) for v in cell_v],
+            "counters": {
+                "charge_ah": float(c.charge_ah[pack]),
+                "discharge_ah": float(c.discharge_ah[pack]),
+                "charge_wh": float(c.charge_wh[pack]),
+                "discharge_wh": float(c.discharge_wh[pack]),
+                "cycles": float(c.cycles[pack]),
+            },
+            "reset_counts": {m_: int(self.reset_counts[pack, k]) for k, m_ in enumerate(RESET_METHODS)},
+            "failed_cells": [int(c_) + 1 for c_ in np.nonzero(self.health.failed[pack])[0]],
+            "afe_damaged": bool(self.afe_damaged[pack]),
+        }
+
     # ----------------------------------------------------------------- reporting
+    @property
+    def pack_soc(self) -> FloatArray:
+        return self.soc.pack_soc
+
     def active_faults(self, pack: int) -> list[str]:
         return [self.table.names[j] for j in np.nonzero(self.active[pack])[0]]
 
@@ -433,7 +808,7 @@ class Bms:
         return [
             {
                 "fault": self.table.names[j],
-                "class": "latched" if self.escalated[pack, j] else self.table.recovery[j],
+                "class": CLASSES[int(self.klass[pack, j])],
                 "since_s": float(self.since_s[pack, j]),
             }
             for j in np.nonzero(self.active[pack])[0]
@@ -441,53 +816,6 @@ class Bms:
 
     def state_name(self, pack: int) -> str:
         return states.STATES[int(self.state[pack])]
-
-
-@dataclass(frozen=True)
-class _CellStats:
-    """The per-pack extremes every part of a cycle needs, reduced once per cycle.
-
-    ``*_raw`` propagate NaN (for plausibility); the others skip NaN cells, so one unreadable
-    cell never hides another's over-voltage while the sensor fault debounces.
-    """
-
-    max_v: FloatArray
-    min_v: FloatArray
-    max_v_raw: FloatArray
-    min_v_raw: FloatArray
-    sum_v: FloatArray
-    max_t: FloatArray
-    min_t: FloatArray
-    max_t_raw: FloatArray
-    min_t_raw: FloatArray
-    current_a: FloatArray  # NaN read as 0 A for counting; the sensor fault handles it
-
-    @staticmethod
-    def of(m: Measurements) -> _CellStats:
-        max_v_raw = m.cell_v.max(axis=1)
-        min_v_raw = m.cell_v.min(axis=1)
-        max_t_raw = m.cell_t_c.max(axis=1)
-        min_t_raw = m.cell_t_c.min(axis=1)
-        if np.isnan(max_v_raw).any() or np.isnan(max_t_raw).any():
-            max_v, min_v = np.fmax.reduce(m.cell_v, axis=1), np.fmin.reduce(m.cell_v, axis=1)
-            max_t, min_t = np.fmax.reduce(m.cell_t_c, axis=1), np.fmin.reduce(m.cell_t_c, axis=1)
-        else:
-            max_v, min_v, max_t, min_t = max_v_raw, min_v_raw, max_t_raw, min_t_raw
-        current = m.current_a
-        if np.isnan(current).any():
-            current = np.where(np.isnan(current), 0.0, current)
-        return _CellStats(
-            max_v=max_v,
-            min_v=min_v,
-            max_v_raw=max_v_raw,
-            min_v_raw=min_v_raw,
-            sum_v=m.cell_v.sum(axis=1),
-            max_t=max_t,
-            min_t=min_t,
-            max_t_raw=max_t_raw,
-            min_t_raw=min_t_raw,
-            current_a=current,
-        )
 
 
 def _rounded(value: float) -> float | None:

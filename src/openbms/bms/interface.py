@@ -22,7 +22,11 @@ class Measurements:
 
     ``cell_v`` are the series-group voltages a real AFE sees; a value the AFE could not read is
     NaN. ``short_circuit_tripped`` is the AFE's own hardware short-circuit detector, which acts
-    inside the control cycle; ``short_circuit_at_s`` says when it fired.
+    inside the control cycle; ``short_circuit_at_s`` says when it fired. ``afe_damaged`` is the
+    AFE's self-test result (a damaged AFE never recovers by a reset). ``charger_present`` is a
+    charger's voltage at the pack terminals (its rising edge wakes a sleeping BMS);
+    ``load_present`` is the load-detect input; ``link_ok`` is false while the monitoring link
+    errors or falls silent; ``reset_button`` is true in a cycle in which the button was pressed.
     """
 
     cell_v: FloatArray
@@ -31,12 +35,14 @@ class Measurements:
     stack_v: FloatArray
     fet_t_c: FloatArray
     afe_ok: BoolArray
+    afe_damaged: BoolArray
     short_circuit_tripped: BoolArray
     short_circuit_at_s: FloatArray
     short_circuit_peak_a: FloatArray
     charger_present: BoolArray
     load_present: BoolArray
     link_ok: BoolArray
+    reset_button: BoolArray
 
 
 @dataclass(frozen=True)

@@ -107,10 +107,32 @@ class Sensors(_Strict):
     temperature_max_c: float
     stack_mismatch_fraction: float = Field(gt=0)
     stack_mismatch_min_v: float = Field(ge=0)
+    stuck_window_s: float = Field(gt=0)
+    stuck_others_changed_within_s: float = Field(gt=0)
+    stuck_deviation_v: float = Field(gt=0)
+    stuck_deviation_c: float = Field(gt=0)
+    fet_leak_a: float = Field(gt=0)
+    fet_leak_delay_s: float = Field(ge=0)
 
 
 class Sleep(_Strict):
     delay_s: float = Field(ge=0)
+    rearm_s: float = Field(ge=0)
+
+
+class Reset(_Strict):
+    service_clears_latched: bool
+
+
+class CellHealth(_Strict):
+    learn_interval_s: float = Field(gt=0)
+    self_discharge_drop_v: float = Field(gt=0)
+    self_discharge_intervals: int = Field(ge=1)
+    min_capacity_fraction: float = Field(gt=0, lt=1)
+
+
+class CellChange(_Strict):
+    threshold_v: float = Field(gt=0)
 
 
 class Balancing(_Strict):
@@ -124,6 +146,10 @@ class SocSettings(_Strict):
     full_cell_v: float
     full_tail_c_rate: float = Field(gt=0)
     full_hold_s: float = Field(ge=0)
+    ocv_rest_s: float = Field(ge=0)
+    ocv_min_slope_v: float = Field(gt=0)
+    ocv_min_correction: float = Field(ge=0)
+    save_interval_s: float = Field(gt=0)
 
 
 class Limits(_Strict):
@@ -160,10 +186,13 @@ class Afe(_Strict):
     current_resolution_a: float = Field(ge=0)
     temperature_noise_c: float = Field(ge=0)
     temperature_resolution_c: float = Field(ge=0)
+    watchdog_s: float = Field(gt=0)
 
 
 class Supply(_Strict):
     hold_up_s: float = Field(ge=0)
+    quiescent_a: float = Field(ge=0)
+    sleep_a: float = Field(ge=0)
 
 
 class Fet(_Strict):
@@ -176,6 +205,7 @@ class Hardware(_Strict):
     afe: Afe
     supply: Supply
     fet: Fet
+    reconnect_order_damages_afe: bool
 
 
 class Profile(_Strict):
@@ -187,6 +217,9 @@ class Profile(_Strict):
     protections: dict[str, Protection]
     sensors: Sensors
     sleep: Sleep
+    reset: Reset
+    cell_health: CellHealth
+    cell_change: CellChange
     balancing: Balancing
     soc: SocSettings
     limits: Limits

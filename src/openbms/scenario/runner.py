@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from openbms.bms.events import Event
+from openbms.bms.nvm import NonVolatileMemory
 from openbms.bms.profile import load_profile
 from openbms.chemistry import CellParams, ChemistryError, load_chemistry, load_user_cell
 from openbms.scenario.schema import (
@@ -28,8 +29,9 @@ from openbms.scenario.schema import (
 )
 from openbms.twin.cells import Spread
 from openbms.twin.external import LOAD_CURRENT, LOAD_NONE, LOAD_POWER, LOAD_RESISTANCE
+from openbms.twin.faults import FaultSpec, inject, repair
 from openbms.twin.pack import Topology
-from openbms.twin.simulator import Twin, TwinConfig
+from openbms.twin.simulator import Twin, TwinConfig, TwinError
 from openbms.units import format_duration
 
 FloatArray = npt.NDArray[np.float64]
@@ -151,7 +153,13 @@ def read_profile_csv(path: Path) -> tuple[FloatArray, FloatArray]:
 class ScenarioRunner:
     """Plays one validated scenario on a single-pack twin."""
 
-    def __init__(self, scenario: Scenario, steps: list[Step], every_s: float | None = None) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        steps: list[Step],
+        every_s: float | None = None,
+        nvm: NonVolatileMemory | None = None,
+    ) -> None:
         self.scenario = scenario
         self.steps = steps
         spec = scenario.pack
@@ -162,12 +170,7 @@ class ScenarioRunner:
             for s in steps
             if s.kind == "profile"
         }
-        unsupported = [s for s in steps if not hasattr(self, f"_do_{s.kind}")]
-        if unsupported:
-            s = unsupported[0]
-            raise ScenarioError(
-                f"{scenario.source}, line {s.line}: the step {s.kind!r} is not supported by this version"
-            )
+        self.nvm = nvm if nvm is not None else NonVolatileMemory()
         self.twin = Twin(
             TwinConfig(
                 cell=self.cell,
@@ -178,7 +181,8 @@ class ScenarioRunner:
                 temperature_c=spec.temperature_c,
                 spread=Spread(**spec.spread.model_dump()),
                 dt_s=scenario.dt,
-            )
+            ),
+            nvm=self.nvm,
         )
         self.telemetry = Telemetry(series=spec.series, every_s=every_s or scenario.dt)
         self._next_record_s = 0.0
@@ -217,9 +221,10 @@ class ScenarioRunner:
 
     def final_state(self) -> dict[str, Any]:
         twin, bms, m = self.twin, self.twin.bms, self.twin.last_measurements
+        snapshot = bms.persistent_snapshot(0)
         return {
             "t_s": round(twin.t_s, 3),
-            "state": bms.state_name(0),
+            "state": twin.state_name(0),
             "faults": bms.active_faults(0),
             "fault_details": bms.fault_details(0),
             "warnings": bms.active_warnings(0),
@@ -233,6 +238,16 @@ class ScenarioRunner:
             "charge_current_limit_a": round(float(twin.commands.charge_current_limit_a[0]), 2),
             "discharge_current_limit_a": round(float(twin.commands.discharge_current_limit_a[0]), 2),
             "charge_voltage_limit_v": round(float(twin.commands.charge_voltage_limit_v[0]), 3),
+            "soc_uncertain": bool(bms.soc.uncertain[0]),
+            "soh": snapshot["soh"],
+            "balancing": [int(c) + 1 for c in np.nonzero(bms.balance[0])[0]],
+            "reset_counts": snapshot["reset_counts"],
+            "counters": snapshot["counters"],
+            "failed_cells": snapshot["failed_cells"],
+            "connectors": {
+                "main_leads": bool(twin.pack.main_leads[0]),
+                "balance_connector": bool(twin.balance_connected[0]),
+            },
         }
 
     # ------------------------------------------------------------------ stepping
@@ -272,7 +287,7 @@ class ScenarioRunner:
             ]
         )
         self.telemetry.rows.append(row)
-        self.telemetry.states.append(bms.state_name(0))
+        self.telemetry.states.append(twin.state_name(0))
         self._next_record_s = twin.t_s + self.telemetry.every_s - 1e-9
         del m
 
@@ -289,7 +304,7 @@ class ScenarioRunner:
         twin, bms, m = self.twin, self.twin.bms, self.twin.last_measurements
         problems: list[str] = []
         faults = set(bms.active_faults(0))
-        state = bms.state_name(0)
+        state = twin.state_name(0)
         if cond.state is not None and state != cond.state:
             problems.append(f"state is {state}, expected {cond.state}")
         if cond.faults is not None:
@@ -411,8 +426,46 @@ class ScenarioRunner:
         elif target == "profile":
             ext.profile_a[0] = np.nan
             self._profile = None
+        elif target == "main_leads":
+            self.twin.disconnect_main_leads(0)
         else:
-            raise ScenarioError(f"line {step.line}: disconnect {target} is not supported by this version")
+            self.twin.disconnect_balance_connector(0)
+
+    def _do_connect(self, step: Step, progress: Progress | None) -> None:
+        if step.value == "main_leads":
+            self.twin.connect_main_leads(0)
+        else:
+            self.twin.connect_balance_connector(0)
+
+    def _fault_spec(self, value: Any) -> FaultSpec:
+        fields = value.model_dump()
+        cell = fields.pop("cell", None)
+        known = {k: v for k, v in fields.items() if k in FaultSpec.__dataclass_fields__}
+        return FaultSpec(cell=None if cell is None else cell - 1, **known)
+
+    def _do_inject(self, step: Step, progress: Progress | None) -> None:
+        try:
+            inject(self.twin, 0, self._fault_spec(step.value))
+        except TwinError as err:
+            raise ScenarioError(f"{self.scenario.source}, line {step.line}: {err}") from None
+
+    def _do_repair(self, step: Step, progress: Progress | None) -> None:
+        try:
+            repair(self.twin, 0, self._fault_spec(step.value))
+        except TwinError as err:
+            raise ScenarioError(f"{self.scenario.source}, line {step.line}: {err}") from None
+
+    def _do_replace_cell(self, step: Step, progress: Progress | None) -> None:
+        self.twin.replace_cell(0, step.value.cell - 1, step.value.soc)
+
+    def _do_press(self, step: Step, progress: Progress | None) -> None:
+        self.twin.press_reset_button(0)
+
+    def _do_command(self, step: Step, progress: Progress | None) -> None:
+        if isinstance(step.value, ServiceClear):
+            self.twin.command_service_clear(0, step.value.service_clear, step.value.authenticated)
+        else:
+            self.twin.command_soft_reset(0)
 
     @staticmethod
     def _event_dict(event: Event) -> dict[str, Any]:

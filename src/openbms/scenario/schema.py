@@ -244,6 +244,7 @@ class ReplaceCellSpec(_Strict):
 
 class ServiceClear(_Strict):
     service_clear: FaultName
+    authenticated: bool = True
 
 
 DisconnectTarget = Literal["load", "charger", "short", "profile", "main_leads", "balance_connector"]

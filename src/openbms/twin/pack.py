@@ -75,7 +75,11 @@ class Pack:
         self.group_v = self._groups_mean(self.cell_v)
         self.pack_v = self.group_v.sum(axis=1)
         self.balance = np.zeros((packs, topology.series), dtype=bool)
+        self.main_leads = np.ones(packs, dtype=bool)  # B−/B+ between the cells and the BMS
+        self.internal_short_ohm = np.full((packs, topology.cells), np.inf)
+        self.supply_draw_a = np.zeros(packs)  # what the BMS board takes from the stack
         self._has_neighbours = topology.cells > 1
+        self._has_shorts = False
 
     # ------------------------------------------------------------------ topology helpers
     def _grouped(self, x: FloatArray) -> FloatArray:
@@ -114,8 +118,9 @@ class Pack:
 
         ext = self.external
         draw = ext.draw_a(e_pack, r_pack)
-        outputs = ext.charger_outputs(self.terminal_visible_v())
+        outputs = ext.charger_outputs(self.terminal_visible_v_for_charger())
         wanted = draw + ext.charge_a(e_pack, r_pack, draw, outputs)
+        wanted = np.where(self.main_leads, wanted, 0.0)
         wanted = np.where(self.charge_fet, wanted, np.minimum(wanted, 0.0))
         wanted = np.where(self.discharge_fet, wanted, np.maximum(wanted, 0.0))
 
@@ -133,7 +138,7 @@ class Pack:
         else:
             v_group = e_group + r_group * current[:, None]
             cell_i = ((v_group[:, :, None] - self._grouped(e)) / self._grouped(r)).reshape(cells.shape)
-        cells.extra_leak_a = self._balance_bleed_a()
+        cells.extra_leak_a = self._internal_drain_a()
         cell_v, heat_w = cells.advance(dt_s, cell_i, r0)
         self._advance_thermal(dt_s, heat_w, current, fet_r)
 
@@ -149,13 +154,27 @@ class Pack:
             short_circuit_peak_a=np.where(scd, -wanted, 0.0),
         )
 
-    def _balance_bleed_a(self) -> FloatArray:
-        if not self.balance.any():
-            return np.zeros(self.cells.shape)
-        bleed = self.balance * self.group_v / BALANCE_RESISTANCE_OHM
-        if self.topology.parallel > 1:
-            bleed = np.repeat(bleed / self.topology.parallel, self.topology.parallel, axis=1)
-        return bleed
+    def set_internal_short(self, pack: int, cell_index: int, resistance_ohm: float) -> None:
+        self.internal_short_ohm[pack, cell_index] = resistance_ohm
+        self._has_shorts = bool(np.isfinite(self.internal_short_ohm).any())
+
+    def terminal_visible_v_for_charger(self) -> FloatArray:
+        return np.where(self.main_leads, self.terminal_visible_v(), 0.0)
+
+    def _internal_drain_a(self) -> FloatArray:
+        """Current that leaves each cell inside the pack: balancing bleed, internal shorts and
+        the BMS board's own supply (drawn from the whole stack)."""
+        drain = np.broadcast_to((self.supply_draw_a / self.topology.parallel)[:, None], self.cells.shape)
+        if self.balance.any():
+            bleed = self.balance * self.group_v / BALANCE_RESISTANCE_OHM
+            if self.topology.parallel > 1:
+                bleed = np.repeat(bleed / self.topology.parallel, self.topology.parallel, axis=1)
+            drain = drain + bleed
+        if self._has_shorts:
+            drain = drain + np.where(
+                np.isfinite(self.internal_short_ohm), self.cell_v / self.internal_short_ohm, 0.0
+            )
+        return drain
 
     def _advance_thermal(self, dt_s: float, heat_w: FloatArray, current_a: FloatArray, fet_r: float) -> None:
         """Lumped heat balance per cell, semi-implicit so it is stable for any step."""

@@ -1,24 +1,33 @@
 """The twin and the brain, wired the way real hardware wires them.
 
-Each cycle: the pack's physics advance one step under the FET states last commanded, the AFE
+Each cycle: the pack's physics advance one step under the FET states last applied, the AFE
 measures, and the brain decides. The brain sees only ``Measurements`` and answers only
-``Commands``, exactly as it would on a real board.
+``Commands``, exactly as it would on a real board. Around it sits the board: the supply that the
+balance connector feeds (with a hold-up capacitor), the main leads, the reset button, the
+monitoring link, the AFE's watchdog, and the non-volatile memory.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
+from openbms.bms import states
 from openbms.bms.brain import Bms, PackConfig
 from openbms.bms.events import Event
 from openbms.bms.interface import Commands
+from openbms.bms.nvm import NonVolatileMemory
 from openbms.bms.profile import Profile
 from openbms.chemistry import CellParams
 from openbms.twin.afe import AnalogFrontEnd
 from openbms.twin.cells import Spread
 from openbms.twin.pack import Pack, StepResult, Topology
+
+BoolArray = npt.NDArray[np.bool_]
+UNSAFE_DISCONNECT_A = 0.5  # unplugging the leads with more than this flowing draws an arc
 
 
 @dataclass
@@ -33,40 +42,60 @@ class TwinConfig:
     dt_s: float = 0.1
 
 
+class TwinError(ValueError):
+    """A request the twin cannot carry out (the message says why)."""
+
+
 class Twin:
     """A batch of packs with their BMS boards and brains, advanced together."""
 
-    def __init__(self, config: TwinConfig, keep_events: bool = True) -> None:
+    def __init__(
+        self, config: TwinConfig, keep_events: bool = True, nvm: NonVolatileMemory | None = None
+    ) -> None:
         self.config = config
         self.dt_s = config.dt_s
+        n, series = config.packs, config.topology.series
         self.pack = Pack(
             config.cell,
             config.topology,
-            config.packs,
+            n,
             config.profile.hardware,
             config.soc,
             config.temperature_c,
             config.spread,
         )
-        self.afe = AnalogFrontEnd(config.profile.hardware.afe, config.spread.seed)
+        self.afe = AnalogFrontEnd(config.profile.hardware.afe, config.spread.seed, n, series)
         group_soc = self.pack._groups_mean(self.pack.cells.soc)
         self.bms = Bms(
             config.profile,
             PackConfig(
-                series=config.topology.series,
+                series=series,
                 capacity_ah=config.cell.capacity_ah * config.topology.parallel,
                 ocv=config.cell.ocv,
             ),
-            packs=config.packs,
+            packs=n,
             initial_soc=group_soc,
         )
         self.pack.afe_protection = self.bms.afe_config()
+        self.nvm = nvm
         self.keep_events = keep_events
         self.events: list[Event] = []
         self.event_count = 0
         self.t_s = 0.0
+        # The board.
+        hw = config.profile.hardware
+        self.hold_up_s = hw.supply.hold_up_s
+        self.balance_connected = np.ones(n, dtype=bool)
+        self.unpowered_since_s = np.full(n, np.nan)
+        self.hung = np.zeros(n, dtype=bool)
+        self.silent_s = np.zeros(n)  # how long the controller has not talked to the AFE
+        self.link_errors = np.zeros(n, dtype=bool)
+        self.fet_stuck_charge = np.zeros(n, dtype=bool)
+        self.fet_stuck_discharge = np.zeros(n, dtype=bool)
+        self._button = np.zeros(n, dtype=bool)
         self.commands = self._decide(self._idle_step())
 
+    # ------------------------------------------------------------------ stepping
     def _idle_step(self) -> StepResult:
         n = self.config.packs
         return StepResult(
@@ -76,17 +105,67 @@ class Twin:
             short_circuit_peak_a=np.zeros(n),
         )
 
+    @property
+    def powered(self) -> BoolArray:
+        return self.balance_connected
+
+    @property
+    def running(self) -> BoolArray:
+        return self.balance_connected & ~self.hung
+
     def _decide(self, result: StepResult) -> Commands:
-        measurements = self.afe.measure(self.pack, result)
-        commands, events = self.bms.step(measurements, self.t_s)
-        self.pack.charge_fet = commands.charge_fet
-        self.pack.discharge_fet = commands.discharge_fet
-        self.pack.balance = commands.balance
+        pack = self.pack
+        charger_present = pack.external.charger_outputs(pack.terminal_visible_v_for_charger()) | (
+            pack.external.charger_connected & (pack.external.charger_min_battery_v <= 0) & pack.main_leads
+        )
+        running = self.running
+        measurements = self.afe.measure(
+            pack, result, self.dt_s, ~self.link_errors, self._button & running, charger_present
+        )
+        self._button[:] = False
+        events: list[Event] = []
+        if running.all():
+            commands, events = self.bms.step(measurements, self.t_s)
+        elif running.any():
+            commands, events = self.bms.step(measurements, self.t_s, running)
+        else:
+            commands = self.bms.limits
+        self._apply(commands)
+        self.last_measurements = measurements
+        self._record(events)
+        return commands
+
+    def _apply(self, commands: Commands) -> None:
+        """Drive the FETs: no power, no gate drive; a hung controller keeps its last command
+        until the AFE's watchdog opens both; a stuck FET conducts whatever it is told."""
+        self.silent_s = np.where(self.hung, self.silent_s + self.dt_s, 0.0)
+        watchdog = self.silent_s >= self.config.profile.hardware.afe.watchdog_s
+        drive = self.powered & ~watchdog
+        self.pack.charge_fet = (commands.charge_fet & drive) | self.fet_stuck_charge
+        self.pack.discharge_fet = (commands.discharge_fet & drive) | self.fet_stuck_discharge
+        self.pack.balance = commands.balance & self.running[:, None]
+        supply = self.config.profile.hardware.supply
+        draw = np.where(self.bms.sleeping, supply.sleep_a, supply.quiescent_a)
+        self.pack.supply_draw_a = np.where(self.powered, draw, 0.0)
+
+    def _record(self, events: list[Event]) -> None:
+        bms = self.bms
+        if self.nvm is not None:
+            if events:
+                self.nvm.append(events)
+            due = bms.dirty & self.running
+            if due.any():
+                snapshots = {int(p): bms.persistent_snapshot(int(p)) for p in np.nonzero(due)[0]}
+                self.nvm.save(snapshots, self.t_s)
+                bms.saved(due, self.t_s)
         self.event_count += len(events)
         if self.keep_events:
             self.events.extend(events)
-        self.last_measurements = measurements
-        return commands
+
+    def _board_event(self, pack: int, kind: str, fields: dict[str, Any]) -> Event:
+        event = Event(self.t_s, pack, kind, fields)
+        self._record([event])
+        return event
 
     def step(self) -> list[Event]:
         """Advance one control cycle; return the events it produced."""
@@ -99,3 +178,122 @@ class Twin:
     def run(self, steps: int) -> None:
         for _ in range(steps):
             self.step()
+
+    # ------------------------------------------------------------------ what a user sees
+    def state_name(self, pack: int) -> str:
+        if not self.powered[pack]:
+            return states.STATES[states.OFF]
+        if self.hung[pack]:
+            return states.STATES[states.UNRESPONSIVE]
+        return self.bms.state_name(pack)
+
+    # ------------------------------------------------------------------ a person's hands
+    def press_reset_button(self, pack: int) -> None:
+        """Pressed: the running controller sees it in its next cycle; a hung one never does."""
+        self._button[pack] = True
+
+    def command_soft_reset(self, pack: int) -> list[Event]:
+        """``soft_reset`` over the monitoring link: heard only by a running, awake controller
+        whose link works."""
+        if not self.running[pack] or self.link_errors[pack] or self.bms.sleeping[pack]:
+            return []
+        events = self.bms.soft_reset([pack], self.t_s, "soft")
+        self._record(events)
+        return events
+
+    def command_service_clear(self, pack: int, fault: str, authenticated: bool = True) -> list[Event]:
+        if not self.running[pack] or self.link_errors[pack]:
+            return []
+        events = self.bms.service_clear(pack, fault, authenticated, self.t_s)
+        self._record(events)
+        return events
+
+    def disconnect_main_leads(self, pack: int) -> None:
+        if not self.pack.main_leads[pack]:
+            return
+        flowing = float(self.pack.current_a[pack])
+        if abs(flowing) > UNSAFE_DISCONNECT_A:
+            self._board_event(pack, "unsafe_disconnect_under_load", {"current_a": round(flowing, 3)})
+        self.pack.main_leads[pack] = False
+
+    def connect_main_leads(self, pack: int) -> None:
+        if self.pack.main_leads[pack]:
+            return
+        if not self.balance_connected[pack]:
+            self._board_event(
+                pack,
+                "reconnect_order_violation",
+                {"detail": "main leads plugged before the balance connector"},
+            )
+            if self.config.profile.hardware.reconnect_order_damages_afe:
+                self.afe.damaged[pack] = True
+        self.pack.main_leads[pack] = True
+
+    def disconnect_balance_connector(self, pack: int) -> None:
+        if not self.balance_connected[pack]:
+            return
+        self.balance_connected[pack] = False
+        self.unpowered_since_s[pack] = self.t_s
+
+    def connect_balance_connector(self, pack: int) -> None:
+        """Power returns. Past the hold-up time the controller boots from non-volatile memory;
+        before it, its memory survived and nothing volatile is cleared."""
+        if self.balance_connected[pack]:
+            return
+        off_s = self.t_s - float(self.unpowered_since_s[pack])
+        self.balance_connected[pack] = True
+        self.unpowered_since_s[pack] = np.nan
+        if off_s < self.hold_up_s:
+            self._board_event(
+                pack,
+                "hard_reset_incomplete",
+                {"off_s": round(off_s, 3), "hold_up_s": self.hold_up_s},
+            )
+            self._board_event(
+                pack,
+                "reset",
+                {
+                    "method": "hard",
+                    "result": "incomplete",
+                    "reason": f"power was off {off_s:.0f} s, less than the {self.hold_up_s:.0f} s hold-up",
+                },
+            )
+            return
+        rows = np.zeros(self.config.packs, dtype=bool)
+        rows[pack] = True
+        self.hung[pack] = False
+        self.silent_s[pack] = 0.0
+        self.afe.power_lost(rows)
+        # A board without non-volatile memory (nvm=None, as in throughput benchmarks) boots blank.
+        remembered = [self.nvm.load(i) if self.nvm is not None else None for i in range(self.config.packs)]
+        self.bms.boot(rows, remembered, method="hard")
+
+    def replace_cell(self, pack: int, cell: int, soc: float) -> Event | None:
+        """Fit a new cell in series group ``cell`` (0-based): refused unless both connectors are
+        unplugged. Returns the refusal event, or None when the cell was replaced."""
+        if self.pack.main_leads[pack] or self.balance_connected[pack]:
+            return self._board_event(
+                pack,
+                "warning",
+                {
+                    "warning": "replace_cell_refused",
+                    "cell": cell + 1,
+                    "reason": "unplug the main leads and the balance connector first",
+                },
+            )
+        p = self.config.topology.parallel
+        cells = self.pack.cells
+        idx = slice(cell * p, (cell + 1) * p)
+        soc_all = cells.soc.copy()
+        soc_all[pack, idx] = soc
+        cells.set_soc(soc_all)
+        cells.v_rc[:, pack, idx] = 0.0
+        soh = cells.soh.copy()
+        soh[pack, idx] = 1.0
+        cells.set_soh(soh)
+        cells.capacity_ah[pack, idx] = cells.params.capacity_ah
+        cells._refresh_capacity()
+        cells.temperature_c[pack, idx] = self.pack.ambient_c[pack]
+        for k in range(cell * p, (cell + 1) * p):
+            self.pack.set_internal_short(pack, k, np.inf)
+        return None
