@@ -262,9 +262,13 @@ CASES = [
         "charge_overcurrent",
         trip={"current_a": 100.0},  # 1.0 C
         near={"current_a": 99.9},
-        band={"current_a": 0.5},  # charger still there, a little current read (below the FET-leak check)
+        # Charger still there and pushing 3 A (above the 2 A rest tolerance). With the charge FET
+        # open only a FET stuck closed lets that flow, so the FET-leak check is moved out of the
+        # way to test the release rule on its own.
+        band={"current_a": 3.0},
         release={"current_a": 0.0, "charger_present": False},
         by="auto",
+        overrides={"sensors.fet_leak_a": 10.0},
     ),
     Case(
         "discharge_overcurrent",
@@ -439,13 +443,16 @@ def test_releases_exactly_when_the_release_delay_has_elapsed() -> None:
     assert event.t_s == pytest.approx(t1 + 2.0)
 
 
-def test_condition_present_at_boot_keeps_its_fet_open_before_any_trip() -> None:
-    """SPEC §4: no FET closes while a condition that blocks its path is present."""
+def test_condition_present_at_boot_trips_at_once_and_its_fet_never_closes() -> None:
+    """SPEC §4: at boot every protection is evaluated before a FET closes; a condition that is
+    already there trips at once, without waiting for its delay."""
     d = Driver()
-    events = d.steps(5, cell_v=3.70)  # above the overvoltage trip, not yet for its delay
-    assert of(events, "fault_set") == []
+    events = d.steps(5, cell_v=3.70)  # above the overvoltage trip from the very first cycle
+    (event,) = of(events, "fault_set", "cell_overvoltage")
+    assert event.t_s == pytest.approx(0.0)
+    assert [e.fields for e in events if e.kind == "fet_changed"] == [{"fet": "discharge", "on": True}]
     assert d.fets() == (False, True)
-    d.steps(1)
+    d.run(2.5)  # healthy again: released after its 2 s release delay, like any other trip
     assert d.fets() == (True, True)
 
 

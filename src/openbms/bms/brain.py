@@ -63,12 +63,12 @@ class Bms:
     _release_seen: BoolArray
     _warn_seen: BoolArray
     warning_active: BoolArray
+    warn_gone_s: FloatArray
     trip_history_s: FloatArray
     state: npt.NDArray[np.int8]
     charge_fet: BoolArray
     discharge_fet: BoolArray
     balance: BoolArray
-    boot_hold: BoolArray
     sleeping: BoolArray
     sleep_timer_s: FloatArray
     charger_away_s: FloatArray
@@ -111,6 +111,13 @@ class Bms:
         self._j_afe = table.index("afe_fault") if "afe_fault" in table.names else -1
         self._j_uv = table.index("cell_undervoltage") if "cell_undervoltage" in table.names else -1
         self._j_failure = table.index("cell_failure") if "cell_failure" in table.names else -1
+        cell_quantities = [
+            _Q[q] for q in ("max_cell_v", "min_cell_v", "max_cell_t", "min_cell_t", "imbalance_v")
+        ]
+        self._from_cells = np.isin(table.quantity_index, cell_quantities)
+        self._untrusted = np.zeros(n, dtype=bool)
+        self._warn_hold_s = np.maximum(table.release_delay_s, 2.0)
+        self._just_cleared = np.zeros((n, p), dtype=bool)
         rest_a = profile.rest_current_c_rate * pack.capacity_ah
         self.rest_current_a = rest_a
 
@@ -125,7 +132,8 @@ class Bms:
 
         self.sensors = SensorWatch(profile.sensors, n, s)
         self._reset_volatile(np.ones(n, dtype=bool))
-        self.booting = np.zeros(n, dtype=bool)
+        # The first cycle is a boot: every protection is evaluated before a FET closes.
+        self.booting = np.ones(n, dtype=bool)
         self.boot_method = ["power_on"] * n
         self._persistent_at_boot: dict[int, list[str]] = {}
         if initial_soc is not None:
@@ -155,12 +163,12 @@ class Bms:
             "_release_seen": np.zeros((n, p), dtype=bool),
             "_warn_seen": np.zeros((n, p), dtype=bool),
             "warning_active": np.zeros((n, p), dtype=bool),
+            "warn_gone_s": np.zeros((n, p)),
             "trip_history_s": np.full((n, p, depth), -np.inf),
             "state": np.full(n, states.NORMAL, dtype=np.int8),
             "charge_fet": np.zeros(n, dtype=bool),
             "discharge_fet": np.zeros(n, dtype=bool),
             "balance": np.zeros((n, s), dtype=bool),
-            "boot_hold": np.ones(n, dtype=bool),
             "sleeping": np.zeros(n, dtype=bool),
             "sleep_timer_s": np.zeros(n),
             "charger_away_s": np.zeros(n),
@@ -241,7 +249,12 @@ class Bms:
         quantities = self._quantities(m, stats, fet_stuck)
         values = self.table.values(quantities)
         self.last_values = values
+        # Never let the brain be fooled: while a reading is implausible, the protections that
+        # watch cell readings do not count it (the sensor fault opens the FETs instead).
+        self._untrusted = quantities[:, _Q["sensor_implausible"]] > 0
         condition = self.table.trip_condition(values)
+        if self._untrusted.any():
+            condition &= ~(self._untrusted[:, None] & self._from_cells)
         if self.booting.any():
             self._boot_trips(m, t_s, values, condition, events)
         self._update_faults(m, t_s, dt_s, values, condition, fet_stuck, events)
@@ -301,6 +314,7 @@ class Bms:
             load = m.load_present
             charging = m.charger_present & (np.nan_to_num(m.current_a) > 0.0)
         present = trip_now.copy()
+        present |= self._untrusted[:, None] & self._from_cells  # cannot verify: assume still there
         present |= (mode == _HYSTERESIS) & not_back
         present |= (mode == _LOAD_REMOVED) & load[:, None]
         present |= (mode == _CHARGER_REMOVED) & charging[:, None]
@@ -325,7 +339,9 @@ class Bms:
         tripping = np.where(table.in_afe[None, :], afe_trip, tripping)
         new = tripping & ~self.active
 
-        charger_gone = ~m.charger_present | (m.current_a <= 0.0)
+        # SPEC §3: charger removed or I ≤ 0 (read with the rest-current tolerance, so sensor
+        # noise around zero with the charge FET open counts as "not charging").
+        charger_gone = ~m.charger_present | (m.current_a <= self.rest_current_a)
         releasing = table.release_condition(values, m.load_present, charger_gone) & self.active
         self.release_timer_s = debounce(self.release_timer_s, releasing, self._release_seen, dt_s)
         self._release_seen = releasing
@@ -340,6 +356,7 @@ class Bms:
         if new.any():
             damaged = m.afe_damaged | fet_stuck
             self._record_trips(new, m, t_s, values, damaged, events)
+        self._just_cleared = cleared
         if cleared.any():
             self._clear(cleared, t_s, None, events)
 
@@ -405,11 +422,18 @@ class Bms:
         self.klass = np.where(cleared, self._base_class[None, :], self.klass)
 
     def _update_warnings(self, t_s: float, dt_s: float, values: FloatArray, events: list[Event]) -> None:
+        """A warning rises after half the trip delay and falls only after its condition has been
+        gone for the release delay (at least 2 s), so noise near the threshold does not flicker."""
         warn = self.table.warn_condition(values)
+        if self._untrusted.any():
+            warn &= ~(self._untrusted[:, None] & self._from_cells)
         self.warn_timer_s = debounce(self.warn_timer_s, warn, self._warn_seen, dt_s)
         self._warn_seen = warn
-        now = (warn & elapsed(self.warn_timer_s, self.table.trip_delay_s)) | (self.warning_active & warn)
-        rising = now & ~self.warning_active & ~self.active
+        self.warn_gone_s = np.where(warn, 0.0, self.warn_gone_s + dt_s)
+        rises = warn & elapsed(self.warn_timer_s, 0.5 * self.table.trip_delay_s)
+        falls = self.warn_gone_s >= self._warn_hold_s
+        now = rises | (self.warning_active & ~falls)
+        rising = now & ~self.warning_active & ~self.active & ~self._just_cleared
         self.warning_active = now
         for pack, j in zip(*np.nonzero(rising), strict=True):
             events.append(
@@ -672,12 +696,6 @@ class Bms:
             self.recovery_blocked |= recovery_only & (self.recovery_overrate_s >= 1.0)
             self.recovery_blocked &= recovery_only & m.charger_present
             charge_blocked |= recovery_only & self.recovery_blocked
-        if self.boot_hold.any():
-            present = condition.astype(np.float32) @ self._path_matrix
-            present_charge, present_discharge = present[:, 0] > 0, present[:, 2] > 0
-            self.boot_hold &= present_charge | present_discharge
-            charge_blocked |= self.boot_hold & present_charge
-            discharge_blocked |= self.boot_hold & present_discharge
         charge_fet = ~charge_blocked & ~self.sleeping
         discharge_fet = ~discharge_blocked & ~self.sleeping
         for name, old, new in (
@@ -721,7 +739,13 @@ class Bms:
         if not allowed.any() and not self.balance.any():
             return
         mask = balancing_mask(
-            bal, m.cell_v, stats, self.pack.capacity_ah, self.profile.rest_current_c_rate, allowed
+            bal,
+            m.cell_v,
+            stats,
+            self.pack.capacity_ah,
+            self.profile.rest_current_c_rate,
+            allowed,
+            self.balance,
         )
         changed = (mask != self.balance).any(axis=1)
         for pack in np.nonzero(changed)[0]:

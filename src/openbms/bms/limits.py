@@ -39,12 +39,15 @@ def balancing_mask(
     capacity_ah: float,
     rest_current_c_rate: float,
     allowed: BoolArray,
+    bleeding: BoolArray,
 ) -> BoolArray:
     """Bleed cells more than ``threshold_v`` above the lowest, only while charging near the top
-    or resting, never during a fault or above ``max_temperature_c`` (SPEC §6)."""
+    or resting, never during a fault or above ``max_temperature_c`` (SPEC §6). A cell already
+    bleeding goes on until it is within half the threshold, so noise does not toggle it."""
     current_c = stats.current_a / capacity_ah
     resting = np.abs(current_c) < rest_current_c_rate
     topping = (current_c > 0) & (stats.max_v >= bal.min_cell_v)
     cool = stats.max_t_raw <= bal.max_temperature_c  # NaN counts as hot
     ok = (resting | topping) & cool & allowed
-    return (cell_v - stats.min_v[:, None] > bal.threshold_v) & ok[:, None]
+    above = cell_v - stats.min_v[:, None]
+    return ((above > bal.threshold_v) | (bleeding & (above > 0.5 * bal.threshold_v))) & ok[:, None]

@@ -478,7 +478,7 @@ def _names(items: set[str]) -> str:
 
 def _fields_match(event: Event, fields: dict[str, Any]) -> bool:
     for key, want in fields.items():
-        have = event.fields.get(key)
+        have = event.t_s if key == "t_s" else event.fields.get(key)
         if isinstance(want, int | float) and isinstance(have, int | float) and not isinstance(want, bool):
             if not np.isclose(float(have), float(want), rtol=1e-6, atol=1e-9):
                 return False

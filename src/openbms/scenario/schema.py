@@ -23,7 +23,6 @@ from pydantic import (
 
 from openbms.bms.events import EVENT_KINDS
 from openbms.bms.profile import ProfileError, load_profile
-from openbms.bms.states import STATES
 from openbms.scenario.yaml_lines import Location, line_of, load_yaml_with_lines
 from openbms.units import parse_duration_s
 
@@ -60,8 +59,17 @@ def _fet_state(value: Any) -> bool:
 
 Duration = Annotated[float, BeforeValidator(_duration)]
 FetState = Annotated[bool, BeforeValidator(_fet_state)]
-StateName = Literal["off", "sleep", "normal", "protected", "latched", "locked", "unresponsive"]
-assert set(StateName.__args__) == set(STATES)  # type: ignore[attr-defined]
+
+
+def _state_name(value: Any) -> Any:
+    """YAML 1.1 reads a bare ``off`` as false; in a state field it means the state ``off``."""
+    return "off" if value is False else value
+
+
+StateName = Annotated[
+    Literal["off", "sleep", "normal", "protected", "latched", "locked", "unresponsive"],
+    BeforeValidator(_state_name),
+]
 FaultName = Literal[KNOWN_FAULTS]  # type: ignore[valid-type]
 Range = tuple[float, float]
 
@@ -113,7 +121,7 @@ class Conditions(_Strict):
     faults_absent: list[FaultName] | None = None
     charge_fet: FetState | None = None
     discharge_fet: FetState | None = None
-    events: list[str | dict[str, Any]] | None = None
+    events: list[str | dict[Any, Any]] | None = None
     soc: Range | None = None
     cell_v: Range | None = None
     pack_v: Range | None = None
@@ -129,7 +137,7 @@ class Conditions(_Strict):
 
     @field_validator("events")
     @classmethod
-    def _known_events(cls, value: list[str | dict[str, Any]] | None) -> list[str | dict[str, Any]] | None:
+    def _known_events(cls, value: list[str | dict[Any, Any]] | None) -> list[str | dict[Any, Any]] | None:
         for item in value or []:
             kind = _event_kind(item)
             if kind not in EVENT_KINDS:
@@ -143,9 +151,10 @@ class Conditions(_Strict):
         return self
 
 
-def _event_kind(item: str | dict[str, Any]) -> str:
+def _event_kind(item: str | dict[Any, Any]) -> str:
     if isinstance(item, str):
         return item
+    item = {_yaml_key(k): v for k, v in item.items()}
     if "kind" in item:
         return str(item["kind"])
     if len(item) == 1:
@@ -153,14 +162,24 @@ def _event_kind(item: str | dict[str, Any]) -> str:
     raise ValueError("an event is a kind, {kind: ..., field: ...} or {kind: {field: ...}}")
 
 
+def _yaml_key(key: Any) -> str:
+    """YAML 1.1 reads a bare ``on``/``off`` key as a boolean; in an event pattern it is a name."""
+    if key is True:
+        return "on"
+    if key is False:
+        return "off"
+    return str(key)
+
+
 def event_pattern(item: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """(kind, fields that must match) of one ``events`` entry."""
     if isinstance(item, str):
         return item, {}
+    item = {_yaml_key(k): v for k, v in item.items()}
     if "kind" in item:
         return str(item["kind"]), {k: v for k, v in item.items() if k != "kind"}
     kind, fields = next(iter(item.items()))
-    return str(kind), dict(fields or {})
+    return str(kind), {_yaml_key(k): v for k, v in dict(fields or {}).items()}
 
 
 class RunUntil(Conditions):
