@@ -10,14 +10,14 @@ from openbms.scenario.runner import ScenarioRunner
 from openbms.scenario.schema import load_scenario
 
 LIBRARY = Path(__file__).parent.parent / "scenarios"
-SCENARIOS = sorted(LIBRARY.glob("*.yaml"))
+SCENARIOS = sorted(LIBRARY.rglob("*.yaml"))
 
 
 def test_the_library_is_not_empty() -> None:
     assert len(SCENARIOS) >= 13, f"expected the shipped scenarios in {LIBRARY}"
 
 
-@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+@pytest.mark.parametrize("path", SCENARIOS, ids=[str(p.relative_to(LIBRARY).with_suffix("")) for p in SCENARIOS])
 def test_library_scenario_passes(path: Path) -> None:
     scenario, steps = load_scenario(path)
     assert scenario.description, f"{path.name} needs a description"

@@ -116,6 +116,8 @@ class Bms:
         ]
         self._from_cells = np.isin(table.quantity_index, cell_quantities)
         self._untrusted = np.zeros(n, dtype=bool)
+        uv = profile.protections.get("cell_undervoltage")
+        self._healthy_min_v = uv.trip if uv is not None else 0.0
         self._warn_hold_s = np.maximum(table.release_delay_s, 2.0)
         self._just_cleared = np.zeros((n, p), dtype=bool)
         rest_a = profile.rest_current_c_rate * pack.capacity_ah
@@ -218,6 +220,11 @@ class Bms:
         if running is not None and not running.all():
             return self._step_some(m, t_s, running)
         return self._step(m, t_s)
+
+    def idle(self, t_s: float) -> None:
+        """No pack's controller ran at ``t_s`` (all unpowered or hung): time still passes, so
+        the next cycle that runs counts one cycle, not the whole outage."""
+        self._t_last_s = t_s
 
     def _step_some(self, m: Measurements, t_s: float, running: BoolArray) -> tuple[Commands, list[Event]]:
         frozen = ~running
@@ -617,7 +624,10 @@ class Bms:
             now = m.cell_v[pack]
             if np.isfinite(before).all() and np.isfinite(now).all():
                 moved = now - before
-                odd = np.abs(moved - np.median(moved)) > threshold
+                # A new cell is a healthy one: a cell that merely sank further (a failing cell
+                # discharging itself while the BMS was off) is not a replacement.
+                healthy = now >= self._healthy_min_v
+                odd = (np.abs(moved - np.median(moved)) > threshold) & healthy
                 for cell in np.nonzero(odd)[0]:
                     events.append(
                         Event(
@@ -652,8 +662,7 @@ class Bms:
                     continue
                 if name in kept or condition[pack, j] or (name in was_active and present[pack, j]):
                     at_once[pack, j] = True
-            damaged = np.zeros(self.packs, dtype=bool)
-            damaged[pack] = self.afe_damaged[pack]
+            damaged = m.afe_damaged | self.afe_damaged
             self._record_trips(at_once, m, t_s, values, damaged, events)
             for j_index in np.nonzero(at_once[pack])[0]:
                 j = int(j_index)
@@ -715,8 +724,8 @@ class Bms:
         latched = (active & (klass == LATCHED)).any(axis=1)
         blocking = (active & (table.blocks_charge | table.blocks_discharge)).any(axis=1)
         new_state = np.select(
-            [self.sleeping, locked, latched, blocking],
-            [states.SLEEP, states.LOCKED, states.LATCHED, states.PROTECTED],
+            [locked, latched, self.sleeping, blocking],
+            [states.LOCKED, states.LATCHED, states.SLEEP, states.PROTECTED],
             states.NORMAL,
         ).astype(np.int8)
         for pack in np.nonzero(new_state != self.state)[0]:

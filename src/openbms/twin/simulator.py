@@ -129,6 +129,7 @@ class Twin:
         elif running.any():
             commands, events = self.bms.step(measurements, self.t_s, running)
         else:
+            self.bms.idle(self.t_s)
             commands = self.bms.limits
         self._apply(commands)
         self.last_measurements = measurements
