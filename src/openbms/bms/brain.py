@@ -111,6 +111,7 @@ class Bms:
         self._j_afe = table.index("afe_fault") if "afe_fault" in table.names else -1
         self._j_uv = table.index("cell_undervoltage") if "cell_undervoltage" in table.names else -1
         self._j_failure = table.index("cell_failure") if "cell_failure" in table.names else -1
+        self._j_ov = table.index("cell_overvoltage") if "cell_overvoltage" in table.names else -1
         cell_quantities = [
             _Q[q] for q in ("max_cell_v", "min_cell_v", "max_cell_t", "min_cell_t", "imbalance_v")
         ]
@@ -408,6 +409,8 @@ class Bms:
                 fields["cell"] = weakest + 1
                 if learned is not None:
                     self.health.observe_capacity(int(pack), weakest, learned, self.pack.capacity_ah)
+            if j == self._j_ov and not self.soc.full_done[pack]:
+                self.soc.full_point(int(pack), at_s, "overvoltage", events)
             if j == self._j_failure:
                 fields["cells"] = [int(c) + 1 for c in np.nonzero(self.health.failed[pack])[0]]
             events.append(Event(at_s, int(pack), "fault_set", fields))

@@ -113,18 +113,18 @@ class SocEstimator:
         # A new full point counts only after a real discharge (not the noise of a finished charge).
         self.full_done = (self.full_done | full) & (current > -self.rest_current_a)
         for pack in np.nonzero(full)[0]:
-            before = float(self.pack_soc[pack])
-            self.soc[pack] = 1.0
-            self.uncertain[pack] = False
-            self.ah_since_full[pack] = 0.0
-            events.append(
-                Event(
-                    t_s,
-                    int(pack),
-                    "soc_recalibrated",
-                    {"by": "full_charge", "soc_before": round(before, 4), "soc": 1.0},
-                )
-            )
+            self.full_point(int(pack), t_s, "full_charge", events)
+
+    def full_point(self, pack: int, t_s: float, by: str, events: list[Event]) -> None:
+        """The first group is full (end of charge, or its over-voltage cut): SOC is 100 %."""
+        before = float(self.pack_soc[pack])
+        self.soc[pack] += 1.0 - self.soc[pack].max()
+        self.uncertain[pack] = False
+        self.ah_since_full[pack] = 0.0
+        self.full_done[pack] = True
+        events.append(
+            Event(t_s, pack, "soc_recalibrated", {"by": by, "soc_before": round(before, 4), "soc": 1.0})
+        )
 
     def _ocv_correction(
         self, cell_v: FloatArray, current: FloatArray, t_s: float, dt_s: float, events: list[Event]
