@@ -127,6 +127,9 @@ class Conditions(_Strict):
     pack_v: Range | None = None
     temperature_c: Range | None = None
     warnings: list[FaultName] | None = None
+    diagnosis: (
+        Literal["none", "fix_root_cause", "soft_reset", "hard_reset", "replace_cells", "service"] | None
+    ) = None
 
     @field_validator("soc", "cell_v", "pack_v", "temperature_c")
     @classmethod

@@ -93,6 +93,8 @@ class Twin:
         self.fet_stuck_charge = np.zeros(n, dtype=bool)
         self.fet_stuck_discharge = np.zeros(n, dtype=bool)
         self._button = np.zeros(n, dtype=bool)
+        # What a person did to each pack since its BMS last booted (the diagnosis may ask).
+        self.cells_replaced: list[list[int]] = [[] for _ in range(n)]
         self.commands = self._decide(self._idle_step())
 
     # ------------------------------------------------------------------ stepping
@@ -268,6 +270,7 @@ class Twin:
         # A board without non-volatile memory (nvm=None, as in throughput benchmarks) boots blank.
         remembered = [self.nvm.load(i) if self.nvm is not None else None for i in range(self.config.packs)]
         self.bms.boot(rows, remembered, method="hard")
+        self.cells_replaced[pack] = []
 
     def replace_cell(self, pack: int, cell: int, soc: float) -> Event | None:
         """Fit a new cell in series group ``cell`` (0-based): refused unless both connectors are
@@ -297,4 +300,5 @@ class Twin:
         cells.temperature_c[pack, idx] = self.pack.ambient_c[pack]
         for k in range(cell * p, (cell + 1) * p):
             self.pack.set_internal_short(pack, k, np.inf)
+        self.cells_replaced[pack].append(cell + 1)
         return None
