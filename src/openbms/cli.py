@@ -135,12 +135,8 @@ def _exit(code_fn: object, debug: bool) -> None:
 def simulate(
     scenarios: Annotated[list[Path], typer.Argument(help="Scenario YAML files to run.")],
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document per scenario.")] = False,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Write telemetry, events and a plot here.")
-    ] = None,
-    every: Annotated[
-        str | None, typer.Option("--every", help="Telemetry interval, e.g. 1s (default: dt).")
-    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write telemetry, events and a plot here.")] = None,
+    every: Annotated[str | None, typer.Option("--every", help="Telemetry interval, e.g. 1s (default: dt).")] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Run scenarios on the twin: exit 0 when every expectation holds, 1 when one fails, 2 when a
@@ -154,9 +150,7 @@ def demo_scenario_path() -> Path:
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Where to write the plot and telemetry.")] = Path(
-        "openbms-demo"
-    ),
+    out: Annotated[Path, typer.Option("--out", help="Where to write the plot and telemetry.")] = Path("openbms-demo"),
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Run the built-in demonstration on the twin (a 16S 100 Ah LiFePO4 pack) and plot it."""

@@ -31,8 +31,7 @@ def parse_duration_s(value: str | float | int) -> float:
         match = _DURATION_RE.match(str(value))
         if not match or match.group(2) not in {*_DURATION_UNITS_S, ""}:
             raise ValueError(
-                f"{value!r} is not a duration (use a number of seconds or e.g. 300us, 500ms, 30s, "
-                "10min, 2h, 1d)"
+                f"{value!r} is not a duration (use a number of seconds or e.g. 300us, 500ms, 30s, 10min, 2h, 1d)"
             )
         seconds = float(match.group(1)) * _DURATION_UNITS_S.get(match.group(2) or "s", 1.0)
     if not seconds >= 0 or seconds == float("inf"):

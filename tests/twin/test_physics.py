@@ -126,9 +126,7 @@ def test_fets_really_gate_the_current() -> None:
 
 
 def test_parallel_cells_share_their_group_voltage() -> None:
-    twin = make_twin(
-        soc=0.5, series=4, parallel=3, spread=Spread(capacity=0.05, resistance=0.1, soc=0.03, seed=3)
-    )
+    twin = make_twin(soc=0.5, series=4, parallel=3, spread=Spread(capacity=0.05, resistance=0.1, soc=0.03, seed=3))
     ext = twin.pack.external
     ext.load_mode[0], ext.load_value[0] = LOAD_CURRENT, 150.0
     twin.run(100)

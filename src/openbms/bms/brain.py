@@ -23,7 +23,7 @@ from openbms.bms.cell_health import CellHealthLearner
 from openbms.bms.events import Event
 from openbms.bms.interface import AfeProtectionConfig, Commands, Measurements
 from openbms.bms.limits import balancing_mask, current_limits
-from openbms.bms.plausibility import CellStats, SensorWatch
+from openbms.bms.plausibility import REASONS, CellStats, SensorWatch
 from openbms.bms.profile import Profile
 from openbms.bms.protections import QUANTITIES, RELEASE_MODES, ProtectionTable, debounce, elapsed
 from openbms.bms.soc import SocEstimator
@@ -111,10 +111,9 @@ class Bms:
         self._j_afe = table.index("afe_fault") if "afe_fault" in table.names else -1
         self._j_uv = table.index("cell_undervoltage") if "cell_undervoltage" in table.names else -1
         self._j_failure = table.index("cell_failure") if "cell_failure" in table.names else -1
+        self._j_sensor = table.index("sensor_fault") if "sensor_fault" in table.names else -1
         self._j_ov = table.index("cell_overvoltage") if "cell_overvoltage" in table.names else -1
-        cell_quantities = [
-            _Q[q] for q in ("max_cell_v", "min_cell_v", "max_cell_t", "min_cell_t", "imbalance_v")
-        ]
+        cell_quantities = [_Q[q] for q in ("max_cell_v", "min_cell_v", "max_cell_t", "min_cell_t", "imbalance_v")]
         self._from_cells = np.isin(table.quantity_index, cell_quantities)
         self._untrusted = np.zeros(n, dtype=bool)
         uv = profile.protections.get("cell_undervoltage")
@@ -213,9 +212,7 @@ class Bms:
         return AfeProtectionConfig(False, float("inf"), 0.0)
 
     # ----------------------------------------------------------------- the control cycle
-    def step(
-        self, m: Measurements, t_s: float, running: BoolArray | None = None
-    ) -> tuple[Commands, list[Event]]:
+    def step(self, m: Measurements, t_s: float, running: BoolArray | None = None) -> tuple[Commands, list[Event]]:
         """One control cycle at ``t_s``. Packs not ``running`` (no power, hung firmware) keep
         every bit of their state: their controller did not execute."""
         if running is not None and not running.all():
@@ -411,6 +408,8 @@ class Bms:
                     self.health.observe_capacity(int(pack), weakest, learned, self.pack.capacity_ah)
             if j == self._j_ov and not self.soc.full_done[pack]:
                 self.soc.full_point(int(pack), at_s, "overvoltage", events)
+            if j == self._j_sensor:
+                fields["reason"] = REASONS[int(self.sensors.reason[pack])] or "implausible"
             if j == self._j_failure:
                 fields["cells"] = [int(c) + 1 for c in np.nonzero(self.health.failed[pack])[0]]
             events.append(Event(at_s, int(pack), "fault_set", fields))
@@ -420,9 +419,7 @@ class Bms:
         natural = {AUTO: "auto", CHARGER: "charger", LOAD_REMOVAL: "load_removal"}
         for pack, j in zip(*np.nonzero(cleared), strict=True):
             reason = by or natural.get(int(self.klass[pack, j]), "auto")
-            events.append(
-                Event(t_s, int(pack), "fault_cleared", {"fault": self.table.names[j], "by": reason})
-            )
+            events.append(Event(t_s, int(pack), "fault_cleared", {"fault": self.table.names[j], "by": reason}))
             if j == self._j_afe:
                 self.afe_damaged[pack] = False
         self.active &= ~cleared
@@ -460,9 +457,7 @@ class Bms:
             )
 
     # ----------------------------------------------------------------- sleep
-    def _update_sleep(
-        self, m: Measurements, stats: CellStats, t_s: float, dt_s: float, events: list[Event]
-    ) -> None:
+    def _update_sleep(self, m: Measurements, stats: CellStats, t_s: float, dt_s: float, events: list[Event]) -> None:
         """Sleep after a long under-voltage with no charge current; wake on a charger's rising
         edge (after it was away ``rearm_s``) or the reset button (SPEC §4)."""
         settings = self.profile.sleep
@@ -517,9 +512,7 @@ class Bms:
         for j in np.nonzero(persists)[0]:
             self.release_timer_s[pack, j] = 0.0
             events.append(
-                Event(
-                    t_s, pack, "fault_persisted_after_reset", {"fault": self.table.names[j], "method": method}
-                )
+                Event(t_s, pack, "fault_persisted_after_reset", {"fault": self.table.names[j], "method": method})
             )
         # Recovery timers restart; a reading that tripped nothing yet starts its count afresh.
         self.trip_timer_s[pack] = 0.0
@@ -568,11 +561,7 @@ class Bms:
             return refuse("the profile does not allow a service clear of latched faults")
         if self.present()[pack, j] or (j == self._j_failure and self.health.failed[pack].any()):
             return refuse("condition still present")
-        if (
-            j == self._j_afe
-            and self.last_measurements is not None
-            and self.last_measurements.afe_damaged[pack]
-        ):
+        if j == self._j_afe and self.last_measurements is not None and self.last_measurements.afe_damaged[pack]:
             return refuse("condition still present")
         row = np.zeros((self.packs, self._p), dtype=bool)
         row[pack, j] = True
@@ -674,9 +663,7 @@ class Bms:
                     self.klass[pack, j] = PERSISTENT
                 if name in was_active:
                     events.append(
-                        Event(
-                            t_s, int(pack), "fault_persisted_after_reset", {"fault": name, "method": method}
-                        )
+                        Event(t_s, int(pack), "fault_persisted_after_reset", {"fault": name, "method": method})
                     )
             if method == "hard":
                 self.reset_counts[pack, RESET_METHODS.index("hard")] += 1
@@ -776,9 +763,7 @@ class Bms:
             balance=self.balance,
             charge_current_limit_a=charge_limit,
             discharge_current_limit_a=np.where(self.discharge_fet, discharge_limit_a, 0.0),
-            charge_voltage_limit_v=np.full(
-                self.packs, self.profile.limits.charge_voltage_cell_v * self.pack.series
-            ),
+            charge_voltage_limit_v=np.full(self.packs, self.profile.limits.charge_voltage_cell_v * self.pack.series),
         )
 
     # ----------------------------------------------------------------- memory

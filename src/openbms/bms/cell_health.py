@@ -42,9 +42,7 @@ class CellHealthLearner:
         dev = cell_v - np.median(cell_v, axis=1, keepdims=True)
         drop = self.reference_dev_v - dev  # positive when the cell fell behind the others
         falling = np.nan_to_num(drop, nan=0.0) > s.self_discharge_drop_v
-        self.falling_count = np.where(
-            due[:, None], np.where(falling, self.falling_count + 1, 0), self.falling_count
-        )
+        self.falling_count = np.where(due[:, None], np.where(falling, self.falling_count + 1, 0), self.falling_count)
         self.reference_dev_v = np.where(due[:, None], dev, self.reference_dev_v)
         self.failed |= self.falling_count >= s.self_discharge_intervals
 

@@ -53,9 +53,13 @@ class NonVolatileMemory:
 
     def append(self, events: Iterable[Event]) -> list[int]:
         """Append events in one transaction; return their ids (in order)."""
-        rows = [
-            (e.pack, e.t_s, e.kind, json.dumps(e.fields, allow_nan=False, default=_plain)) for e in events
-        ]
+        try:
+            rows = [
+                (int(e.pack), float(e.t_s), e.kind, json.dumps(e.fields, allow_nan=False, default=_plain))
+                for e in events
+            ]
+        except (ValueError, TypeError) as err:
+            raise NvmError(f"cannot write the event log {self.path}: an event field cannot be stored ({err})") from None
         if not rows:
             return []
         try:
@@ -76,15 +80,19 @@ class NonVolatileMemory:
         if not snapshots:
             return
         try:
+            rows = [
+                (int(pack), float(t_s), json.dumps(snap, allow_nan=False, default=_plain))
+                for pack, snap in snapshots.items()
+            ]
+        except (ValueError, TypeError) as err:
+            raise NvmError(f"cannot write the event log {self.path}: a value cannot be stored ({err})") from None
+        try:
             cur = self._db.cursor()
             cur.execute("BEGIN IMMEDIATE")
             cur.executemany(
                 "INSERT INTO persistent (pack, t_s, snapshot) VALUES (?, ?, ?) "
                 "ON CONFLICT(pack) DO UPDATE SET t_s = excluded.t_s, snapshot = excluded.snapshot",
-                [
-                    (pack, t_s, json.dumps(snap, allow_nan=False, default=_plain))
-                    for pack, snap in snapshots.items()
-                ],
+                rows,
             )
             cur.execute("COMMIT")
         except sqlite3.Error as err:

@@ -66,6 +66,10 @@ class CellStats:
         )
 
 
+ERRATIC_JUMPS = 3  # one jump is a wire coming loose; several are a glitching front end
+REASONS = ("", "erratic", "stuck", "unreadable", "out_of_range", "stack_mismatch")
+
+
 class SensorWatch:
     """Plausibility of every reading, including sensors stuck at one value, and FET leakage.
 
@@ -80,6 +84,8 @@ class SensorWatch:
         self.unchanged_v_s = np.zeros((packs, cells))
         self.unchanged_t_s = np.zeros((packs, cells))
         self.fet_leak_s = np.zeros(packs)
+        self.jumps = np.zeros(packs, dtype=np.int32)  # readings that jumped while implausible
+        self.reason = np.zeros(packs, dtype=np.int8)  # index into REASONS of the last implausible cycle
 
     def forget(self, packs: BoolArray) -> None:
         """A boot starts the history afresh for these packs."""
@@ -88,6 +94,8 @@ class SensorWatch:
         self.unchanged_v_s[packs] = 0.0
         self.unchanged_t_s[packs] = 0.0
         self.fet_leak_s[packs] = 0.0
+        self.jumps[packs] = 0
+        self.reason[packs] = 0
 
     def implausible(self, m: Measurements, stats: CellStats, dt_s: float) -> BoolArray:
         """Per pack: is any reading untrustworthy this cycle? NaN fails every comparison."""
@@ -98,7 +106,20 @@ class SensorWatch:
         mismatch = np.abs(m.stack_v - stats.sum_v)
         allowed = np.maximum(sens.stack_mismatch_fraction * np.abs(m.stack_v), sens.stack_mismatch_min_v)
         good_stack = mismatch <= allowed
-        return ~(good_v & good_t & good_i & good_stack) | self._stuck(m, dt_s)
+        jumped = (np.abs(m.cell_v - self.last_v) > self.settings.erratic_jump_v).any(axis=1)
+        stuck = self._stuck(m, dt_s)
+        bad = ~(good_v & good_t & good_i & good_stack) | stuck
+        if bad.any():
+            self.jumps += bad & jumped
+            erratic = self.jumps >= ERRATIC_JUMPS
+            nan = np.isnan(stats.max_v_raw) | np.isnan(stats.max_t_raw) | ~good_i
+            reason = np.select(
+                [erratic, stuck, nan, ~(good_v & good_t), ~good_stack],
+                [REASONS.index(r) for r in ("erratic", "stuck", "unreadable", "out_of_range", "stack_mismatch")],
+                0,
+            )
+            self.reason = np.where(bad, reason, self.reason).astype(np.int8)
+        return bad
 
     def _stuck(self, m: Measurements, dt_s: float) -> BoolArray:
         """A reading frozen to the last bit for ``stuck_window_s`` while the other sensors of its
@@ -126,8 +147,6 @@ class SensorWatch:
     ) -> BoolArray:
         """Current flowing in a direction whose FET is commanded off, for longer than a glitch."""
         sens = self.settings
-        leaking = ((current_a > sens.fet_leak_a) & ~charge_fet) | (
-            (current_a < -sens.fet_leak_a) & ~discharge_fet
-        )
+        leaking = ((current_a > sens.fet_leak_a) & ~charge_fet) | ((current_a < -sens.fet_leak_a) & ~discharge_fet)
         self.fet_leak_s = np.where(leaking, self.fet_leak_s + dt_s, 0.0)
         return self.fet_leak_s >= sens.fet_leak_delay_s

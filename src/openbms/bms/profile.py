@@ -111,6 +111,7 @@ class Sensors(_Strict):
     stuck_others_changed_within_s: float = Field(gt=0)
     stuck_deviation_v: float = Field(gt=0)
     stuck_deviation_c: float = Field(gt=0)
+    erratic_jump_v: float = Field(gt=0)
     fet_leak_a: float = Field(gt=0)
     fet_leak_delay_s: float = Field(ge=0)
 
@@ -230,9 +231,7 @@ def _builtin_text(name: str) -> str:
     try:
         return resources.files("openbms.bms").joinpath("profiles", f"{name}.yaml").read_text("utf-8")
     except FileNotFoundError:
-        raise ProfileError(
-            f"unknown BMS profile {name!r}; built in: {', '.join(builtin_profiles())}"
-        ) from None
+        raise ProfileError(f"unknown BMS profile {name!r}; built in: {', '.join(builtin_profiles())}") from None
 
 
 def builtin_profiles() -> list[str]:

@@ -105,9 +105,7 @@ class ProtectionTable:
         with np.errstate(invalid="ignore"):
             return (self.sign * (values - self.warn) >= 0.0) & self.enabled
 
-    def release_condition(
-        self, values: FloatArray, load_present: BoolArray, charger_gone: BoolArray
-    ) -> BoolArray:
+    def release_condition(self, values: FloatArray, load_present: BoolArray, charger_gone: BoolArray) -> BoolArray:
         """(packs, protections): whether each protection's own release condition holds now."""
         with np.errstate(invalid="ignore"):
             by_hysteresis = self.sign * (values - self.release) <= 0.0

@@ -102,9 +102,7 @@ class SocEstimator:
         c.cycles = c.discharge_ah / self.rated_capacity_ah
         self.ah_since_full -= ah
 
-    def _full_charge(
-        self, stats: CellStats, current: FloatArray, t_s: float, dt_s: float, events: list[Event]
-    ) -> None:
+    def _full_charge(self, stats: CellStats, current: FloatArray, t_s: float, dt_s: float, events: list[Event]) -> None:
         s = self.settings
         tail_a = s.full_tail_c_rate * self.rated_capacity_ah
         near_full = (stats.max_v >= s.full_cell_v) & (current > 0.0) & (current < tail_a)
@@ -122,9 +120,7 @@ class SocEstimator:
         self.uncertain[pack] = False
         self.ah_since_full[pack] = 0.0
         self.full_done[pack] = True
-        events.append(
-            Event(t_s, pack, "soc_recalibrated", {"by": by, "soc_before": round(before, 4), "soc": 1.0})
-        )
+        events.append(Event(t_s, pack, "soc_recalibrated", {"by": by, "soc_before": round(before, 4), "soc": 1.0}))
 
     def _ocv_correction(
         self, cell_v: FloatArray, current: FloatArray, t_s: float, dt_s: float, events: list[Event]
@@ -140,9 +136,7 @@ class SocEstimator:
             if np.isnan(v).any():
                 continue
             ocv_soc = self.ocv.soc_from_voltage(v)
-            index = np.clip(
-                np.rint(ocv_soc * (self._slope_v.size - 1)).astype(int), 0, self._slope_v.size - 1
-            )
+            index = np.clip(np.rint(ocv_soc * (self._slope_v.size - 1)).astype(int), 0, self._slope_v.size - 1)
             steep = self._slope_v[index] >= s.ocv_min_slope_v
             off = np.abs(ocv_soc - self.soc[pack]) > s.ocv_min_correction
             fix = steep & off

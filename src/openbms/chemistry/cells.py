@@ -270,9 +270,7 @@ def load_chemistry(name: str) -> CellParams:
     try:
         factory = CHEMISTRIES[name]
     except KeyError:
-        raise ChemistryError(
-            f"unknown chemistry {name!r}; choose one of {', '.join(sorted(CHEMISTRIES))}"
-        ) from None
+        raise ChemistryError(f"unknown chemistry {name!r}; choose one of {', '.join(sorted(CHEMISTRIES))}") from None
     return factory()
 
 

@@ -78,9 +78,13 @@ def open_wire_cells(s: Snapshot) -> list[int]:
         if value is None or value > OPEN_WIRE_LOW_V:
             continue
         nxt = v[k + 1] if k + 1 < len(v) else None
-        if nxt is not None and nxt > OPEN_WIRE_NEIGHBOUR_FACTOR * median:
-            found.append(k + 1)
-        elif k + 1 == len(v) and s.pack_v is not None and s.pack_v > sum(known) + 0.5 * median:
+        if (
+            nxt is not None
+            and nxt > OPEN_WIRE_NEIGHBOUR_FACTOR * median
+            or k + 1 == len(v)
+            and s.pack_v is not None
+            and s.pack_v > sum(known) + 0.5 * median
+        ):
             found.append(k + 1)
     return found
 
@@ -122,11 +126,7 @@ def damaged_cells(s: Snapshot) -> list[tuple[int, Reason]]:
                     value=round(v, 4),
                     limit=t.deep_discharge_v,
                 )
-            elif (
-                v < t.cell_undervoltage_v
-                and median - v > COLLAPSED_BELOW_MEDIAN_V
-                and median > t.cell_undervoltage_v
-            ):
+            elif v < t.cell_undervoltage_v and median - v > COLLAPSED_BELOW_MEDIAN_V and median > t.cell_undervoltage_v:
                 found[k + 1] = Reason(
                     text=f"cell {k + 1} reads {v:.2f} V while the others sit near {median:.2f} V: it is "
                     "discharging itself",
@@ -138,11 +138,7 @@ def damaged_cells(s: Snapshot) -> list[tuple[int, Reason]]:
 
 
 def _resets(s: Snapshot, method: set[str], result: set[str]) -> list[dict[str, object]]:
-    return [
-        e
-        for e in s.events
-        if e.get("kind") == "reset" and e.get("method") in method and e.get("result") in result
-    ]
+    return [e for e in s.events if e.get("kind") == "reset" and e.get("method") in method and e.get("result") in result]
 
 
 def present_conditions(s: Snapshot) -> list[tuple[str, Reason, list[ProcedureStep]]]:
@@ -163,20 +159,17 @@ def present_conditions(s: Snapshot) -> list[tuple[str, Reason, list[ProcedureSte
         value: float | None = None,
         limit: float | None = None,
     ) -> None:
-        found.append(
-            (fault, Reason(text=text, fault=fault, measurement=measurement, value=value, limit=limit), steps)
-        )
+        found.append((fault, Reason(text=text, fault=fault, measurement=measurement, value=value, limit=limit), steps))
 
     if "cell_overvoltage_latched" in names and volts and max(volts) >= t.cell_overvoltage_v:
         add(
             "cell_overvoltage_latched",
             f"the highest cell is still at {max(volts):.3f} V, above the {t.cell_overvoltage_v:.2f} V limit",
             [
+                ProcedureStep(text="Disconnect the charger and check its voltage setting; it overcharged the cells."),
                 ProcedureStep(
-                    text="Disconnect the charger and check its voltage setting; it overcharged the cells."
-                ),
-                ProcedureStep(
-                    text="Let a technician bring the overcharged cells down (a small load or a bleed) before any reset.",
+                    text="Let a technician bring the overcharged cells down (a small load or a bleed) "
+                    "before any reset.",
                     safety="Overcharged lithium cells can vent: keep the pack away from anything flammable.",
                 ),
             ],
@@ -241,9 +234,10 @@ def present_conditions(s: Snapshot) -> list[tuple[str, Reason, list[ProcedureSte
                 [
                     ProcedureStep(
                         text="Disconnect the load and find what drew too much current (a fault in an appliance, "
-                        "a wiring short) before reconnecting anything.",
+                        "a wiring short) before reconnecting anything. The protection releases by itself "
+                        "30–60 s after the load is gone.",
                         safety="A short circuit at a lithium battery's terminals can start a fire.",
-                        action="disconnect load",
+                        action="disconnect load and wait",
                         check="normal",
                     )
                 ],
@@ -274,6 +268,22 @@ def present_conditions(s: Snapshot) -> list[tuple[str, Reason, list[ProcedureSte
             ],
             "link_ok",
         )
+    why = _sensor_fault_reason(s)
+    if "sensor_fault" in names and why in ("stuck", "out_of_range", "stack_mismatch") and not open_wire_cells(s):
+        add(
+            "sensor_fault",
+            f"the sensor fault is a steady one ({why.replace('_', ' ')}), not erratic readings: a sensor or its "
+            "wiring is faulty, and a reset would only hide it for a moment",
+            [
+                ProcedureStep(
+                    text="Have the cell sense leads, the temperature sensors and the BMS's measuring front end "
+                    "checked; compare each cell with a multimeter.",
+                    safety="Disconnect the main leads and the balance connector before working on the leads.",
+                    action="inspect sensors",
+                )
+            ],
+            "sensor_fault_reason",
+        )
     for cell in open_wire_cells(s):
         add(
             "sensor_fault",
@@ -290,12 +300,7 @@ def present_conditions(s: Snapshot) -> list[tuple[str, Reason, list[ProcedureSte
             f"cell_v_{cell}",
             0.0,
         )
-    if (
-        "cell_undervoltage" in names
-        and s.state != "sleep"
-        and volts
-        and min(volts) < t.cell_undervoltage_release_v
-    ):
+    if "cell_undervoltage" in names and s.state != "sleep" and volts and min(volts) < t.cell_undervoltage_release_v:
         charging = bool(s.charger_connected) and (s.current_a or 0.0) > 0.0
         if not charging:
             add(
@@ -335,15 +340,28 @@ def diagnose(s: Snapshot) -> Diagnosis:
     persistent = [f for f in s.faults if f.klass == "persistent"]
     if persistent:
         return _service(s, [f.fault for f in persistent], assumptions)
+    returned = _latched_after_hard_reset(s)
+    if returned:
+        return Diagnosis(
+            recommendation="fix_root_cause",
+            summary="The fault came back after a complete hard reset: its cause is in the hardware.",
+            reasons=returned,
+            steps=[
+                ProcedureStep(
+                    text="Have the BMS and its sensor wiring inspected by a qualified technician; another reset "
+                    "will not help.",
+                    action="inspect sensors",
+                ),
+                ProcedureStep(text=SAFETY_GENERAL),
+            ],
+            assumptions=assumptions,
+        )
     if s.state == "off" and s.cell_replaced:
         return Diagnosis(
             recommendation="hard_reset",
             summary="A cell was replaced: finish with a hard reset so the BMS re-learns the pack.",
             reasons=[
-                Reason(
-                    text="a cell was just replaced: the BMS must detect it when it boots after a full "
-                    "power-down"
-                )
+                Reason(text="a cell was just replaced: the BMS must detect it when it boots after a full power-down")
             ],
             steps=hard_reset_steps(s.thresholds.hold_up_s)[4:],
             assumptions=assumptions,
@@ -427,6 +445,12 @@ def _service(s: Snapshot, faults: list[str], assumptions: list[str]) -> Diagnosi
                     "service command; it is refused while the cause persists.",
                     action="service_clear deep_discharge",
                 ),
+                ProcedureStep(
+                    text=f"Charge normally; discharge is allowed again once the cells are above "
+                    f"{t.cell_undervoltage_release_v:.2f} V.",
+                    action="charge until normal",
+                    check="normal",
+                ),
             ]
         elif fault == "afe_fault":
             reasons.append(
@@ -439,20 +463,15 @@ def _service(s: Snapshot, faults: list[str], assumptions: list[str]) -> Diagnosi
                 ProcedureStep(
                     text="Have the BMS board inspected and replaced by a qualified technician.",
                     safety="A FET stuck closed can no longer disconnect the battery: do not use the pack until then.",
+                    action="replace the BMS board",
                 )
             )
         else:
-            reasons.append(
-                Reason(text=f"{fault} is a persistent fault kept in non-volatile memory", fault=fault)
-            )
-            steps.append(
-                ProcedureStep(text="Have a qualified technician inspect the pack and clear the fault.")
-            )
+            reasons.append(Reason(text=f"{fault} is a persistent fault kept in non-volatile memory", fault=fault))
+            steps.append(ProcedureStep(text="Have a qualified technician inspect the pack and clear the fault."))
     for event in _resets(s, {"soft", "button", "charger", "hard", "service"}, {"refused"}):
         reasons.append(
-            Reason(
-                text=f"an earlier {event.get('method')} reset was refused: {event.get('reason', '')}".strip()
-            )
+            Reason(text=f"an earlier {event.get('method')} reset was refused: {event.get('reason', '')}".strip())
         )
     return Diagnosis(
         recommendation="service",
@@ -463,12 +482,39 @@ def _service(s: Snapshot, faults: list[str], assumptions: list[str]) -> Diagnosi
     )
 
 
+def _sensor_fault_reason(s: Snapshot) -> str:
+    """Why the BMS last raised sensor_fault, as its fault_set event says."""
+    for event in reversed(s.events):
+        if event.get("kind") == "fault_set" and event.get("fault") == "sensor_fault":
+            return str(event.get("reason", ""))
+    return ""
+
+
+def _latched_after_hard_reset(s: Snapshot) -> list[Reason]:
+    """Latched faults set again after the last complete hard reset: a reset does not cure them."""
+    hard = [
+        i
+        for i, e in enumerate(s.events)
+        if e.get("kind") == "reset" and e.get("method") == "hard" and e.get("result") == "ok"
+    ]
+    if not hard:
+        return []
+    after = s.events[hard[-1] :]
+    latched_now = {f.fault for f in s.faults if f.klass == "latched"}
+    again = sorted({str(e.get("fault")) for e in after if e.get("kind") == "fault_set"} & latched_now)
+    return [
+        Reason(
+            text=f"{fault} latched again after a complete hard reset at t={s.events[hard[-1]].get('t_s')} s",
+            fault=fault,
+        )
+        for fault in again
+    ]
+
+
 def _hard_reset_reasons(s: Snapshot) -> list[Reason]:
     reasons: list[Reason] = []
     if s.state == "unresponsive" or s.responds is False:
-        reasons.append(
-            Reason(text="the BMS does not respond at all (firmware hang): only a power-down restarts it")
-        )
+        reasons.append(Reason(text="the BMS does not respond at all (firmware hang): only a power-down restarts it"))
     for f in s.faults:
         if f.klass == "latched":
             detail = "erratic or implausible readings" if f.fault == "sensor_fault" else f.fault
@@ -481,9 +527,7 @@ def _hard_reset_reasons(s: Snapshot) -> list[Reason]:
     refused = _resets(s, {"soft", "button", "charger"}, {"refused"})
     if refused and reasons:
         last = refused[-1]
-        reasons.append(
-            Reason(text=f"an earlier {last.get('method')} soft reset was refused: {last.get('reason', '')}")
-        )
+        reasons.append(Reason(text=f"an earlier {last.get('method')} soft reset was refused: {last.get('reason', '')}"))
     if _resets(s, {"hard"}, {"incomplete"}) and reasons:
         reasons.append(
             Reason(
@@ -492,9 +536,7 @@ def _hard_reset_reasons(s: Snapshot) -> list[Reason]:
             )
         )
     if s.cell_replaced:
-        reasons.append(
-            Reason(text="a cell was just replaced: the BMS must re-learn the pack after a hard reset")
-        )
+        reasons.append(Reason(text="a cell was just replaced: the BMS must re-learn the pack after a hard reset"))
     return reasons
 
 
@@ -544,16 +586,10 @@ def _none(s: Snapshot, assumptions: list[str]) -> Diagnosis:
                 fault="cell_imbalance",
             )
         )
-        steps.append(
-            ProcedureStep(text="Give the battery a full charge and let it rest at the top so it balances.")
-        )
+        steps.append(ProcedureStep(text="Give the battery a full charge and let it rest at the top so it balances."))
     if s.soc_uncertain:
-        reasons.append(
-            Reason(text="the SOC reading is uncertain since a reset: a full charge recalibrates it")
-        )
-        steps.append(
-            ProcedureStep(text="Charge fully once: the BMS recalibrates its SOC at the end of the charge.")
-        )
+        reasons.append(Reason(text="the SOC reading is uncertain since a reset: a full charge recalibrates it"))
+        steps.append(ProcedureStep(text="Charge fully once: the BMS recalibrates its SOC at the end of the charge."))
     return Diagnosis(
         recommendation="none",
         summary="Nothing needs resetting.",

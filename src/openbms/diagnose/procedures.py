@@ -34,7 +34,6 @@ def soft_reset_steps(charger_v: float, asleep: bool, button: bool = True) -> lis
             ),
             safety="Use a charger made for this battery's chemistry and voltage.",
             action="connect charger",
-            check="awake" if asleep else "soft reset",
         ),
         ProcedureStep(
             text=(
@@ -42,15 +41,15 @@ def soft_reset_steps(charger_v: float, asleep: bool, button: bool = True) -> lis
                 "5–10 minutes, then reconnect the charger."
             ),
             action="reconnect charger after rest",
-            check="awake",
+            check=None if button else "awake",
         ),
     ]
     if button:
         steps.append(
             ProcedureStep(
-                text="If the BMS has a reset button, pressing it also performs a soft reset.",
+                text="If it still does not respond and the BMS has a reset button, press it (also a soft reset).",
                 action="press reset button",
-                check="soft reset",
+                check="awake" if asleep else "soft reset",
             )
         )
     steps.append(
@@ -94,9 +93,7 @@ def hard_reset_steps(hold_up_s: float) -> list[ProcedureStep]:
             safety="Never connect the main leads before the balance connector: that can damage the BMS.",
             action="connect balance_connector",
         ),
-        ProcedureStep(
-            text="… then the main positive and negative leads.", action="connect main_leads", check="booted"
-        ),
+        ProcedureStep(text="… then the main positive and negative leads.", action="connect main_leads", check="booted"),
         ProcedureStep(
             text="Test: reconnect your charger, then your loads, and check the system works normally.",
             action="test",

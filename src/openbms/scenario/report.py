@@ -34,9 +34,7 @@ def print_summary(console: Console, result: RunResult, wall_s: float, files: lis
         + (f"  ({result.source})" if result.source else "")
     )
     protective = [
-        e
-        for e in result.events
-        if e["kind"] in ("fault_set", "fault_cleared", "sleep", "wake", "reset", "warning")
+        e for e in result.events if e["kind"] in ("fault_set", "fault_cleared", "sleep", "wake", "reset", "warning")
     ]
     if protective:
         table = Table(title="What the BMS did", show_lines=False, title_justify="left")
@@ -48,6 +46,13 @@ def print_summary(console: Console, result: RunResult, wall_s: float, files: lis
             if kind == "fault_set":
                 what = f"[red]▲ {event['fault']}[/] tripped ({event['class']})"
                 detail = _condition_text(event["fault"], event.get("value"), event.get("threshold"))
+                extra = [f"{k} {event[k]}" for k in ("reason", "cell", "cells") if k in event]
+                if extra:
+                    detail = (
+                        ", ".join(extra)
+                        if event["fault"] in ("sensor_fault", "cell_failure")
+                        else (detail + " (" + ", ".join(extra) + ")")
+                    )
             elif kind == "fault_cleared":
                 what = f"[green]▼ {event['fault']}[/] cleared"
                 detail = f"by {event['by']}"

@@ -73,7 +73,7 @@ class Telemetry:
         )
 
     def array(self) -> FloatArray:
-        width = 6 + 2 * self.series
+        width = 7 + 2 * self.series
         return np.vstack(self.rows) if self.rows else np.zeros((0, width))
 
 
@@ -137,9 +137,7 @@ def read_profile_csv(path: Path) -> tuple[FloatArray, FloatArray]:
                     t.append(float(row["t_s"]))
                     i.append(float(row["current_a"]))
                 except (TypeError, ValueError):
-                    raise ScenarioError(
-                        f"{path}, line {line_no}: t_s and current_a must be numbers"
-                    ) from None
+                    raise ScenarioError(f"{path}, line {line_no}: t_s and current_a must be numbers") from None
     except OSError as err:
         raise ScenarioError(f"{path}: cannot read the profile ({err.strerror})") from None
     t_arr, i_arr = np.asarray(t), np.asarray(i)
@@ -166,9 +164,7 @@ class ScenarioRunner:
         self.profile = load_profile(scenario.bms.profile, scenario.bms.set)
         self.cell = cell_params(scenario)
         self._profiles = {
-            s.index: read_profile_csv(resolve_relative(scenario, s.value.csv))
-            for s in steps
-            if s.kind == "profile"
+            s.index: read_profile_csv(resolve_relative(scenario, s.value.csv)) for s in steps if s.kind == "profile"
         }
         self.nvm = nvm if nvm is not None else NonVolatileMemory()
         self.twin = Twin(
@@ -325,9 +321,7 @@ class ScenarioRunner:
             ("discharge FET", cond.discharge_fet, bool(twin.pack.discharge_fet[0])),
         ):
             if wanted is not None and wanted != actual:
-                problems.append(
-                    f"{name} is {'on' if actual else 'off'}, expected {'on' if wanted else 'off'}"
-                )
+                problems.append(f"{name} is {'on' if actual else 'off'}, expected {'on' if wanted else 'off'}")
         ranges = (
             ("soc", cond.soc, np.array([bms.pack_soc[0]])),
             ("cell_v", cond.cell_v, m.cell_v[0]),
@@ -360,13 +354,10 @@ class ScenarioRunner:
         k = 0
         while self.check(cond):
             if self.twin.t_s >= deadline - 1e-9:
-                message = (
-                    f"run_until (line {step.line}) timed out after {format_duration(cond.timeout)}: "
-                    + "; ".join(self.check(cond))
+                message = f"run_until (line {step.line}) timed out after {format_duration(cond.timeout)}: " + "; ".join(
+                    self.check(cond)
                 )
-                self.expectations.append(
-                    ExpectationResult(step.index, step.line, self.twin.t_s, False, message)
-                )
+                self.expectations.append(ExpectationResult(step.index, step.line, self.twin.t_s, False, message))
                 return message
             self._advance()
             k += 1
@@ -382,9 +373,7 @@ class ScenarioRunner:
             if not problems
             else f"expect (line {step.line}) failed at t={at}: " + "; ".join(problems)
         )
-        self.expectations.append(
-            ExpectationResult(step.index, step.line, self.twin.t_s, not problems, message)
-        )
+        self.expectations.append(ExpectationResult(step.index, step.line, self.twin.t_s, not problems, message))
         self._events_mark = len(self.twin.events)
 
     def _do_load(self, step: Step, progress: Progress | None) -> None:

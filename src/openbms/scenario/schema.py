@@ -127,9 +127,7 @@ class Conditions(_Strict):
     pack_v: Range | None = None
     temperature_c: Range | None = None
     warnings: list[FaultName] | None = None
-    diagnosis: (
-        Literal["none", "fix_root_cause", "soft_reset", "hard_reset", "replace_cells", "service"] | None
-    ) = None
+    diagnosis: Literal["none", "fix_root_cause", "soft_reset", "hard_reset", "replace_cells", "service"] | None = None
 
     @field_validator("soc", "cell_v", "pack_v", "temperature_c")
     @classmethod
@@ -328,9 +326,7 @@ def _sentence(file: str, lines: dict[Location, int], loc: Location, message: str
 
 def _first_error(err: ValidationError) -> tuple[Location, str]:
     first = err.errors()[0]
-    loc = tuple(
-        p for p in first["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))
-    )
+    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
     msg = str(first["msg"]).removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
@@ -351,9 +347,7 @@ def parse_steps(raw: list[dict[str, Any]], file: str, lines: dict[Location, int]
             entry = {"note": ""}
         if not isinstance(entry, dict) or len(entry) != 1:
             raise ScenarioError(
-                _sentence(
-                    file, lines, loc, "each step is a mapping with exactly one key (e.g. `- run: 10min`)"
-                )
+                _sentence(file, lines, loc, "each step is a mapping with exactly one key (e.g. `- run: 10min`)")
             )
         kind, value = next(iter(entry.items()))
         kind = str(kind)

@@ -97,9 +97,7 @@ class AnalogFrontEnd:
         n = pack.packs
         true_v = pack.group_v
         cell_v = self._noisy(true_v, s.cell_v_noise_v, s.cell_v_offset_v, s.cell_v_resolution_v)
-        cell_t = self._noisy(
-            pack.group_temperature_c(), s.temperature_noise_c, 0.0, s.temperature_resolution_c
-        )
+        cell_t = self._noisy(pack.group_temperature_c(), s.temperature_noise_c, 0.0, s.temperature_resolution_c)
         current = self._noisy(pack.current_a, s.current_noise_a, s.current_offset_a, s.current_resolution_a)
         if self._any_fault:
             cell_v, cell_t, current = self._faulty(true_v, cell_v, cell_t, current, dt_s)

@@ -71,9 +71,7 @@ class CellBank:
         grid = np.linspace(0, 1, _R0_POINTS)
         self._r0_flat = params.r0_ohm * np.concatenate(
             [
-                np.interp(
-                    grid, np.linspace(0, 1, params.r0_discharge_factor.size), params.r0_discharge_factor
-                ),
+                np.interp(grid, np.linspace(0, 1, params.r0_discharge_factor.size), params.r0_discharge_factor),
                 np.interp(grid, np.linspace(0, 1, params.r0_charge_factor.size), params.r0_charge_factor),
             ]
         )
@@ -111,9 +109,7 @@ class CellBank:
             self._decay_dt_s = dt_s
         return self._decay
 
-    def thevenin(
-        self, dt_s: float, charging: npt.NDArray[np.bool_]
-    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def thevenin(self, dt_s: float, charging: npt.NDArray[np.bool_]) -> tuple[FloatArray, FloatArray, FloatArray]:
         """Each cell as E + R·I over the next step: returns (E, R, R0).
 
         E holds the OCV now plus the decayed RC voltages; R the ohmic part plus what each RC pair
@@ -134,9 +130,7 @@ class CellBank:
             r += factor * (self.rc_r_ohm[k] * (1.0 - decay[k]))
         return e, r, r0
 
-    def advance(
-        self, dt_s: float, current_a: FloatArray, r0_ohm: FloatArray
-    ) -> tuple[FloatArray, FloatArray]:
+    def advance(self, dt_s: float, current_a: FloatArray, r0_ohm: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Apply ``current_a`` (per cell, held for ``dt_s``); return (terminal voltage, heat in W).
 
         Call ``thevenin`` first in the same step: it sets the resistance factor used here.

@@ -45,17 +45,13 @@ class External:
             # Constant power P: I·(E + R·I) = −P; the smaller-magnitude root is the operating
             # point; past the maximum power the source collapses to I = −E/2R.
             disc = e_v * e_v - 4.0 * r_ohm * value
-            power_i = np.where(
-                disc >= 0, (-e_v + np.sqrt(np.maximum(disc, 0.0))) / (2.0 * r_ohm), -e_v / (2.0 * r_ohm)
-            )
+            power_i = np.where(disc >= 0, (-e_v + np.sqrt(np.maximum(disc, 0.0))) / (2.0 * r_ohm), -e_v / (2.0 * r_ohm))
             current = np.where(mode == LOAD_POWER, power_i, current)
             current = np.where(mode == LOAD_RESISTANCE, -e_v / (r_ohm + value), current)
             current = current + np.where(np.isfinite(self.short_ohm), -e_v / (r_ohm + self.short_ohm), 0.0)
         return current + np.where(np.isnan(self.profile_a), 0.0, self.profile_a)
 
-    def charge_a(
-        self, e_v: FloatArray, r_ohm: FloatArray, draw_a: FloatArray, outputs: BoolArray
-    ) -> FloatArray:
+    def charge_a(self, e_v: FloatArray, r_ohm: FloatArray, draw_a: FloatArray, outputs: BoolArray) -> FloatArray:
         """Charger current: constant current, then constant voltage at its set point (CC/CV)."""
         with np.errstate(invalid="ignore", divide="ignore"):
             cv_a = (self.charger_v - e_v) / r_ohm - draw_a

@@ -171,9 +171,7 @@ class Pack:
                 bleed = np.repeat(bleed / self.topology.parallel, self.topology.parallel, axis=1)
             drain = drain + bleed
         if self._has_shorts:
-            drain = drain + np.where(
-                np.isfinite(self.internal_short_ohm), self.cell_v / self.internal_short_ohm, 0.0
-            )
+            drain = drain + np.where(np.isfinite(self.internal_short_ohm), self.cell_v / self.internal_short_ohm, 0.0)
         return drain
 
     def _advance_thermal(self, dt_s: float, heat_w: FloatArray, current_a: FloatArray, fet_r: float) -> None:
@@ -188,9 +186,7 @@ class Pack:
             left = np.concatenate([t[:, :1], t[:, :-1]], axis=1)
             right = np.concatenate([t[:, 1:], t[:, -1:]], axis=1)
             a = dt_s / mass
-            cells.temperature_c = (t + a * (heat_w + h * ambient + k * (left + right))) / (
-                1.0 + a * (h + 2.0 * k)
-            )
+            cells.temperature_c = (t + a * (heat_w + h * ambient + k * (left + right))) / (1.0 + a * (h + 2.0 * k))
         else:
             a = dt_s / mass
             cells.temperature_c = (t + a * (heat_w + h * ambient)) / (1.0 + a * h)

@@ -49,9 +49,7 @@ class TwinError(ValueError):
 class Twin:
     """A batch of packs with their BMS boards and brains, advanced together."""
 
-    def __init__(
-        self, config: TwinConfig, keep_events: bool = True, nvm: NonVolatileMemory | None = None
-    ) -> None:
+    def __init__(self, config: TwinConfig, keep_events: bool = True, nvm: NonVolatileMemory | None = None) -> None:
         self.config = config
         self.dt_s = config.dt_s
         n, series = config.packs, config.topology.series

@@ -1,0 +1,264 @@
+"""The closed loop: carry a recommended procedure out in the twin, step by step, and check it.
+
+Each step's ``action`` is done with the twin's own hands (unplug, wait, press, charge); its
+``check`` says what must hold afterwards. The first step whose check fails stops the procedure,
+with the reason. A person's charger and loads are remembered, so "reconnect your loads" puts back
+what was there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from openbms.diagnose.engine import Diagnosis
+from openbms.diagnose.procedures import ProcedureStep
+from openbms.twin.external import LOAD_NONE
+from openbms.twin.faults import FaultSpec, repair
+from openbms.twin.simulator import Twin
+from openbms.units import parse_duration_s
+
+WAKE_WAIT_S = 30.0
+SETTLE_S = 10.0
+TEST_S = 180.0  # a test run long enough for a fault that comes straight back to show
+LONG_WAIT_S = 4 * 3600.0
+DEFAULT_CHARGER_C_RATE = 0.2
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    index: int
+    text: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    ok: bool
+    outcomes: list[StepOutcome]
+    final_state: str
+    message: str
+
+
+Progress = Callable[[int, int, str], None]
+
+
+class ProcedureRunner:
+    """Runs one diagnosis's steps on pack ``pack`` of ``twin``."""
+
+    def __init__(self, twin: Twin, pack: int = 0) -> None:
+        self.twin = twin
+        self.pack = pack
+        ext = twin.pack.external
+        self.load = (int(ext.load_mode[pack]), float(ext.load_value[pack]))
+        charge_v = float(twin.bms.limits.charge_voltage_limit_v[pack])
+        capacity = twin.bms.pack.capacity_ah
+        if ext.charger_connected[pack]:
+            self.charger = (
+                float(ext.charger_v[pack]),
+                float(ext.charger_a[pack]),
+                float(ext.charger_min_battery_v[pack]),
+            )
+        else:
+            self.charger = (charge_v, DEFAULT_CHARGER_C_RATE * capacity, 0.0)
+
+    # ------------------------------------------------------------------ hands
+    def _run(self, seconds: float, until: Callable[[], bool] | None = None) -> bool:
+        steps = max(1, int(round(seconds / self.twin.dt_s)))
+        for _ in range(steps):
+            self.twin.step()
+            if until is not None and until():
+                return True
+        return until() if until is not None else True
+
+    def _state(self) -> str:
+        return self.twin.state_name(self.pack)
+
+    def _connect_charger(self, current_a: float | None = None) -> None:
+        ext, p = self.twin.pack.external, self.pack
+        voltage, amps, min_v = self.charger
+        ext.charger_connected[p] = True
+        ext.charger_v[p], ext.charger_a[p] = voltage, amps if current_a is None else current_a
+        ext.charger_min_battery_v[p] = min_v
+
+    def _disconnect(self, what: str) -> None:
+        ext, p = self.twin.pack.external, self.pack
+        if what in ("load", "all"):
+            ext.load_mode[p], ext.load_value[p] = LOAD_NONE, 0.0
+            ext.short_ohm[p] = np.inf
+            ext.profile_a[p] = np.nan
+        if what in ("charger", "all"):
+            ext.charger_connected[p] = False
+
+    # ------------------------------------------------------------------ steps
+    def do(self, step: ProcedureStep) -> tuple[bool, str]:  # noqa: PLR0911, PLR0912 - one branch per action
+        action, twin, p = step.action or "", self.twin, self.pack
+        if action == "disconnect load":
+            self._disconnect("load")
+            self._run(1.0)
+        elif action == "disconnect load and wait":
+            self._disconnect("load")
+            self._run(5 * 60.0, lambda: self._state() == "normal")
+        elif action == "charge until normal":
+            self._connect_charger()
+            self._run(LONG_WAIT_S, lambda: self._state() == "normal")
+            self._disconnect("charger")
+        elif action == "disconnect charger":
+            self._disconnect("charger")
+            self._run(1.0)
+        elif action == "disconnect charger and load":
+            self._disconnect("all")
+            self._run(1.0)
+        elif action == "connect charger":
+            if not twin.pack.external.charger_connected[p]:
+                self._connect_charger()
+            self._run(WAKE_WAIT_S, lambda: self._state() != "sleep")
+        elif action == "reconnect charger after rest":
+            if self._state() == "sleep":
+                self._disconnect("charger")
+                self._run(10 * 60.0)
+                self._connect_charger()
+                self._run(WAKE_WAIT_S, lambda: self._state() != "sleep")
+        elif action == "press reset button":
+            if self._state() == "sleep" or step.check == "soft reset":
+                twin.press_reset_button(p)
+                self._run(SETTLE_S)
+        elif action == "reconnect load":
+            if twin.state_name(p) != "normal":
+                # Discharge comes back once the cells are above the release threshold: keep charging.
+                if not twin.pack.external.charger_connected[p]:
+                    self._connect_charger()
+                self._run(LONG_WAIT_S, lambda: self._state() == "normal")
+            self._disconnect("charger")
+            mode, value = self.load
+            twin.pack.external.load_mode[p], twin.pack.external.load_value[p] = mode, value
+            self._run(SETTLE_S)
+        elif action == "disconnect main_leads":
+            twin.disconnect_main_leads(p)
+        elif action == "disconnect balance_connector":
+            twin.disconnect_balance_connector(p)
+            self._run(1.0)
+        elif action.startswith("wait "):
+            self._run(parse_duration_s(action.removeprefix("wait ")))
+        elif action == "connect balance_connector":
+            twin.connect_balance_connector(p)
+        elif action == "connect main_leads":
+            twin.connect_main_leads(p)
+            self._run(SETTLE_S)
+        elif action == "test":
+            self._connect_charger()
+            self._run(LONG_WAIT_S, lambda: self._state() == "normal")
+            self._disconnect("charger")
+            mode, value = self.load
+            if mode != LOAD_NONE:
+                twin.pack.external.load_mode[p], twin.pack.external.load_value[p] = mode, value
+            self._run(TEST_S)
+        elif action.startswith("ambient "):
+            twin.pack.ambient_c[p] = float(action.split()[1])
+            self._disconnect("load")
+            self._run(LONG_WAIT_S, lambda: self._state() == "normal")
+        elif action.startswith("recovery charge "):
+            amps = float(action.split()[2])
+            self._connect_charger(current_a=amps)
+            limit = self.twin.bms.profile.protections["deep_discharge"].trip
+            self._run(LONG_WAIT_S, lambda: float(np.nanmin(self.twin.last_measurements.cell_v[p])) > limit + 0.2)
+        elif action.startswith("service_clear "):
+            fault = action.split()[1]
+            faults = (
+                [f["fault"] for f in twin.bms.fault_details(p) if f["class"] == "persistent"]
+                if fault == "all"
+                else [fault]
+            )
+            for name in faults:
+                twin.command_service_clear(p, str(name))
+            self._run(1.0)
+        elif action.startswith("replace cell "):
+            cell = int(action.split()[2])
+            refused = twin.replace_cell(p, cell - 1, 0.5)
+            if refused is not None:
+                return False, "the cell cannot be replaced while the connectors are plugged in"
+        elif action == "repair link":
+            repair(twin, p, FaultSpec("monitor_link_errors"))
+            self._run(1.0)
+        elif action.startswith("repair open_balance_wire "):
+            repair(twin, p, FaultSpec("open_balance_wire", cell=int(action.split()[2]) - 1))
+        elif action:
+            return False, f"the twin cannot carry out {action!r}"
+        return self.verify(step)
+
+    def verify(self, step: ProcedureStep) -> tuple[bool, str]:
+        state = self._state()
+        check = step.check
+        if check is None:
+            return True, f"state {state}"
+        if check == "awake":
+            return state != "sleep", f"state {state}" + (" (still asleep)" if state == "sleep" else "")
+        if check == "soft reset":
+            return True, f"state {state}"
+        if check == "powered off":
+            return state == "off", f"state {state}"
+        if check == "booted":
+            return state not in ("off", "unresponsive"), f"state {state}"
+        if check == "normal":
+            faults = self.twin.bms.active_faults(self.pack)
+            blocking = [f for f in faults if f != "cell_imbalance" and f != "comm_error"]
+            ok = state == "normal" and not blocking
+            return ok, f"state {state}" + (f", active faults: {', '.join(faults)}" if faults else "")
+        return False, f"unknown check {check!r}"
+
+
+def apply(twin: Twin, diagnosis: Diagnosis, pack: int = 0, progress: Progress | None = None) -> ApplyResult:
+    """Carry out ``diagnosis.steps`` on the twin; stop at the first step whose check fails."""
+    runner = ProcedureRunner(twin, pack)
+    outcomes: list[StepOutcome] = []
+    steps = _with_twin_actions(diagnosis)
+    for i, step in enumerate(steps, start=1):
+        if progress is not None:
+            progress(i, len(steps), step.text)
+        ok, detail = runner.do(step)
+        outcomes.append(StepOutcome(i, step.text, ok, detail))
+        if not ok:
+            return ApplyResult(False, outcomes, twin.state_name(pack), f"step {i} did not work: {detail}")
+    state = twin.state_name(pack)
+    if diagnosis.recommendation in ("soft_reset", "hard_reset", "replace_cells", "fix_root_cause", "service"):
+        ok, detail = runner.verify(ProcedureStep(text="the battery works again", check="normal"))
+        if not ok:
+            return ApplyResult(False, outcomes, state, f"after the procedure the BMS is not back: {detail}")
+    return ApplyResult(True, outcomes, state, f"done: state {state}")
+
+
+def _with_twin_actions(diagnosis: Diagnosis) -> list[ProcedureStep]:
+    """The person's steps, with what only the twin needs spelled out (which cell to replace)."""
+    steps = list(diagnosis.steps)
+    if diagnosis.recommendation == "replace_cells":
+        out: list[ProcedureStep] = []
+        for step in steps:
+            out.append(step)
+            if step.action == "disconnect balance_connector":
+                out += [
+                    ProcedureStep(text=f"Replace cell {c}.", action=f"replace cell {c}")
+                    for c in diagnosis.damaged_cells
+                ]
+            if step.action == "connect main_leads":
+                out.append(
+                    ProcedureStep(
+                        text="A technician clears the faults the damaged cells left behind (service command).",
+                        action="service_clear all",
+                    )
+                )
+        steps = out
+    if diagnosis.recommendation == "fix_root_cause" and any(s.action == "repair link" for s in steps):
+        steps.append(
+            ProcedureStep(
+                text="Then clear the stale code with a soft reset (the reset button).",
+                action="press reset button",
+                check="soft reset",
+            )
+        )
+    return steps
+
+
+__all__ = ["ApplyResult", "StepOutcome", "apply"]
