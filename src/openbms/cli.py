@@ -43,7 +43,9 @@ def _consoles(json_out: bool) -> tuple[Console, Console]:
     return out, err
 
 
-def _run_one(path: Path, every_s: float | None, err: Console, show_progress: bool) -> tuple[RunResult, float]:
+def _run_one(
+    path: Path, every_s: float | None, err: Console, show_progress: bool
+) -> tuple[RunResult, float, ScenarioRunner]:
     scenario, steps = load_scenario(path)
     runner = ScenarioRunner(scenario, steps, every_s=every_s)
     planned = max(runner.planned_duration_s(), 1.0)
@@ -63,10 +65,17 @@ def _run_one(path: Path, every_s: float | None, err: Console, show_progress: boo
             progress.update(task, completed=min(t_s, planned), simulated=f"t={t_s / 60:.1f} min")
 
         result = runner.run(progress=report)
-    return result, time.perf_counter() - start
+    return result, time.perf_counter() - start, runner
 
 
-def _simulate(scenarios: list[Path], json_out: bool, out: Path | None, every: str | None, debug: bool) -> int:
+def _simulate(
+    scenarios: list[Path],
+    json_out: bool,
+    out: Path | None,
+    every: str | None,
+    debug: bool,
+    save_state: Path | None = None,
+) -> int:
     console, err = _consoles(json_out)
     try:
         every_s = parse_duration_s(every) if every is not None else None
@@ -82,14 +91,22 @@ def _simulate(scenarios: list[Path], json_out: bool, out: Path | None, every: st
     except ScenarioError as exc:
         err.print(f"[red]error:[/] {exc}", soft_wrap=True)
         return EXIT_INVALID
+    if save_state is not None and len(scenarios) != 1:
+        err.print("[red]error:[/] --save-state takes exactly one scenario")
+        return EXIT_INVALID
     code = EXIT_OK
     used: set[str] = set()
     for path in scenarios:
         try:
-            result, wall_s = _run_one(path, every_s, err, show_progress=True)
+            result, wall_s, runner = _run_one(path, every_s, err, show_progress=True)
         except ScenarioError as exc:
             err.print(f"[red]error:[/] {exc}", soft_wrap=True)
             return EXIT_INVALID
+        if save_state is not None:
+            from openbms.diagnose.from_twin import snapshot_of
+            from openbms.diagnose.snapshot import save_state as write_state
+
+            write_state(snapshot_of(runner.twin), save_state)
         files: list[Path] = []
         if out is not None:
             name = slug(path.stem)
@@ -137,11 +154,98 @@ def simulate(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document per scenario.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Write telemetry, events and a plot here.")] = None,
     every: Annotated[str | None, typer.Option("--every", help="Telemetry interval, e.g. 1s (default: dt).")] = None,
+    save_state: Annotated[
+        Path | None, typer.Option("--save-state", help="Save the final BMS state and history (JSON) for diagnose.")
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Run scenarios on the twin: exit 0 when every expectation holds, 1 when one fails, 2 when a
     file or an argument is invalid."""
-    _exit(lambda: _simulate(scenarios, json_out, out, every, debug), debug)
+    _exit(lambda: _simulate(scenarios, json_out, out, every, debug, save_state), debug)
+
+
+def _diagnose(
+    scenario: Path | None,
+    state: Path | None,
+    device: str | None,
+    json_out: bool,
+    apply_it: bool,
+    guide: bool,
+) -> int:
+    from openbms.diagnose.apply import apply as apply_procedure
+    from openbms.diagnose.engine import diagnose
+    from openbms.diagnose.from_twin import snapshot_of
+    from openbms.diagnose.guide import run_guide
+    from openbms.diagnose.report import diagnosis_json, print_applied, print_diagnosis, print_guide_question
+    from openbms.diagnose.snapshot import SnapshotError, load_state
+
+    console, err = _consoles(json_out)
+    sources = [x for x in (scenario, state, device) if x is not None]
+    if len(sources) + int(guide) != 1:
+        err.print("[red]error:[/] give exactly one of SCENARIO, --state FILE, --device URL or --guide")
+        return EXIT_INVALID
+    if apply_it and scenario is None:
+        err.print("[red]error:[/] --apply works on a scenario (the twin); a saved state or a device has no twin")
+        return EXIT_INVALID
+    runner = None
+    if guide:
+        verdict = run_guide(lambda q: print_guide_question(console, q))
+        snapshot_state = None
+    elif device is not None:
+        from openbms.devices.reader import read_device_snapshot
+
+        snapshot = read_device_snapshot(device)
+        verdict, snapshot_state = diagnose(snapshot), snapshot.state
+    elif state is not None:
+        try:
+            snapshot = load_state(state)
+        except SnapshotError as exc:
+            err.print(f"[red]error:[/] {exc}")
+            return EXIT_INVALID
+        verdict, snapshot_state = diagnose(snapshot), snapshot.state
+    else:
+        assert scenario is not None
+        try:
+            _result, _wall, runner = _run_one(scenario, None, err, show_progress=not json_out)
+        except ScenarioError as exc:
+            err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            return EXIT_INVALID
+        snapshot = snapshot_of(runner.twin)
+        verdict, snapshot_state = diagnose(snapshot), snapshot.state
+    applied = None
+    if apply_it and runner is not None:
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), console=err, transient=True) as progress:
+            task = progress.add_task("applying", total=len(verdict.steps) or 1)
+
+            def step_done(i: int, total: int, text: str) -> None:
+                progress.update(task, completed=i - 1, total=total, description=f"step {i}/{total}: {text[:40]}")
+
+            applied = apply_procedure(runner.twin, verdict, progress=step_done)
+    if json_out:
+        sys.stdout.write(json.dumps(diagnosis_json(verdict, applied)) + "\n")
+    else:
+        print_diagnosis(console, verdict, snapshot_state)
+        if applied is not None:
+            print_applied(console, applied)
+    if applied is not None and not applied.ok:
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+@app.command()
+def diagnose(
+    scenario: Annotated[Path | None, typer.Argument(help="Run this scenario and diagnose its final state.")] = None,
+    state: Annotated[Path | None, typer.Option("--state", help="A state saved by simulate --save-state.")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="A real BMS, e.g. jbd:/dev/ttyUSB0.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the diagnosis as JSON.")] = False,
+    apply_it: Annotated[
+        bool, typer.Option("--apply", help="Carry the procedure out in the twin and check it.")
+    ] = False,
+    guide: Annotated[bool, typer.Option("--guide", help="Ask questions instead of reading a BMS.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """What is wrong with the BMS, which reset is safe, and the steps (SPEC §10)."""
+    _exit(lambda: _diagnose(scenario, state, device, json_out, apply_it, guide), debug)
 
 
 def demo_scenario_path() -> Path:

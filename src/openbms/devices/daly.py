@@ -89,6 +89,11 @@ def _unframe(frame: BytesLike) -> tuple[int, int, bytes]:
     return raw[1], raw[2], raw[4:12]
 
 
+def _decode(fields: Sequence[Field], data: BytesLike) -> dict[str, float]:
+    """Decode 8 data bytes; 9 decimals drop the binary noise of raw x scale (3.3000000000000003)."""
+    return {k: round(v, 9) for k, v in decode_fields(fields, _data(data)).items()}
+
+
 def _data(data: BytesLike) -> bytes:
     raw = bytes(data)
     if len(raw) != DATA_LEN:
@@ -190,7 +195,7 @@ def _pack_fields(invert_current: bool) -> tuple[Field, ...]:
 
 def decode_pack(data: BytesLike, *, invert_current: bool = False) -> PackStatus:
     """0x90. ``invert_current`` for boards that count raw > 30000 as charging."""
-    values = decode_fields(_pack_fields(invert_current), _data(data))
+    values = _decode(_pack_fields(invert_current), data)
     return PackStatus(**values)
 
 
@@ -218,7 +223,7 @@ class CellExtremes:
 
 
 def decode_cell_extremes(data: BytesLike) -> CellExtremes:
-    v = decode_fields(_CELL_EXTREMES, _data(data))
+    v = _decode(_CELL_EXTREMES, data)
     return CellExtremes(v["max_cell_v"], int(v["max_cell"]), v["min_cell_v"], int(v["min_cell"]))
 
 
@@ -243,7 +248,7 @@ class TemperatureExtremes:
 
 
 def decode_temperature_extremes(data: BytesLike) -> TemperatureExtremes:
-    v = decode_fields(_TEMPERATURE_EXTREMES, _data(data))
+    v = _decode(_TEMPERATURE_EXTREMES, data)
     return TemperatureExtremes(v["max_c"], int(v["max_sensor"]), v["min_c"], int(v["min_sensor"]))
 
 
@@ -272,7 +277,7 @@ class FetStatus:
 
 
 def decode_fets(data: BytesLike) -> FetStatus:
-    v = decode_fields(_FETS, _data(data))
+    v = _decode(_FETS, data)
     return FetStatus(
         int(v["state"]), bool(v["charge_fet"]), bool(v["discharge_fet"]), int(v["life"]), v["remaining_ah"]
     )
@@ -305,7 +310,7 @@ class StatusInfo:
 
 
 def decode_status(data: BytesLike) -> StatusInfo:
-    v = decode_fields(_STATUS, _data(data))
+    v = _decode(_STATUS, data)
     return StatusInfo(
         int(v["cell_count"]),
         int(v["ntc_count"]),
@@ -324,9 +329,7 @@ def encode_status(status: StatusInfo) -> bytes:
 
 _FRAME_NO: Final = Field("frame", 0, "B")
 _CELL_SLOTS: Final = tuple(Field(f"v{k}", 1 + 2 * k, ">H", 0.001) for k in range(CELLS_PER_FRAME))
-_TEMP_SLOTS: Final = tuple(
-    Field(f"t{k}", 1 + k, "B", 1.0, _CELSIUS_OFFSET) for k in range(TEMPERATURES_PER_FRAME)
-)
+_TEMP_SLOTS: Final = tuple(Field(f"t{k}", 1 + k, "B", 1.0, _CELSIUS_OFFSET) for k in range(TEMPERATURES_PER_FRAME))
 
 
 def _decode_numbered(data: BytesLike, slots: Sequence[Field]) -> tuple[int, list[float]]:
@@ -334,7 +337,7 @@ def _decode_numbered(data: BytesLike, slots: Sequence[Field]) -> tuple[int, list
     number = raw[0]
     if number == 0:
         raise FrameError("Daly multi-frame numbers start at 1, got 0")
-    return number, [f.decode(raw) for f in slots]
+    return number, [round(f.decode(raw), 9) for f in slots]
 
 
 def _encode_numbered(values: Sequence[float], slots: Sequence[Field]) -> list[bytes]:

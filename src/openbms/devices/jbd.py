@@ -231,9 +231,10 @@ class BasicInfo:
 
 def decode_basic_info(data: BytesLike) -> BasicInfo:
     raw = bytes(data)
-    values = decode_fields(_BASIC, raw)
+    # raw x scale leaves binary noise (15.600000000000001); 9 decimals is far below any resolution
+    values = {k: round(v, 9) for k, v in decode_fields(_BASIC, raw).items()}
     ntc_count = int(values["ntc_count"])
-    temperatures = [round(_ntc_field(k).decode(raw), 1) for k in range(ntc_count)]
+    temperatures = [round(_ntc_field(k).decode(raw), 9) for k in range(ntc_count)]
     fet = int(values["fet"])
     return BasicInfo(
         pack_v=values["pack_v"],
