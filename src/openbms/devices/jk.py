@@ -271,6 +271,7 @@ class JkFrame:
         return decode_value(record_id, raw, self.protocol_version)
 
     def values(self) -> dict[str, Value]:
+        """Every record by table name, for a monitor or log that shows all settings too."""
         return {RECORDS[rid].name: self.value(rid) for rid in self.records}
 
 
@@ -322,7 +323,7 @@ def _current_to_raw(current_a: float, version: int) -> int:
 
 
 def decode_value(record_id: int, raw: bytes, protocol_version: int = 0) -> Value:
-    """One record's value in SI units; text is ASCII without its NUL padding."""
+    """One record's value in SI units: cells in cell-number order, text (latin-1) without NUL padding."""
     rec = _record(record_id)
     if rec.kind == "cells":
         if len(raw) % 3:
@@ -611,6 +612,7 @@ def to_reading(frame: JkFrame) -> DeviceReading:
         protocol=PROTOCOL,
         cell_v=cells if isinstance(cells, list) else None,
         temperature_c=temperatures or None,
+        fet_temperature_c=number(0x80),
         current_a=number(CURRENT),
         pack_v=number(0x83),
         soc=number(0x85),

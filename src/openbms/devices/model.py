@@ -14,6 +14,7 @@ class DeviceReading:
     protocol: str
     cell_v: list[float] | None = None
     temperature_c: list[float] | None = None
+    fet_temperature_c: float | None = None
     current_a: float | None = None
     pack_v: float | None = None
     soc: float | None = None  # 0..1
