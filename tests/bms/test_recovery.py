@@ -373,14 +373,6 @@ def test_soft_reset_restarts_a_release_timer_when_the_condition_persists() -> No
     assert event.t_s == pytest.approx(t1 + 30.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: brain.py, Bms._update_sleep -> soft_reset_one -> present(): a reset_button press "
-    "judges load/charger presence from self.last_measurements (the previous read-out) while the "
-    "values are this cycle's; button pressed in the read-out where load_present turns False "
-    "(scenario: disconnect load + press reset_button): expected fault_cleared by soft_reset, "
-    "actual fault_persisted_after_reset and the 30 s load-removal wait",
-)
 def test_button_press_sees_the_load_removed_in_the_same_read_out() -> None:
     """A scenario's ``disconnect: load`` and ``press: reset_button`` at the same instant reach the
     brain in one read-out: the button's reset must judge the load from that read-out."""
@@ -446,12 +438,6 @@ def test_hard_reset_with_the_condition_gone(row: Row) -> None:
     assert all(e.t_s >= t_boot for e in events)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: brain.py, Bms.boot/_boot_trips: a fault in the snapshot's active_faults that the "
-    "boot does not re-trip vanishes silently; expected fault_cleared {by: hard_reset} in the first "
-    "cycle after boot (SPEC §7), actual no fault_cleared event at all",
-)
 @pytest.mark.parametrize("row", [r for r in ROWS if TABLE[r.klass]["hard"]], ids=lambda r: r.id)
 def test_hard_reset_logs_what_it_cleared(row: Row) -> None:
     """SPEC §7: ``fault_cleared`` has ``by: hard_reset`` — the log must not show a fault set
@@ -463,18 +449,9 @@ def test_hard_reset_logs_what_it_cleared(row: Row) -> None:
     assert cleared(events, row.fault) == ["hard_reset"]
 
 
-_BOOT_SKIPS_AFE = pytest.mark.xfail(
-    strict=True,
-    reason="bug: brain.py, Bms._boot_trips skips in_afe protections: short_circuit active and the "
-    "short still connected (load_present) at boot; expected re-trip in the first cycle with "
-    "fault_persisted_after_reset and both FETs kept open, actual no fault_set, both FETs close "
-    "into the short (the twin's AFE then trips again in hardware)",
-)
-
-
 @pytest.mark.parametrize(
     "row",
-    [pytest.param(r, marks=_BOOT_SKIPS_AFE) if r.fault == "short_circuit" else r for r in ROWS],
+    ROWS,
     ids=ROW_IDS,
 )
 def test_hard_reset_with_the_condition_present_re_trips_at_once(row: Row) -> None:
@@ -623,12 +600,6 @@ def asleep(charger: bool = False) -> Driver:
     return d
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (one cycle): brain.py, Bms._update_sleep adds dt to sleep_timer_s already in the "
-    "cycle cell_undervoltage trips; UV tripped at t=3.0 s, expected sleep at 303.0 s, actual "
-    "302.9 s (protection delays count from the first sample, SPEC §3 / commit 2895aa4)",
-)
 def test_sleep_after_300_s_of_under_voltage_and_not_before() -> None:
     d, t_trip = _under_voltage()
     m = measurements(**UV)
@@ -831,9 +802,7 @@ def test_state_of_each_class(row: Row) -> None:
     d = row.start()
     d.steps(1, **row.present)
     blocking = row.fets_active != (True, True) or row.klass == "persistent"
-    expected = {"latched": "latched", "persistent": "locked"}.get(
-        row.klass, "protected" if blocking else "normal"
-    )
+    expected = {"latched": "latched", "persistent": "locked"}.get(row.klass, "protected" if blocking else "normal")
     assert d.bms.state_name(0) == expected
 
 
@@ -881,12 +850,6 @@ def test_deep_discharge_allows_a_recovery_charge_of_005_c_for_as_long_as_it_take
     assert d.bms.state_name(0) == "locked"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (one cycle): brain.py, Bms._update_fets adds dt to recovery_overrate_s in the first "
-    "over-rate cycle; 6 A (0.06 C) from t0 with deep_discharge active: expected the charge FET to "
-    "open at t0 + 1.0 s, actual t0 + 0.9 s",
-)
 def test_deep_discharge_opens_the_charge_fet_after_a_second_above_005_c() -> None:
     d = _deep()
     d.run(5.0, cell_v=1.95, current_a=RECOVERY_CHARGE_A)
@@ -918,9 +881,9 @@ def test_deep_discharge_blocks_discharge_whatever_the_voltage_until_serviced() -
     d.run(600.0, cell_v=3.30)
     assert d.fets() == (True, False)
     assert d.bms.state_name(0) == "locked"
-    assert [
-        e.fields["by"] for e in of(d.bms.service_clear(0, "deep_discharge", True, d.t_s), "fault_cleared")
-    ] == ["service"]
+    assert [e.fields["by"] for e in of(d.bms.service_clear(0, "deep_discharge", True, d.t_s), "fault_cleared")] == [
+        "service"
+    ]
     d.run(1.0, cell_v=3.30)
     assert d.fets() == (True, True)
     assert d.bms.state_name(0) == "normal"

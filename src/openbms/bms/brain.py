@@ -71,6 +71,8 @@ class Bms:
     balance: BoolArray
     sleeping: BoolArray
     sleep_timer_s: FloatArray
+    _sleep_seen: BoolArray
+    _overrate_seen: BoolArray
     charger_away_s: FloatArray
     _charger_was_present: BoolArray
     recovery_overrate_s: FloatArray
@@ -146,6 +148,8 @@ class Bms:
         self._last_save_s = np.full(n, -np.inf)
         self.dirty = np.ones(n, dtype=bool)  # persistent values changed since the last save
         self._recovery_only = np.zeros(n, dtype=bool)
+        self.operator_charge_off = np.zeros(n, dtype=bool)
+        self.operator_discharge_off = np.zeros(n, dtype=bool)
         self.last_measurements: Measurements | None = None
         self.limits = self._commands(np.zeros(n), np.zeros(n))
 
@@ -173,6 +177,8 @@ class Bms:
             "balance": np.zeros((n, s), dtype=bool),
             "sleeping": np.zeros(n, dtype=bool),
             "sleep_timer_s": np.zeros(n),
+            "_sleep_seen": np.zeros(n, dtype=bool),
+            "_overrate_seen": np.zeros(n, dtype=bool),
             "charger_away_s": np.zeros(n),
             "_charger_was_present": np.zeros(n, dtype=bool),
             "recovery_overrate_s": np.zeros(n),
@@ -254,6 +260,7 @@ class Bms:
         quantities = self._quantities(m, stats, fet_stuck)
         values = self.table.values(quantities)
         self.last_values = values
+        self.last_measurements = m  # a reset in this cycle judges this cycle's readings
         # Never let the brain be fooled: while a reading is implausible, the protections that
         # watch cell readings do not count it (the sensor fault opens the FETs instead).
         self._untrusted = quantities[:, _Q["sensor_implausible"]] > 0
@@ -378,7 +385,8 @@ class Bms:
         self.active |= new
         self.release_timer_s[new] = 0.0
         for pack, j in zip(*np.nonzero(new), strict=True):
-            at_s = float(m.short_circuit_at_s[pack]) if table.in_afe[j] else t_s
+            by_afe = bool(table.in_afe[j] and m.short_circuit_tripped[pack])
+            at_s = float(m.short_circuit_at_s[pack]) if by_afe else t_s
             self.since_s[pack, j] = at_s
             klass = int(self._base_class[j])
             history = self.trip_history_s[pack, j]
@@ -392,7 +400,7 @@ class Bms:
                 self.afe_damaged[pack] = True
             self.klass[pack, j] = klass
             value = float(values[pack, j])
-            if table.in_afe[j]:
+            if by_afe:
                 value = float(m.short_circuit_peak_a[pack] / self.pack.capacity_ah)
             fields: dict[str, Any] = {
                 "fault": table.names[j],
@@ -463,7 +471,9 @@ class Bms:
         settings = self.profile.sleep
         uv = self.active[:, self._j_uv] if self._j_uv >= 0 else np.zeros(self.packs, dtype=bool)
         charging = stats.current_a > self.rest_current_a
-        self.sleep_timer_s = np.where(uv & ~charging & ~self.sleeping, self.sleep_timer_s + dt_s, 0.0)
+        asleep_soon = uv & ~charging & ~self.sleeping
+        self.sleep_timer_s = np.where(asleep_soon, self.sleep_timer_s + np.where(self._sleep_seen, dt_s, 0.0), 0.0)
+        self._sleep_seen = asleep_soon
         falling_asleep = (self.sleep_timer_s >= settings.delay_s) & ~self.sleeping
         charger = m.charger_present
         away_before = self.charger_away_s
@@ -569,6 +579,13 @@ class Bms:
         events.append(Event(t_s, pack, "reset", {"method": "service", "result": "ok", "fault": fault}))
         return events
 
+    def operator_fets(self, pack: int, charge_on: bool, discharge_on: bool, t_s: float) -> list[Event]:
+        """A FET command from the monitoring link (e.g. JBD register 0xE1). It may switch a path off;
+        switching it on again only lifts the operator's own block, never a protection's."""
+        self.operator_charge_off[pack] = not charge_on
+        self.operator_discharge_off[pack] = not discharge_on
+        return []
+
     # ----------------------------------------------------------------- boot
     def boot(self, packs: BoolArray, remembered: list[dict[str, Any] | None], method: str = "hard") -> None:
         """Power came back after a full loss: volatile state is gone, memory is restored.
@@ -650,9 +667,12 @@ class Bms:
             kept = persistent_at_boot.get(pack, [])
             at_once = np.zeros((self.packs, self._p), dtype=bool)
             for j, name in enumerate(self.table.names):
-                if not self.table.enabled[j] or self.table.in_afe[j]:
+                if not self.table.enabled[j]:
                     continue
-                if name in kept or condition[pack, j] or (name in was_active and present[pack, j]):
+                # An AFE detector's own condition is not a reading here; its cause (the load or
+                # short still connected) is what ``present`` judges for a remembered fault.
+                now = condition[pack, j] and not self.table.in_afe[j]
+                if name in kept or now or (name in was_active and present[pack, j]):
                     at_once[pack, j] = True
             damaged = m.afe_damaged | self.afe_damaged
             self._record_trips(at_once, m, t_s, values, damaged, events)
@@ -665,6 +685,9 @@ class Bms:
                     events.append(
                         Event(t_s, int(pack), "fault_persisted_after_reset", {"fault": name, "method": method})
                     )
+            for name in sorted(was_active):
+                if name in self.table.names and not at_once[pack, self.table.index(name)]:
+                    events.append(Event(t_s, pack, "fault_cleared", {"fault": name, "by": "hard_reset"}))
             if method == "hard":
                 self.reset_counts[pack, RESET_METHODS.index("hard")] += 1
                 events.append(Event(t_s, int(pack), "reset", {"method": "hard", "result": "ok"}))
@@ -691,12 +714,17 @@ class Bms:
             # A deep-discharged pack may take a small recovery charge (SPEC §3); more than that
             # for a second opens the charge FET until the charger goes away.
             over = stats.current_a > self._recovery_charge_a * _RECOVERY_CHARGE_GRACE
-            self.recovery_overrate_s = np.where(recovery_only & over, self.recovery_overrate_s + dt_s, 0.0)
+            overrate = recovery_only & over
+            self.recovery_overrate_s = np.where(
+                overrate, self.recovery_overrate_s + np.where(self._overrate_seen, dt_s, 0.0), 0.0
+            )
+            self._overrate_seen = overrate
             self.recovery_blocked |= recovery_only & (self.recovery_overrate_s >= 1.0)
             self.recovery_blocked &= recovery_only & m.charger_present
             charge_blocked |= recovery_only & self.recovery_blocked
-        charge_fet = ~charge_blocked & ~self.sleeping
-        discharge_fet = ~discharge_blocked & ~self.sleeping
+        # An operator's FET-off command (monitoring link) can only open a path, never close one.
+        charge_fet = ~charge_blocked & ~self.sleeping & ~self.operator_charge_off
+        discharge_fet = ~discharge_blocked & ~self.sleeping & ~self.operator_discharge_off
         for name, old, new in (
             ("charge", self.charge_fet, charge_fet),
             ("discharge", self.discharge_fet, discharge_fet),

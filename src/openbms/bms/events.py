@@ -21,6 +21,7 @@ EVENT_KINDS = (
     "soc_recalibrated",
     "balancing",
     "warning",
+    "control_write",
 )
 
 

@@ -184,7 +184,7 @@ _CURRENT_INVERTED: Final = Field("current_a", 4, ">H", 0.1, -_CURRENT_ZERO / 10)
 @dataclass(frozen=True)
 class PackStatus:
     pack_v: float
-    acquisition_v: float  # the board's second (cumulative-cell) voltage measurement
+    acquisition_v: float  # the document's second total voltage ("acquisition"); 0 in its example
     current_a: float  # positive charging
     soc: float  # 0..1
 
@@ -327,7 +327,6 @@ def encode_status(status: StatusInfo) -> bytes:
 
 # --- 0x95 / 0x96: multi-frame cell voltages and temperatures -----------------------------------
 
-_FRAME_NO: Final = Field("frame", 0, "B")
 _CELL_SLOTS: Final = tuple(Field(f"v{k}", 1 + 2 * k, ">H", 0.001) for k in range(CELLS_PER_FRAME))
 _TEMP_SLOTS: Final = tuple(Field(f"t{k}", 1 + k, "B", 1.0, _CELSIUS_OFFSET) for k in range(TEMPERATURES_PER_FRAME))
 
@@ -433,34 +432,31 @@ def encode_balance(mask: int) -> bytes:
 # Level-2 bits with no SPEC equivalent go to unmapped_alarms under their own name.
 
 
-def _levelled(byte: int, bit: int, text: str, fault: str | None, own: str) -> dict[tuple[int, int], AlarmBit]:
-    """The L1 / L2 pair of one quantity at (byte, bit) and (byte, bit + 1)."""
-    level2 = AlarmBit(f"{text}, level 2", fault=fault) if fault else AlarmBit(f"{text}, level 2", unmapped=own)
-    return {
-        (byte, bit): AlarmBit(f"{text}, level 1", unmapped=f"warning:{fault or own}"),
-        (byte, bit + 1): level2,
-    }
+def _levelled(byte: int, bit: int, text: str, name: str, *, spec: bool) -> dict[tuple[int, int], AlarmBit]:
+    """The L1 / L2 pair of one quantity at (byte, bit) and (byte, bit + 1); ``spec``: name is SPEC §3."""
+    level2 = AlarmBit(f"{text}, level 2", fault=name) if spec else AlarmBit(f"{text}, level 2", unmapped=name)
+    return {(byte, bit): AlarmBit(f"{text}, level 1", unmapped=f"warning:{name}"), (byte, bit + 1): level2}
 
 
 _DOCUMENTED: Final[dict[tuple[int, int], AlarmBit]] = {
     # byte 0: voltages; the board's pack-level limits have no SPEC equivalent (we protect on cells)
-    **_levelled(0, 0, "cell voltage high", "cell_overvoltage", ""),
-    **_levelled(0, 2, "cell voltage low", "cell_undervoltage", ""),
-    **_levelled(0, 4, "pack voltage high", None, "pack_overvoltage"),
-    **_levelled(0, 6, "pack voltage low", None, "pack_undervoltage"),
+    **_levelled(0, 0, "cell voltage high", "cell_overvoltage", spec=True),
+    **_levelled(0, 2, "cell voltage low", "cell_undervoltage", spec=True),
+    **_levelled(0, 4, "pack voltage high", "pack_overvoltage", spec=False),
+    **_levelled(0, 6, "pack voltage low", "pack_undervoltage", spec=False),
     # byte 1: temperatures
-    **_levelled(1, 0, "charge temperature high", "charge_overtemperature", ""),
-    **_levelled(1, 2, "charge temperature low", "charge_undertemperature", ""),
-    **_levelled(1, 4, "discharge temperature high", "discharge_overtemperature", ""),
-    **_levelled(1, 6, "discharge temperature low", "discharge_undertemperature", ""),
+    **_levelled(1, 0, "charge temperature high", "charge_overtemperature", spec=True),
+    **_levelled(1, 2, "charge temperature low", "charge_undertemperature", spec=True),
+    **_levelled(1, 4, "discharge temperature high", "discharge_overtemperature", spec=True),
+    **_levelled(1, 6, "discharge temperature low", "discharge_undertemperature", spec=True),
     # byte 2: current and SOC
-    **_levelled(2, 0, "charge over-current", "charge_overcurrent", ""),
-    **_levelled(2, 2, "discharge over-current", "discharge_overcurrent", ""),
-    **_levelled(2, 4, "SOC high", None, "soc_high"),
-    **_levelled(2, 6, "SOC low", None, "soc_low"),
+    **_levelled(2, 0, "charge over-current", "charge_overcurrent", spec=True),
+    **_levelled(2, 2, "discharge over-current", "discharge_overcurrent", spec=True),
+    **_levelled(2, 4, "SOC high", "soc_high", spec=False),
+    **_levelled(2, 6, "SOC low", "soc_low", spec=False),
     # byte 3: spreads
-    **_levelled(3, 0, "cell voltage difference", "cell_imbalance", ""),
-    **_levelled(3, 2, "temperature difference", None, "temperature_difference"),
+    **_levelled(3, 0, "cell voltage difference", "cell_imbalance", spec=True),
+    **_levelled(3, 2, "temperature difference", "temperature_difference", spec=False),
     # byte 4: FETs. "Adhesion" is a welded (stuck-closed) FET; "breaker" failure, the FET not
     # switching as commanded. Neither has a SPEC name: the twin injects them, the BMS cannot
     # clear them.

@@ -202,6 +202,15 @@ class Twin:
         self._record(events)
         return events
 
+    def control_write(self, pack: int, protocol: str, what: str, allowed: bool, **request: Any) -> bool:
+        """A write from a monitor over the link (FET control). Logged whether or not it is carried
+        out; carried out only when ``allowed`` (the emulator's --allow-control)."""
+        accepted = bool(allowed and self.running[pack] and not self.bms.sleeping[pack])
+        self._board_event(pack, "control_write", {"protocol": protocol, "what": what, "accepted": accepted, **request})
+        if accepted and what == "fet":
+            self.bms.operator_fets(pack, bool(request["charge_on"]), bool(request["discharge_on"]), self.t_s)
+        return accepted
+
     def command_service_clear(self, pack: int, fault: str, authenticated: bool = True) -> list[Event]:
         if not self.running[pack] or self.link_errors[pack]:
             return []

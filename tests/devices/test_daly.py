@@ -1,0 +1,464 @@
+"""Daly wire protocol: recorded vectors, exact re-encoding, the 0x98 alarm mapping, and fuzzing.
+
+The vectors are the repository's copy of the shared set (``vectors/daly.json``, sources inside).
+The fuzz tests hold the decoders to their contract: any bytes either decode or raise ``FrameError``
+(nothing else, no hang), and ``find_frame`` always makes progress and recovers every valid frame
+hidden in garbage.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from openbms.devices import daly
+from openbms.devices.errors import FrameError
+
+VECTORS: dict[str, Any] = json.loads((Path(__file__).parent / "vectors" / "daly.json").read_text())
+
+# SPEC §3 fault names (copied here: tests never read the shared folder).
+SPEC_FAULTS = frozenset(
+    {
+        "cell_overvoltage",
+        "cell_overvoltage_latched",
+        "cell_undervoltage",
+        "deep_discharge",
+        "charge_overcurrent",
+        "discharge_overcurrent",
+        "short_circuit",
+        "charge_overtemperature",
+        "charge_undertemperature",
+        "discharge_overtemperature",
+        "discharge_undertemperature",
+        "fet_overtemperature",
+        "cell_imbalance",
+        "sensor_fault",
+        "afe_fault",
+        "comm_error",
+        "cell_failure",
+    }
+)
+
+# Protocol resolution of each decoded quantity; vectors are compared within half of it.
+RESOLUTION = {"pack_v": 0.1, "current_magnitude_a": 0.1, "soc": 0.001}
+
+
+def fuzz(examples: int) -> settings:
+    """Example counts sum to well over 1,000 per protocol; no deadline (CI machines stall)."""
+    return settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _actual(frame: bytes) -> dict[str, Any]:
+    """Everything a vector's ``expect`` may name, decoded from its frame."""
+    if frame[1] != daly.BMS_ADDRESS:
+        request = daly.decode_request(frame)
+        out: dict[str, Any] = {"command": request.command, "address": request.address}
+        if request.command in (daly.CMD_CHARGE_FET, daly.CMD_DISCHARGE_FET):
+            out["on"] = daly.decode_fet_switch(request.data)
+        return out
+    reply = daly.decode_reply(frame)
+    out = {"command": reply.command}
+    if reply.command == daly.CMD_PACK:
+        pack = daly.decode_pack(reply.data)
+        out |= {
+            "pack_v": pack.pack_v,
+            # the document's sign: raw above 30000 is discharge, i.e. negative current for us
+            "raw_current": round(30000 - pack.current_a * 10),
+            "current_magnitude_a": abs(pack.current_a),
+            "soc": pack.soc,
+        }
+    return out
+
+
+def _reencode(frame: bytes) -> bytes:
+    """Decode ``frame`` down to our values and encode it again from them alone."""
+    if frame[1] != daly.BMS_ADDRESS:
+        request = daly.decode_request(frame)
+        if request.command in (daly.CMD_CHARGE_FET, daly.CMD_DISCHARGE_FET):
+            return daly.encode_fet_switch(request.command, daly.decode_fet_switch(request.data), request.address)
+        assert request.data == bytes(8), "read requests carry no data"
+        return daly.encode_request(request.command, address=request.address)
+    reply = daly.decode_reply(frame)
+    return daly.encode_reply(reply.command, ENCODERS[reply.command](reply.data))
+
+
+ENCODERS: dict[int, Callable[[bytes], bytes]] = {
+    daly.CMD_PACK: lambda d: daly.encode_pack(daly.decode_pack(d)),
+    daly.CMD_CELL_EXTREMES: lambda d: daly.encode_cell_extremes(daly.decode_cell_extremes(d)),
+    daly.CMD_TEMPERATURE_EXTREMES: lambda d: daly.encode_temperature_extremes(daly.decode_temperature_extremes(d)),
+    daly.CMD_FETS: lambda d: daly.encode_fets(daly.decode_fets(d)),
+    daly.CMD_STATUS: lambda d: daly.encode_status(daly.decode_status(d)),
+    daly.CMD_BALANCE: lambda d: daly.encode_balance(daly.decode_balance(d)),
+    daly.CMD_FAILURES: lambda d: daly.encode_failures(daly.decode_failures(d)),
+}
+
+
+@pytest.mark.parametrize("vector", VECTORS["vectors"], ids=lambda v: v["name"])
+def test_vector_decodes_to_its_expected_values(vector: dict[str, Any]) -> None:
+    actual = _actual(bytes.fromhex(vector["hex"]))
+    for key, want in vector["expect"].items():
+        assert key in actual, f"vector names {key!r}, which the decoder does not produce"
+        if key in RESOLUTION:
+            assert math.isclose(actual[key], want, abs_tol=RESOLUTION[key] / 2), (key, actual[key], want)
+        else:
+            assert actual[key] == want, (key, actual[key], want)
+
+
+@pytest.mark.parametrize("vector", VECTORS["vectors"], ids=lambda v: v["name"])
+def test_vector_reencodes_to_the_exact_bytes(vector: dict[str, Any]) -> None:
+    assert _reencode(bytes.fromhex(vector["hex"])).hex() == vector["hex"]
+
+
+def test_current_sign_follows_the_document_and_can_be_inverted() -> None:
+    """The vector file's note: raw 30113 is 11.3 A discharging in the vendor document."""
+    frame = next(bytes.fromhex(v["hex"]) for v in VECTORS["vectors"] if v["name"].startswith("vendor"))
+    data = daly.decode_reply(frame).data
+    assert daly.decode_pack(data).current_a == pytest.approx(-11.3, abs=0.05)
+    inverted = daly.decode_pack(data, invert_current=True)
+    assert inverted.current_a == pytest.approx(11.3, abs=0.05)
+    assert daly.encode_pack(inverted, invert_current=True) == data
+
+
+def test_requests_and_replies_are_not_confused() -> None:
+    with pytest.raises(FrameError):
+        daly.decode_reply(daly.encode_request(daly.CMD_PACK))
+    with pytest.raises(FrameError):
+        daly.decode_request(daly.encode_reply(daly.CMD_PACK, bytes(8)))
+
+
+# --- 0x98 failure bits -------------------------------------------------------------------------
+
+
+def _documented_bits() -> dict[tuple[int, int], str]:
+    """(byte, bit) -> the vector file's words, e.g. (1, 1): 'L1' after 'b0 charge temp high L1'."""
+    out = {}
+    for key, text in VECTORS["failure_bits_0x98"].items():
+        byte = int(key.removeprefix("byte"))
+        for item in text.split(", "):
+            match = re.fullmatch(r"b(\d) (.+)", item)
+            assert match, item
+            out[(byte, int(match[1]))] = match[2]
+    return out
+
+
+DOCUMENTED = _documented_bits()
+
+# The level-2 (or single-level) mapping, written out from daly.json's words.
+EXPECTED_FAULTS = {
+    (0, 1): "cell_overvoltage",
+    (0, 3): "cell_undervoltage",
+    (1, 1): "charge_overtemperature",
+    (1, 3): "charge_undertemperature",
+    (1, 5): "discharge_overtemperature",
+    (1, 7): "discharge_undertemperature",
+    (2, 1): "charge_overcurrent",
+    (2, 3): "discharge_overcurrent",
+    (3, 1): "cell_imbalance",
+    (4, 0): "fet_overtemperature",
+    (4, 1): "fet_overtemperature",
+    (4, 2): "sensor_fault",
+    (4, 3): "sensor_fault",
+    (5, 0): "afe_fault",
+    (5, 1): "sensor_fault",
+    (5, 2): "sensor_fault",
+    (5, 6): "comm_error",
+    (6, 0): "sensor_fault",
+    (6, 1): "sensor_fault",
+    (6, 3): "deep_discharge",
+}
+
+
+def test_every_documented_alarm_bit_is_in_the_table() -> None:
+    assert len(DOCUMENTED) == 48  # bytes 0-2, 4, 5: 8 bits each; bytes 3 and 6: 4
+    for (byte, bit), words in DOCUMENTED.items():
+        alarm = daly.FAILURE_BITS[(byte, bit)]
+        assert alarm.text != "undocumented", (byte, bit, words)
+        assert alarm.fault == EXPECTED_FAULTS.get((byte, bit)), (byte, bit, words)
+        if words.endswith("L1"):
+            assert alarm.fault is None and str(alarm.unmapped).startswith("warning:"), words
+            partner = daly.FAILURE_BITS[(byte, bit + 1)]  # its level 2 is the next bit
+            assert alarm.unmapped == f"warning:{partner.name}"
+        else:
+            assert not alarm.name.startswith("warning:"), words
+
+
+@pytest.mark.parametrize("index", range(8 * daly.FAILURE_BYTES))
+def test_every_alarm_bit_lands_in_faults_or_unmapped(index: int) -> None:
+    reading = daly.to_reading(failures=daly.Failures(flags=1 << index))
+    assert len(reading.faults) + len(reading.unmapped_alarms) == 1
+    assert all(f in SPEC_FAULTS for f in reading.faults)
+    assert all(a and a not in SPEC_FAULTS for a in reading.unmapped_alarms)
+    alarm = daly.FAILURE_BITS[divmod(index, 8)]
+    assert reading.faults + reading.unmapped_alarms == [alarm.name]
+
+
+def test_all_bits_and_the_fault_code_at_once() -> None:
+    reading = daly.to_reading(failures=daly.Failures(flags=(1 << 56) - 1, fault_code=9))
+    names = {a.name for a in daly.FAILURE_BITS.values()}
+    assert set(reading.faults) | set(reading.unmapped_alarms) == names | {"fault_code_9"}
+    assert len(reading.faults) == len(set(reading.faults))  # two FET over-temps, one fault
+
+
+# --- multi-frame replies, balance, reading -----------------------------------------------------
+
+
+@fuzz(150)
+@given(
+    st.lists(st.integers(0, 5000), max_size=48),
+    st.lists(st.integers(0, 215), max_size=16),
+    st.randoms(use_true_random=False),
+)
+def test_multi_frame_cells_and_temperatures_round_trip(mv: list[int], temps: list[int], rnd: Any) -> None:
+    volts = [m / 1000 for m in mv]
+    celsius = [t - 40.0 for t in temps]
+    cell_frames = daly.encode_cells(volts)
+    temp_frames = daly.encode_temperatures(celsius)
+    assert len(cell_frames) == -(-len(volts) // 3) and len(temp_frames) == -(-len(temps) // 7)
+    rnd.shuffle(cell_frames)  # frames may be taken in any order; repeats and extras are harmless
+    extra = daly.encode_cells([0.0] * 51)[-1]  # frame 17: some boards always send all 16 + more
+    assert daly.decode_cells([*cell_frames, *cell_frames[:1], extra], len(volts)) == volts
+    assert daly.decode_temperatures(temp_frames, len(celsius)) == celsius
+    if cell_frames:
+        with pytest.raises(FrameError):
+            daly.decode_cells(cell_frames[1:], len(volts))
+
+
+def test_balance_bitmap_is_cell_1_at_byte_0_bit_0() -> None:
+    assert daly.encode_balance(1 | 1 << 9 | 1 << 47).hex() == "010200000080" + "0000"
+    reading = daly.to_reading(balance=daly.decode_balance(bytes.fromhex("0102000000800000")))
+    assert reading.balancing == [1, 10, 48]
+
+
+def test_reading_from_every_reply() -> None:
+    pack = daly.decode_pack(daly.decode_reply(bytes.fromhex(VECTORS["vectors"][4]["hex"])).data)
+    fets = daly.FetStatus(state=2, charge_fet=True, discharge_fet=False, life=7, remaining_ah=41.5)
+    status = daly.StatusInfo(cell_count=4, ntc_count=1, charger=False, load=True, dio=0, cycles=12)
+    reading = daly.to_reading(
+        pack,
+        fets=fets,
+        status=status,
+        cells=[3.3] * 4,
+        temperatures_c=[21.0],
+        balance=0b10,
+        failures=daly.Failures(flags=1 << 1),
+    )
+    assert reading.protocol == "daly" and reading.pack_v == pytest.approx(76.4)
+    assert reading.charge_fet is True and reading.discharge_fet is False
+    assert reading.remaining_ah == 41.5 and reading.cycles == 12 and reading.balancing == [2]
+    assert reading.faults == ["cell_overvoltage"] and reading.temperature_c == [21.0]
+    assert daly.decode_fets(daly.encode_fets(fets)) == fets
+    assert daly.decode_status(daly.encode_status(status)) == status
+
+
+# --- fuzzing -----------------------------------------------------------------------------------
+
+DATA_DECODERS: tuple[Callable[[bytes], object], ...] = (
+    daly.decode_request,
+    daly.decode_reply,
+    daly.decode_pack,
+    lambda d: daly.decode_pack(d, invert_current=True),
+    daly.decode_cell_extremes,
+    daly.decode_temperature_extremes,
+    daly.decode_fets,
+    daly.decode_status,
+    daly.decode_cell_frame,
+    daly.decode_temperature_frame,
+    daly.decode_balance,
+    daly.decode_failures,
+    daly.decode_fet_switch,
+    lambda d: daly.decode_cells([d[i : i + 8] for i in range(0, len(d), 8)], len(d) // 2),
+    lambda d: daly.decode_temperatures([d[i : i + 8] for i in range(0, len(d), 8)], len(d) // 3),
+)
+
+
+def _decodes_or_frame_error(decode: Callable[[bytes], object], data: bytes) -> bool:
+    try:
+        decode(data)
+    except FrameError:
+        return False
+    return True
+
+
+def _check_find_frame(buffer: bytes) -> None:
+    """One call's contract: a valid frame, or garbage dropped and at most a plausible start kept."""
+    frame, consumed = daly.find_frame(buffer)
+    assert 0 <= consumed <= len(buffer)
+    if frame is not None:
+        assert buffer[consumed - len(frame) : consumed] == frame
+        assert _decodes_or_frame_error(daly.decode_request, frame) or _decodes_or_frame_error(daly.decode_reply, frame)
+        return
+    rest = buffer[consumed:]
+    if rest:  # kept only to wait for more bytes: a plausible frame start, incomplete
+        assert rest[0] == daly.START and len(rest) < daly.FRAME_LEN
+        assert len(rest) < 2 or rest[1] in (daly.BMS_ADDRESS, daly.HOST_ADDRESS, daly.BLE_ADDRESS)
+        assert len(rest) < 4 or rest[3] == daly.DATA_LEN
+        assert daly.find_frame(rest) == (None, 0)
+    if buffer:
+        assert consumed > 0 or buffer[0] == daly.START
+
+
+def _drain(stream: bytes) -> list[bytes]:
+    found: list[bytes] = []
+    buffer = stream
+    for _ in range(len(stream) + 1):  # each round drops at least one byte: no hang possible
+        frame, consumed = daly.find_frame(buffer)
+        if frame is None and consumed == 0:
+            break
+        buffer = buffer[consumed:]
+        if frame is not None:
+            found.append(frame)
+        elif not buffer:
+            break
+    else:
+        pytest.fail("find_frame made no progress")
+    return found
+
+
+def _is_subsequence(wanted: list[bytes], found: list[bytes]) -> bool:
+    it = iter(found)
+    return all(any(f == w for f in it) for w in wanted)
+
+
+commands = st.integers(0, 255)
+payloads = st.binary(max_size=8)
+valid_frames = st.one_of(
+    st.builds(daly.encode_request, commands, payloads, st.sampled_from([daly.HOST_ADDRESS, daly.BLE_ADDRESS])),
+    st.builds(daly.encode_reply, commands, payloads),
+    st.builds(daly.encode_fet_switch, st.sampled_from([daly.CMD_CHARGE_FET, daly.CMD_DISCHARGE_FET]), st.booleans()),
+)
+
+
+@st.composite
+def broken_frames(draw: st.DrawFn) -> bytes:
+    """A valid frame made invalid: truncated, wrong checksum or length byte, unknown address..."""
+    frame = bytearray(draw(valid_frames))
+    kind = draw(st.sampled_from(["truncate", "checksum", "length", "address", "start", "oversize"]))
+    if kind == "truncate":
+        return bytes(frame[: draw(st.integers(0, len(frame) - 1))])
+    if kind == "checksum":
+        frame[12] ^= draw(st.integers(1, 255))
+    elif kind == "length":
+        frame[3] = draw(st.integers(0, 255).filter(lambda n: n != daly.DATA_LEN))
+        frame[12] = daly.checksum(frame[:12])  # a consistent checksum does not save a bad length
+    elif kind == "address":
+        frame[1] = draw(st.integers(0, 255).filter(lambda a: a not in (0x01, 0x40, 0x80)))
+        frame[12] = daly.checksum(frame[:12])
+    elif kind == "start":
+        frame[0] = draw(st.integers(0, 255).filter(lambda b: b != daly.START))
+    else:
+        frame += draw(st.binary(min_size=1, max_size=8))
+    return bytes(frame)
+
+
+garbage = st.one_of(
+    st.binary(max_size=24),
+    broken_frames(),
+    st.binary(max_size=11).map(lambda b: bytes((daly.START,)) + b),  # stray start bytes
+)
+
+
+@fuzz(300)
+@given(st.binary(max_size=120))
+def test_random_bytes_decode_or_raise_frame_error(data: bytes) -> None:
+    for decode in DATA_DECODERS:
+        _decodes_or_frame_error(decode, data)
+    _check_find_frame(data)
+
+
+@fuzz(300)
+@given(broken_frames())
+def test_broken_frames_raise_frame_error(frame: bytes) -> None:
+    for decode in (daly.decode_request, daly.decode_reply):
+        with pytest.raises(FrameError):
+            decode(frame)
+    _check_find_frame(frame)
+
+
+@fuzz(200)
+@given(valid_frames, st.integers(0, 12), st.integers(1, 255))
+def test_any_single_byte_change_is_caught_or_harmless(frame: bytes, at: int, flip: int) -> None:
+    """Changing one byte breaks the frame; the 8-bit sum covers every byte but itself."""
+    mutated = bytearray(frame)
+    mutated[at] ^= flip
+    assert not any(_decodes_or_frame_error(d, bytes(mutated)) for d in (daly.decode_request, daly.decode_reply))
+
+
+@fuzz(200)
+@given(st.lists(st.tuples(garbage, valid_frames), min_size=1, max_size=6), garbage)
+def test_find_frame_recovers_every_frame_between_garbage(pieces: list[tuple[bytes, bytes]], tail: bytes) -> None:
+    stream = b"".join(g + f for g, f in pieces) + tail
+    assert _is_subsequence([f for _, f in pieces], _drain(stream))
+
+
+@fuzz(150)
+@given(
+    st.lists(st.tuples(garbage, valid_frames), min_size=1, max_size=4),
+    st.lists(st.integers(1, 20), min_size=1, max_size=50),
+)
+def test_find_frame_on_a_stream_arriving_in_chunks(pieces: list[tuple[bytes, bytes]], sizes: list[int]) -> None:
+    """The serial transport's loop: append what arrived, take frames until find_frame waits."""
+    stream = b"".join(g + f for g, f in pieces)
+    buffer = b""
+    found: list[bytes] = []
+    pos = 0
+    for i in range(len(stream)):
+        if pos >= len(stream):
+            break
+        size = sizes[i % len(sizes)]
+        buffer += stream[pos : pos + size]
+        pos += size
+        while buffer:
+            _check_find_frame(buffer)
+            frame, consumed = daly.find_frame(buffer)
+            buffer = buffer[consumed:]
+            if frame is None:
+                break
+            found.append(frame)
+    assert _is_subsequence([f for _, f in pieces], found)
+
+
+@fuzz(200)
+@given(st.lists(st.one_of(valid_frames, garbage), max_size=8))
+def test_find_frame_contract_on_mixed_buffers(parts: list[bytes]) -> None:
+    buffer = b"".join(parts)
+    _check_find_frame(buffer)
+    _drain(buffer)
+
+
+@st.composite
+def reply_payloads(draw: st.DrawFn) -> tuple[int, bytes]:
+    """A command and 8 data bytes whose reserved bytes are zero and flags 0 / 1, as a board sends."""
+    command = draw(st.sampled_from(sorted(ENCODERS)))
+    data = bytearray(draw(st.binary(min_size=8, max_size=8)))
+    if command == daly.CMD_CELL_EXTREMES:
+        data[6:8] = bytes(2)
+    elif command == daly.CMD_TEMPERATURE_EXTREMES:
+        data[4:8] = bytes(4)
+    elif command == daly.CMD_FETS:
+        data[1], data[2] = data[1] & 1, data[2] & 1
+    elif command == daly.CMD_STATUS:
+        data[2], data[3], data[7] = data[2] & 1, data[3] & 1, 0
+    elif command == daly.CMD_BALANCE:
+        data[6:8] = bytes(2)
+    return command, bytes(data)
+
+
+@fuzz(250)
+@given(reply_payloads(), st.booleans())
+def test_reply_payloads_round_trip(payload: tuple[int, bytes], invert: bool) -> None:
+    command, data = payload
+    assert ENCODERS[command](data) == data
+    if command == daly.CMD_PACK:
+        status = daly.decode_pack(data, invert_current=invert)
+        assert daly.encode_pack(status, invert_current=invert) == data
+    frame = daly.encode_reply(command, data)
+    assert daly.find_frame(frame) == (frame, daly.FRAME_LEN)
+    assert daly.decode_reply(frame) == daly.Reply(command, data)
