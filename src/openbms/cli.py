@@ -6,6 +6,7 @@ expectation); a traceback only with ``--debug``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -259,6 +260,141 @@ def demo(
 ) -> None:
     """Run the built-in demonstration on the twin (a 16S 100 Ah LiFePO4 pack) and plot it."""
     _exit(lambda: _simulate([demo_scenario_path()], False, out, None, debug), debug)
+
+
+def _monitor(device: str, interval_s: float, count: int | None, json_out: bool) -> int:
+    from rich.live import Live
+
+    from openbms.devices.ble import BleUnavailable, read_ble
+    from openbms.devices.monitor import poll_table, reading_json
+    from openbms.devices.reader import DeviceError, DeviceReader, Poll, parse_url
+    from openbms.devices.transport import TransportError
+
+    console, err = _consoles(json_out)
+    try:
+        protocol, port = parse_url(device)
+        if protocol == "ble":
+            reading = read_ble(port)
+            polls_source = None
+        else:
+            reader = DeviceReader(device)
+            polls_source = reader
+    except (DeviceError, TransportError, BleUnavailable) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return EXIT_INVALID
+    if polls_source is None:
+        poll = Poll(reading)
+        if json_out:
+            sys.stdout.write(json.dumps(reading_json(poll)) + "\n")
+        else:
+            console.print(poll_table(device, poll))
+        return EXIT_OK
+    done = 0
+    worst = EXIT_OK
+    try:
+        with (
+            Live(console=console, auto_refresh=False, transient=False)
+            if not json_out
+            else contextlib.nullcontext() as live
+        ):
+            while count is None or done < count:
+                started = time.monotonic()
+                poll = polls_source.poll()
+                done += 1
+                if not poll.ok:
+                    worst = EXIT_FAILED
+                if json_out:
+                    sys.stdout.write(json.dumps(reading_json(poll)) + "\n")
+                    sys.stdout.flush()
+                elif live is not None:
+                    live.update(poll_table(device, poll), refresh=True)
+                if count is None or done < count:
+                    time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
+    finally:
+        polls_source.close()
+    return worst
+
+
+@app.command()
+def monitor(
+    device: Annotated[
+        str, typer.Option("--device", help="e.g. jbd:/dev/ttyUSB0, daly:socket://127.0.0.1:7000, ble:ADDR")
+    ],
+    interval: Annotated[str, typer.Option("--interval", help="Time between polls.")] = "1s",
+    count: Annotated[int | None, typer.Option("--count", help="Stop after this many polls.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON line per poll.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Read a real BMS (or an emulated one) live: cells, temperatures, current, SOC, FETs, faults."""
+
+    def body() -> int:
+        try:
+            interval_s = parse_duration_s(interval)
+        except ValueError as exc:
+            Console(stderr=True).print(f"[red]error:[/] --interval: {exc}")
+            return EXIT_INVALID
+        return _monitor(device, interval_s, count, json_out)
+
+    _exit(body, debug)
+
+
+def _emulate(
+    scenario: Path, protocol: str, speed: float, tcp: int | None, allow_control: bool, linger: str | None
+) -> int:
+    from openbms.devices.emulator import Emulator, PtyPort, TcpPort, run_emulator
+    from openbms.devices.protocols import SERVERS
+
+    err = Console(stderr=True, highlight=False)
+    if protocol not in SERVERS:
+        err.print(f"[red]error:[/] --protocol must be one of {', '.join(SERVERS)}")
+        return EXIT_INVALID
+    if not speed > 0:
+        err.print("[red]error:[/] --speed must be positive")
+        return EXIT_INVALID
+    try:
+        linger_s = parse_duration_s(linger) if linger is not None else None
+        scenario_model, steps = load_scenario(scenario)
+        runner = ScenarioRunner(scenario_model, steps)
+    except (ScenarioError, ValueError) as exc:
+        err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        return EXIT_INVALID
+    emulator = Emulator(runner, protocol, allow_control=allow_control)
+    try:
+        port: PtyPort | TcpPort = TcpPort(tcp) if tcp is not None else PtyPort()
+    except OSError as exc:
+        err.print(f"[red]error:[/] cannot open the port: {exc}")
+        return EXIT_INVALID
+    print(port.path, flush=True)
+    err.print(
+        f"emulating a {protocol.upper()} BMS on {port.path} (scenario {scenario_model.name!r}, {speed:g}× real time"
+        + (", FET control allowed" if allow_control else ", FET control refused")
+        + "); Ctrl-C to stop"
+    )
+    try:
+        run_emulator(emulator, port, speed=speed, linger_s=linger_s)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        port.close()
+    return EXIT_OK
+
+
+@app.command()
+def emulate(
+    scenario: Annotated[Path, typer.Argument(help="The scenario the emulated pack lives through.")],
+    protocol: Annotated[str, typer.Option("--protocol", help="jbd, daly or jk.")] = "jbd",
+    speed: Annotated[float, typer.Option("--speed", help="Times faster than real time.")] = 1.0,
+    tcp: Annotated[int | None, typer.Option("--tcp", help="Serve a TCP port instead of a pseudo-terminal.")] = None,
+    allow_control: Annotated[
+        bool, typer.Option("--allow-control", help="Let FET-control writes act on the twin.")
+    ] = False,
+    linger: Annotated[
+        str | None, typer.Option("--linger", help="Keep running this long after the timeline (default: forever).")
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Run the twin as a JBD, Daly or JK BMS on a pseudo-terminal (its path is printed) or a TCP port."""
+    _exit(lambda: _emulate(scenario, protocol, speed, tcp, allow_control, linger), debug)
 
 
 @app.command()

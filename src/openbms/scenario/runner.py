@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -185,6 +186,9 @@ class ScenarioRunner:
         self._events_mark = 0
         self._profile: tuple[float, FloatArray, FloatArray] | None = None
         self.expectations: list[ExpectationResult] = []
+        # An emulator paces the run in real time and shares the twin with its port.
+        self.pace: Callable[[float], None] | None = None
+        self.lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         self._record()
 
     # ------------------------------------------------------------------ public
@@ -201,7 +205,12 @@ class ScenarioRunner:
     def run(self, progress: Progress | None = None) -> RunResult:
         error = None
         for step in self.steps:
-            stop = getattr(self, f"_do_{step.kind}")(step, progress)
+            action = getattr(self, f"_do_{step.kind}")
+            if step.kind in ("run", "run_until"):
+                stop = action(step, progress)
+            else:
+                with self.lock:
+                    stop = action(step, progress)
             if stop:
                 error = stop
                 break
@@ -260,9 +269,12 @@ class ScenarioRunner:
                 self._profile = None
             else:
                 twin.pack.external.profile_a[0] = currents[max(k, 0)] if k >= 0 else 0.0
-        twin.step()
-        if twin.t_s + 1e-9 >= self._next_record_s:
-            self._record()
+        with self.lock:
+            twin.step()
+            if twin.t_s + 1e-9 >= self._next_record_s:
+                self._record()
+        if self.pace is not None:
+            self.pace(twin.t_s)
 
     def _record(self) -> None:
         twin, bms, m = self.twin, self.twin.bms, self.twin.last_measurements

@@ -1,0 +1,230 @@
+"""The twin impersonating a real BMS: it answers JBD, Daly or JK requests with its live values.
+
+The scenario runs in real time (or ``speed`` times faster); between control cycles the emulator
+serves its port — a pseudo-terminal (its path is printed) or a TCP port. A sleeping, unpowered or
+hung BMS stays silent; monitoring-link errors corrupt its replies; FET-control writes act on the
+twin only when allowed, and every write attempt is logged in the event log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import threading
+import time
+import tty
+from collections.abc import Callable
+
+import numpy as np
+
+from openbms.devices.errors import FrameError
+from openbms.devices.protocols import SERVERS, LiveState
+from openbms.scenario.runner import ScenarioRunner
+
+MAX_PENDING = 4096
+
+
+class Emulator:
+    """One emulated BMS (pack 0 of the runner's twin) speaking ``protocol``."""
+
+    def __init__(self, runner: ScenarioRunner, protocol: str, allow_control: bool = False) -> None:
+        if protocol not in SERVERS:
+            raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(SERVERS)}")
+        self.runner = runner
+        self.twin = runner.twin
+        self.protocol = protocol
+        self.server = SERVERS[protocol]()
+        self.allow_control = allow_control
+        self.lock = threading.RLock()  # held while the twin steps or a request is answered
+        self._pending = b""
+        self.requests_seen = 0
+        self.frames_rejected = 0
+
+    # ------------------------------------------------------------------ the board's view
+    def live_state(self) -> LiveState:
+        twin, bms, m = self.twin, self.twin.bms, self.twin.last_measurements
+        snapshot = bms.persistent_snapshot(0)
+        capacity = bms.pack.capacity_ah
+        return LiveState(
+            cell_v=[float(v) for v in np.nan_to_num(m.cell_v[0])],
+            temperature_c=[float(t) for t in np.nan_to_num(m.cell_t_c[0], nan=25.0)],
+            fet_temperature_c=float(m.fet_t_c[0]),
+            current_a=float(np.nan_to_num(m.current_a[0])),
+            pack_v=float(m.stack_v[0]),
+            soc=float(bms.pack_soc[0]),
+            charge_fet=bool(twin.pack.charge_fet[0]),
+            discharge_fet=bool(twin.pack.discharge_fet[0]),
+            faults=bms.active_faults(0),
+            warnings=bms.active_warnings(0),
+            balancing_mask=sum(1 << int(c) for c in np.nonzero(bms.balance[0])[0]),
+            cycles=int(snapshot["counters"]["cycles"]),
+            remaining_ah=float(bms.pack_soc[0]) * capacity,
+            nominal_ah=capacity,
+        )
+
+    def answering(self) -> bool:
+        """A sleeping, unpowered or hung BMS keeps its link silent (SPEC §4, §5)."""
+        return bool(self.twin.running[0] and not self.twin.bms.sleeping[0])
+
+    def _control(self, what: str, fields: dict[str, object]) -> bool:
+        return self.twin.control_write(0, self.protocol, what, self.allow_control, **fields)
+
+    # ------------------------------------------------------------------ bytes in, bytes out
+    def handle_bytes(self, data: bytes) -> bytes:
+        """Feed received bytes; return what the board sends back. Garbage is skipped, never fatal."""
+        with self.lock:
+            self._pending = (self._pending + data)[-MAX_PENDING:]
+            out = b""
+            while self._pending:
+                frame, consumed = self.server.find_frame(self._pending)
+                self._pending = self._pending[consumed:]
+                if frame is None:
+                    break
+                self.requests_seen += 1
+                if not self.answering():
+                    continue
+                try:
+                    replies = self.server.answer(frame, self.live_state(), self._control)
+                except FrameError:
+                    self.frames_rejected += 1
+                    continue
+                for reply in replies:
+                    out += self._maybe_corrupt(reply)
+                if consumed == 0:
+                    break
+            return out
+
+    def _maybe_corrupt(self, reply: bytes) -> bytes:
+        """With monitoring-link errors the reply arrives damaged (a flipped bit in its checksum)."""
+        if not self.twin.link_errors[0] or len(reply) < 3:
+            return reply
+        damaged = bytearray(reply)
+        damaged[-2] ^= 0x5A
+        return bytes(damaged)
+
+    def step(self) -> None:
+        with self.lock:
+            self.twin.step()
+
+
+class Pacer:
+    """Runs the scenario at ``speed`` × real time, serving the port between control cycles."""
+
+    def __init__(self, emulator: Emulator, speed: float, serve: Callable[[float], None]) -> None:
+        self.emulator = emulator
+        self.speed = speed
+        self.serve = serve
+        self.start = time.monotonic()
+
+    def __call__(self, t_s: float) -> None:
+        due = self.start + t_s / self.speed
+        while True:
+            left = due - time.monotonic()
+            if left <= 0:
+                return
+            self.serve(min(left, 0.05))
+
+
+class PtyPort:
+    """A pseudo-terminal: the emulator holds the master end; a monitor opens ``path``."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        tty.setraw(self.master)
+        self.path = os.ttyname(self.slave)
+
+    def serve(self, emulator: Emulator, timeout_s: float) -> None:
+        ready, _, _ = select.select([self.master], [], [], timeout_s)
+        if not ready:
+            return
+        try:
+            data = os.read(self.master, 1024)
+        except OSError:
+            return
+        reply = emulator.handle_bytes(data)
+        if reply:
+            with contextlib.suppress(OSError):
+                os.write(self.master, reply)
+
+    def close(self) -> None:
+        for fd in (self.master, self.slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class TcpPort:
+    """A TCP port on the loopback interface; one monitor at a time."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((host, port))
+        self.listener.listen(1)
+        self.address = self.listener.getsockname()
+        self.path = f"socket://{self.address[0]}:{self.address[1]}"
+        self.client: socket.socket | None = None
+
+    def serve(self, emulator: Emulator, timeout_s: float) -> None:
+        sockets = [self.listener] + ([self.client] if self.client else [])
+        ready, _, _ = select.select(sockets, [], [], timeout_s)
+        for sock in ready:
+            if sock is self.listener:
+                if self.client is not None:
+                    self.client.close()
+                self.client, _ = self.listener.accept()
+                continue
+            try:
+                data = sock.recv(1024)
+            except OSError:
+                data = b""
+            if not data:
+                sock.close()
+                self.client = None
+                continue
+            reply = emulator.handle_bytes(data)
+            if reply:
+                with contextlib.suppress(OSError):
+                    sock.sendall(reply)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        self.listener.close()
+
+
+def run_emulator(
+    emulator: Emulator,
+    port: PtyPort | TcpPort,
+    speed: float = 1.0,
+    stop: threading.Event | None = None,
+    linger_s: float | None = None,
+) -> None:
+    """Play the scenario in (scaled) real time while answering ``port``; afterwards keep the
+    twin running at rest for ``linger_s`` (None: until ``stop`` is set)."""
+    stop = stop or threading.Event()
+
+    def serve(timeout_s: float) -> None:
+        if stop.is_set():
+            raise _Stopped
+        port.serve(emulator, timeout_s)
+
+    pacer = Pacer(emulator, speed, serve)
+    runner = emulator.runner
+    try:
+        runner.pace = pacer
+        runner.lock = emulator.lock
+        runner.run()
+        end = None if linger_s is None else time.monotonic() + linger_s
+        while end is None or time.monotonic() < end:
+            t_next = emulator.twin.t_s + emulator.twin.dt_s
+            pacer(t_next)
+            emulator.step()
+    except _Stopped:
+        pass
+
+
+class _Stopped(Exception):
+    """Raised inside the pacing loop to end the emulation cleanly."""

@@ -1,0 +1,143 @@
+"""Reading a real BMS: ``jbd:/dev/ttyUSB0``, ``daly:socket://127.0.0.1:7000``, ``ble:AA:BB:…``.
+
+A reading is either fresh or absent: when the device stops answering (or answers garbage) the
+reader says ``comm_error`` and how old the last good reading is, and never hands out old values
+as new ones.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from openbms.devices.errors import FrameError
+from openbms.devices.model import DeviceReading
+from openbms.devices.protocols import CLIENTS
+from openbms.devices.transport import SerialTransport, TransportError, open_port
+from openbms.diagnose.snapshot import ActiveFault, Snapshot
+
+PROTOCOL_CLASSES = {
+    "cell_overvoltage": "auto",
+    "cell_undervoltage": "charger",
+    "deep_discharge": "persistent",
+    "charge_overcurrent": "auto",
+    "discharge_overcurrent": "load-removal",
+    "short_circuit": "load-removal",
+    "charge_overtemperature": "auto",
+    "charge_undertemperature": "auto",
+    "discharge_overtemperature": "auto",
+    "discharge_undertemperature": "auto",
+    "fet_overtemperature": "auto",
+    "cell_imbalance": "auto",
+    "sensor_fault": "latched",
+    "afe_fault": "latched",
+    "comm_error": "soft",
+    "cell_failure": "persistent",
+    "cell_overvoltage_latched": "latched",
+}
+
+
+class DeviceError(ValueError):
+    """A device URL that cannot be used; one sentence says why."""
+
+
+@dataclass(frozen=True)
+class Poll:
+    """One poll of a device: a fresh reading, or the error and the age of the last good one."""
+
+    reading: DeviceReading | None
+    error: str | None = None
+    last_good_age_s: float | None = None
+    t_monotonic: float = field(default_factory=time.monotonic)
+
+    @property
+    def ok(self) -> bool:
+        return self.reading is not None
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """('jbd' | 'daly' | 'jk' | 'ble', port) from ``protocol:port``."""
+    protocol, sep, port = url.partition(":")
+    if not sep or not port:
+        raise DeviceError(f"{url!r} is not a device URL; use e.g. jbd:/dev/ttyUSB0 or daly:socket://127.0.0.1:7000")
+    protocol = protocol.lower()
+    if protocol not in (*CLIENTS, "ble"):
+        raise DeviceError(f"unknown protocol {protocol!r}; choose one of {', '.join((*CLIENTS, 'ble'))}")
+    return protocol, port
+
+
+class DeviceReader:
+    """Polls one serial (or TCP) device with its protocol's client."""
+
+    def __init__(self, url: str, timeout_s: float = 1.0, retries: int = 2) -> None:
+        protocol, port = parse_url(url)
+        if protocol == "ble":
+            raise DeviceError("BLE devices are read with `openbms monitor --device ble:ADDRESS` via aiobmsble")
+        self.url = url
+        self.protocol = protocol
+        self.client = CLIENTS[protocol]()
+        self.transport = SerialTransport(open_port(port), self.client.find_frame, timeout_s, retries)
+        self._last_good: float | None = None
+
+    def poll(self) -> Poll:
+        try:
+            reading = self.client.read(self.transport)
+        except (TransportError, FrameError) as err:
+            age = None if self._last_good is None else time.monotonic() - self._last_good
+            return Poll(None, f"comm_error: {err}", age)
+        self._last_good = time.monotonic()
+        return Poll(reading)
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def snapshot_from_reading(reading: DeviceReading | None, error: str | None = None) -> Snapshot:
+    """What the diagnosis sees of a real device (fewer facts than a twin: no history)."""
+    if reading is None:
+        # Silence looks the same whether the BMS sleeps or hangs; the seed says try a soft reset
+        # (a charger) before a hard one, so silence is treated as sleep.
+        return Snapshot(
+            source="device",
+            state="sleep",
+            faults=[],
+            responds=None,
+            events=[{"kind": "warning", "warning": "no_answer", "detail": error or ""}],
+        )
+    faults = [
+        ActiveFault.model_validate({"fault": f, "class": PROTOCOL_CLASSES.get(f, "auto")}) for f in reading.faults
+    ]
+    blocking = [f for f in faults if f.fault not in ("cell_imbalance", "comm_error")]
+    klasses = {f.klass for f in faults}
+    state = (
+        "locked"
+        if "persistent" in klasses
+        else "latched"
+        if "latched" in klasses
+        else ("protected" if blocking or reading.charge_fet is False or reading.discharge_fet is False else "normal")
+    )
+    return Snapshot(
+        source="device",
+        state=state,
+        faults=faults,
+        charge_fet=reading.charge_fet,
+        discharge_fet=reading.discharge_fet,
+        cell_v=list(reading.cell_v) if reading.cell_v else None,
+        temperature_c=list(reading.temperature_c) if reading.temperature_c else None,
+        fet_temperature_c=reading.fet_temperature_c,
+        current_a=reading.current_a,
+        pack_v=reading.pack_v,
+        soc=reading.soc,
+        load_connected=None if reading.current_a is None else reading.current_a < -0.5,
+        charger_connected=None if reading.current_a is None else reading.current_a > 0.5,
+        responds=True,
+    )
+
+
+def read_device_snapshot(url: str) -> Snapshot:
+    reader = DeviceReader(url)
+    try:
+        poll = reader.poll()
+    finally:
+        reader.close()
+    return snapshot_from_reading(poll.reading, poll.error)
