@@ -57,3 +57,11 @@ def test_the_brain_imports_no_twin_cli_or_io() -> None:
                 assert not any(name == f or name.startswith(f + ".") for f in forbidden), (
                     f"{path.name} imports {name}"
                 )
+
+
+def test_every_profile_speaks_the_spec_fault_vocabulary() -> None:
+    from openbms.bms.events import FAULT_NAMES
+    from openbms.bms.profile import builtin_profiles, load_profile
+
+    for name in builtin_profiles():
+        assert tuple(load_profile(name).protections) == FAULT_NAMES, name

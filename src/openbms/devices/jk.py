@@ -35,6 +35,7 @@ import struct
 from dataclasses import dataclass
 from typing import Literal
 
+from openbms.bms.events import FAULT_NAMES
 from openbms.devices.errors import FrameError
 from openbms.devices.fields import Field, bits
 from openbms.devices.model import DeviceReading
@@ -215,27 +216,7 @@ ALARM_BITS: tuple[str, ...] = (
     "reserved_bit_15",  # 15 reserved
 )
 
-SPEC_FAULTS = frozenset(
-    {
-        "cell_overvoltage",
-        "cell_overvoltage_latched",
-        "cell_undervoltage",
-        "deep_discharge",
-        "charge_overcurrent",
-        "discharge_overcurrent",
-        "short_circuit",
-        "charge_overtemperature",
-        "charge_undertemperature",
-        "discharge_overtemperature",
-        "discharge_undertemperature",
-        "fet_overtemperature",
-        "cell_imbalance",
-        "sensor_fault",
-        "afe_fault",
-        "comm_error",
-        "cell_failure",
-    }
-)
+SPEC_FAULTS = frozenset(FAULT_NAMES)
 
 # 0x8C status bits.
 STATUS_CHARGE_FET = 0

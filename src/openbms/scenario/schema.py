@@ -21,12 +21,12 @@ from pydantic import (
     model_validator,
 )
 
-from openbms.bms.events import EVENT_KINDS
+from openbms.bms.events import EVENT_KINDS, FAULT_NAMES
 from openbms.bms.profile import ProfileError, load_profile
 from openbms.scenario.yaml_lines import Location, line_of, load_yaml_with_lines
 from openbms.units import parse_duration_s
 
-KNOWN_FAULTS = tuple(load_profile("lfp").protections)
+KNOWN_FAULTS = FAULT_NAMES
 INJECTABLE_FAULTS = (
     "cell_internal_short",
     "capacity_fade",
