@@ -1,31 +1,39 @@
 """Safety properties of the BMS over random timelines (SPEC §3–§5), checked after every cycle.
 
-Hypothesis draws a starting pack (a 4S1P, 10 Ah LiFePO4 twin at a random SOC and temperature) and
-a handful of actions — loads, chargers, shorts, ambient temperature, the reset button, the
-``soft_reset`` and service commands, full, incomplete, sloppy and wrongly ordered hard resets, and
-injected/repaired faults — each followed by a random run of cycles (sometimes none, so actions
-can coincide). A ``Runner`` drives the twin and checks, after every cycle:
+Hypothesis draws a starting pack (a 4S1P, 10 Ah LiFePO4 twin at a random SOC and temperature, a
+0.5 or 1 s cycle) and a handful of actions — loads up to 3C, chargers (13–16 V, up to 2C), shorts,
+ambient temperature, the reset button, the ``soft_reset`` and service commands, a monitor's FET
+write, the seed's soft-reset procedure, full, incomplete, sloppy (loads left on) and wrongly
+ordered hard resets, and injected or repaired faults (AFE glitch, stuck sensor, internal short,
+cooling failure, link errors, firmware hang) — each followed by a random run of cycles, sometimes
+none, so actions can coincide. Each timeline draws from a few kinds of action only (swarm
+testing; ``CORE`` kinds always included), so a trip, the removal of its cause and a reset meet
+often. The profile's hold-up is 5 s, so a full hard reset costs a few cycles; half the timelines
+also compress the slow recovery timers (``FAST_TIMERS``: sleep delay, load-removal recovery),
+never a trip threshold or trip delay. A ``Runner`` drives the twin and checks, after every cycle:
 
-1. **FETs vs blocking faults.** A FET the brain commands closed (and the physical FET, no FET
-   being stuck here) never coincides with an active fault that blocks its path. The one
-   exception is a fault with a recovery charge (``deep_discharge``): the charge FET may stay
-   closed, but a charge current above the recovery rate (+10 % grace) may last no longer than
-   1 s (+ one cycle).
+1. **FETs vs blocking faults.** A FET the brain commands closed, and the physical FET (none is
+   stuck here), never coincides with an active fault that blocks its path. The exception is a
+   fault with a recovery charge (``deep_discharge``): the charge FET may stay closed, but a charge
+   above the recovery rate (+10 % grace) may last no longer than 1 s plus one cycle.
 2. **Latched and persistent faults need their clearer.** A latched fault leaves ``active`` only
    across a full hard reset (a boot) or by a ``service`` clear; a persistent one only by a
    ``service`` clear (it survives boots). Every ``fault_cleared`` of such a fault says
-   ``by: service``.
+   ``by: service`` (a boot's own ``by: hard_reset`` for a latched one).
 3. **No sustained over-voltage.** No cell's true voltage stays above the latched over-voltage
-   threshold (3.80 V, 1 s) longer than its delay plus one cycle while the physical charge FET is
-   closed.
-4. **Root cause first.** No ``soft_reset`` or ``service`` clear removes a fault whose condition is
-   present (``Bms.present``): for a command, as evaluated just before it; for the reset button or
-   a charger wake, which act inside a cycle, as the brain measured that very cycle. After a full
-   hard reset, every fault that was active before and whose condition is present at the first
-   cycle after boot is active again after that cycle, with ``fault_persisted_after_reset``.
+   threshold (3.80 V, 1 s; 5 mV of measurement tolerance) for longer than the delay plus one cycle
+   while the physical charge FET is closed. While the controller is hung only the AFE's watchdog
+   can open a FET, so its time (5 s) bounds the exposure instead (see
+   ``test_p3_a_hung_controller_is_bounded_by_the_afe_watchdog_only``).
+4. **Root cause first**, in three tests: no ``soft_reset`` command or ``service`` clear removes a
+   fault whose condition is present (``Bms.present`` just before the command); nor does the
+   reset button or a charger wake, which act inside a cycle (judged on that cycle's readings);
+   and after a full hard reset every fault that was active before and whose condition is present
+   at the first cycle after boot is active again, with ``fault_persisted_after_reset``.
 
 The last tests break the brain on purpose (monkeypatched) and show that each checker catches it,
-so none of the properties is vacuous.
+so none of the properties is vacuous. ``--hypothesis-show-statistics`` lists what the timelines
+reached (faults set, resets, clears).
 
 ``OPENBMS_PROPERTY_EXAMPLES`` multiplies the number of examples and ``OPENBMS_PROPERTY_RANDOM=1``
 draws fresh examples instead of the fixed (derandomized) set CI runs.
@@ -43,7 +51,7 @@ from typing import Any
 import hypothesis
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from openbms.bms.brain import CLASSES, LATCHED, PERSISTENT, Bms
@@ -149,6 +157,8 @@ ACTIONS: dict[str, st.SearchStrategy[Action]] = {
     "charger": st.tuples(
         st.just("charger"), _tenths(130, 160), _tenths(1, int(20 * CAPACITY_AH))
     ),  # 13.0–16.0 V, up to 2C
+    # A charger that can push a full pack over the top without tripping charge_overcurrent.
+    "charger_high": st.tuples(st.just("charger"), _tenths(146, 160), _tenths(20, int(9.9 * CAPACITY_AH))),
     "charger_off": st.just(("charger_off",)),
     "short": st.tuples(st.just("short"), st.sampled_from([0.005, 0.02, 0.05, 0.2, 0.5, 1.0])),
     "short_off": st.just(("short_off",)),
@@ -168,12 +178,19 @@ ACTIONS: dict[str, st.SearchStrategy[Action]] = {
         st.just("inject_short"), st.integers(0, SERIES - 1), st.sampled_from([0.1, 0.3, 1.0, 3.0, 10.0])
     ),
     "repair_short": st.just(("repair_short",)),
+    # The seed's soft reset: unplug loads, short and charger, wait, then press the button, send
+    # ``soft_reset`` or plug a charger in (which wakes a sleeping BMS).
+    "procedure": st.tuples(
+        st.just("procedure"), st.sampled_from(["button", "soft_reset", "charger"]), st.sampled_from([0, 1, 2, 4, 8])
+    ),
+    # A monitor's FET write over the link (JBD 0xE1 style): may open a path, never close one.
+    "fet_write": st.tuples(st.just("fet_write"), st.booleans(), st.booleans()),
 }
 
 # Relative weights of the actions for each property's timelines (every action stays possible).
-EVERYTHING = {name: 2 for name in ACTIONS} | {"internal_short": 3}
+EVERYTHING = {name: 2 for name in ACTIONS} | {"internal_short": 3, "charger_high": 0}
 WEIGHTS: dict[str, dict[str, int]] = {
-    P1: {**EVERYTHING, "load": 4, "charger": 4, "short": 3, "internal_short": 3},
+    P1: {**EVERYTHING, "load": 4, "charger": 4, "short": 3, "internal_short": 3, "fet_write": 4, "procedure": 3},
     P2: {
         **EVERYTHING,
         "inject": 4,
@@ -185,15 +202,20 @@ WEIGHTS: dict[str, dict[str, int]] = {
         "service_clear": 5,
         "soft_reset": 3,
         "button": 3,
+        "procedure": 4,
     },
     P3: {
         **EVERYTHING,
-        "charger": 8,
+        "charger": 3,
+        "charger_high": 10,
         "charger_off": 3,
         "load": 1,
         "short": 1,
         "short_off": 1,
-        "stuck_v": 4,
+        "ambient": 1,
+        "internal_short": 1,
+        "stuck_t": 1,
+        "stuck_i": 1,
         "inject": 4,
     },
     P4_COMMAND: {
@@ -205,6 +227,7 @@ WEIGHTS: dict[str, dict[str, int]] = {
         "short_off": 3,
         "soft_reset": 6,
         "service_clear": 6,
+        "procedure": 8,
     },
     P4_IN_CYCLE: {
         **EVERYTHING,
@@ -215,28 +238,56 @@ WEIGHTS: dict[str, dict[str, int]] = {
         "short": 3,
         "short_off": 3,
         "button": 6,
+        "procedure": 10,
     },
     P4_BOOT: {**EVERYTHING, "load": 4, "charger": 3, "short": 4, "hard_reset": 8},
 }
 
-GAPS = st.sampled_from([0, 0, 1, 2, 3, 4, 6, 8, 12, 20, 30, 45, 60, 120])
+TEMPERATURES = st.one_of(st.just(25), st.integers(-25, 75))
+# What every timeline of a property may do, whatever else its swarm drew.
+CORE: dict[str, tuple[str, ...]] = {
+    P1: ("load", "charger"),
+    P2: ("hard_reset", "service_clear", "inject", "repair", "stuck_v", "repair_stuck"),
+    P3: ("charger_high",),
+    P4_COMMAND: ("load", "procedure", "soft_reset", "service_clear"),
+    P4_IN_CYCLE: ("load", "procedure", "button"),
+    P4_BOOT: ("short", "load", "hard_reset"),
+}
+GAPS = st.sampled_from([0, 0, 1, 2, 3, 4, 6, 8, 12, 20, 30, 45, 60])
 SOCS = st.one_of(st.integers(2, 98), st.integers(2, 6), st.integers(90, 98)).map(lambda x: x / 100)
 
 
-def _actions(focus: str) -> st.SearchStrategy[Action]:
-    pool = [ACTIONS[name] for name, weight in WEIGHTS[focus].items() for _ in range(weight)]
-    return st.one_of(pool)
+def _actions(draw: st.DrawFn, focus: str) -> st.SearchStrategy[Action]:
+    """Swarm testing: each timeline draws from a few kinds of action only (picked by the focus's
+    weights), so that the kinds it has meet often: a trip, its cause removed, then a reset."""
+    weighted = [name for name, weight in WEIGHTS[focus].items() for _ in range(weight)]
+    kinds = set(draw(st.lists(st.sampled_from(weighted), min_size=1, max_size=5, unique=True)))
+    return st.sampled_from(sorted(kinds | set(CORE[focus]))).flatmap(ACTIONS.__getitem__)
+
+
+# Over-voltage needs a nearly full pack and minutes of charging at ≤ 1C (charge_overcurrent stops
+# more): property 3's timelines start at 95–98 % and may charge for up to 4 minutes at a stretch.
+SOCS_HIGH = st.integers(95, 98).map(lambda x: x / 100)
+TEMPERATURES_MILD = st.integers(10, 40)
+GAPS_LONG = st.sampled_from([0, 1, 2, 4, 8, 15, 30, 60, 120, 240])
 
 
 @st.composite
-def scenarios(draw: st.DrawFn, focus: str, max_actions: int = 10) -> Scenario:
+def scenarios(
+    draw: st.DrawFn,
+    focus: str,
+    max_actions: int = 8,
+    socs: st.SearchStrategy[float] = SOCS,
+    gaps: st.SearchStrategy[int] = GAPS,
+    temperatures: st.SearchStrategy[int] = TEMPERATURES,
+) -> Scenario:
     return Scenario(
-        soc=draw(SOCS),
+        soc=draw(socs),
         dt_s=draw(st.sampled_from([0.5, 1.0])),
-        temperature_c=draw(st.one_of(st.just(25), st.integers(-25, 75))),
+        temperature_c=draw(temperatures),
         service_clears_latched=draw(st.booleans()),
         fast_timers=draw(st.booleans()),
-        steps=tuple(draw(st.lists(st.tuples(_actions(focus), GAPS), min_size=3, max_size=max_actions))),
+        steps=tuple(draw(st.lists(st.tuples(_actions(draw, focus), gaps), min_size=3, max_size=max_actions))),
     )
 
 
@@ -311,7 +362,7 @@ class Runner:
     def _violate(self, prop: str, detail: str) -> None:
         message = f"t={self.twin.t_s:g}: {detail} | {self._status()}"
         self.violations[prop].append(message)
-        self.log.append(f"  !! P{prop} {message}")
+        self.log.append(f"  !! {prop}: {message}")
 
     def report(self, prop: str) -> str:
         return "\n".join([f"{prop} violated:", *self.violations[prop][:5], "timeline:", *self.log[-60:]])
@@ -343,6 +394,7 @@ class Runner:
         for action, cycles in self.scenario.steps:
             self.act(action)
             self.cycles(cycles)
+        self.cycles(2)  # let a last action's checks (a boot's first cycle) complete
         self.log.append(f"t={self.twin.t_s:g} end -> {self._status()}")
         return self
 
@@ -387,6 +439,11 @@ class Runner:
             twin.command_service_clear(PACK, fault)
         elif kind == "hard_reset":
             self._hard_reset(str(action[1]))
+        elif kind == "procedure":
+            for step in (("load_off",), ("short_off",), ("charger_off",)):
+                self.act(step)
+            self.cycles(int(action[2]))
+            self.act(("charger", 14.4, 1.0) if action[1] == "charger" else (str(action[1]),))
         elif kind == "inject":
             inject(twin, PACK, FaultSpec(str(action[1])))
         elif kind == "repair":
@@ -405,6 +462,8 @@ class Runner:
                 repair(twin, PACK, self._short)
             self._short = FaultSpec("cell_internal_short", cell=int(action[1]), resistance_ohm=float(action[2]))
             inject(twin, PACK, self._short)
+        elif kind == "fet_write":
+            twin.control_write(PACK, "jbd", "fet", True, charge_on=bool(action[1]), discharge_on=bool(action[2]))
         elif kind == "repair_short":
             if self._short is not None:
                 repair(twin, PACK, self._short)
@@ -434,7 +493,8 @@ class Runner:
         twin.connect_balance_connector(PACK)
         if self.bms.booting[PACK]:
             self._boots_in_window += 1
-            self._boot_pending = before
+            # Two boots before the brain runs: the first one's faults are still the ones to check.
+            self._boot_pending = before if self._boot_pending is None else self._boot_pending | before
         twin.connect_main_leads(PACK)
 
     # ------------------------------------------------------------------ the properties
@@ -476,7 +536,7 @@ class Runner:
     def _allowed_s(self, delay_s: float, hung: bool) -> float:
         """A protection's delay plus one cycle. While the controller is hung nothing but the AFE's
         watchdog can open a FET (SPEC §2 gives the AFE no hardware over-voltage or recovery-charge
-        limit), so the watchdog's time is the bound instead (see the report in the docstring)."""
+        limit), so the watchdog's time is the bound instead (see the module docstring)."""
         if hung:
             delay_s = max(delay_s, self.bms.profile.hardware.afe.watchdog_s)
         return delay_s + self.dt_s + EPS_S
@@ -531,8 +591,11 @@ class Runner:
                 self._violate(P4_BOOT, f"{name} re-tripped after the hard reset without fault_persisted_after_reset")
 
     def _check_clearers(self) -> None:
-        """Property 2, over the window since the last cycle's check."""
+        """Property 2, over the window since the last check (a cycle in which the brain ran
+        after a boot: until then its volatile state is blank and the boot's checks are pending)."""
         bms = self.bms
+        if bms.booting[PACK]:
+            return
         active, klass = bms.active[PACK], bms.klass[PACK]
         prev_active, prev_klass, booted = self._prev_active, self._prev_klass, self._boots_in_window > 0
         by_service = set()
@@ -570,42 +633,54 @@ def _fixed(steps: Sequence[tuple[Action, int]], soc: float = 0.5, **kw: Any) -> 
 
 
 # --------------------------------------------------------------------------- the properties
-@settings(_settings(150))
+@settings(_settings(125))
 @given(scenarios(P1))
 def test_p1_a_closed_fet_never_meets_a_fault_that_blocks_its_path(scenario: Scenario) -> None:
     _run(scenario, P1)
 
 
-@settings(_settings(150))
-@given(scenarios(P2, max_actions=12))
+@settings(_settings(125))
+@given(scenarios(P2, max_actions=10))
 def test_p2_latched_and_persistent_faults_clear_only_by_their_clearer(scenario: Scenario) -> None:
     _run(scenario, P2)
 
 
-@settings(_settings(150))
-@given(scenarios(P3))
+@settings(_settings(100))
+@given(scenarios(P3, max_actions=6, socs=SOCS_HIGH, gaps=GAPS_LONG, temperatures=TEMPERATURES_MILD))
 def test_p3_no_cell_stays_above_the_latched_overvoltage_with_the_charge_fet_closed(
     scenario: Scenario,
 ) -> None:
     _run(scenario, P3)
 
 
-@settings(_settings(150))
+@settings(_settings(125))
 @given(scenarios(P4_COMMAND))
 def test_p4_no_reset_command_clears_a_present_condition(scenario: Scenario) -> None:
     _run(scenario, P4_COMMAND)
 
 
-@settings(_settings(100))
+@settings(_settings(50))
 @given(scenarios(P4_IN_CYCLE))
+# Found by this test at 5e4f021 (fixed in d7b53a7): the button's soft reset judged the load by the
+# previous cycle's readings and cleared discharge_overcurrent into a reconnected 2C load.
+@example(
+    Scenario(
+        soc=0.5,
+        dt_s=0.5,
+        steps=((("load", 20.0), 6), (("load_off",), 4), (("load", 20.0), 0), (("button",), 4)),
+    )
+)
 def test_p4_neither_the_reset_button_nor_a_charger_wake_clears_a_present_condition(
     scenario: Scenario,
 ) -> None:
     _run(scenario, P4_IN_CYCLE)
 
 
-@settings(_settings(100))
+@settings(_settings(50))
 @given(scenarios(P4_BOOT))
+# Found by this test at 5e4f021 (fixed in d7b53a7): the boot skipped the AFE's short_circuit, so
+# the FETs closed once more into a short left connected across a hard reset.
+@example(Scenario(soc=0.5, dt_s=0.5, steps=((("short", 0.05), 2), (("hard_reset", "sloppy"), 3))))
 def test_p4_a_hard_reset_re_trips_what_is_still_present(scenario: Scenario) -> None:
     _run(scenario, P4_BOOT)
 

@@ -122,6 +122,10 @@ class Bms:
         self._healthy_min_v = uv.trip if uv is not None else 0.0
         self._warn_hold_s = np.maximum(table.release_delay_s, 2.0)
         self._just_cleared = np.zeros((n, p), dtype=bool)
+        self._no_faults = np.zeros((n, p), dtype=bool)
+        self._timers_running = True
+        self._warnings_running = True
+        self._any_in_afe = bool(table.in_afe.any())
         rest_a = profile.rest_current_c_rate * pack.capacity_ah
         self.rest_current_a = rest_a
 
@@ -192,6 +196,7 @@ class Bms:
                 getattr(self, name)[rows] = value[rows]
         self.sensors.forget(rows)
         self.health.forget_rest(rows)
+        self._timers_running = self._warnings_running = True
         self.soc.full_timer_s[rows] = 0.0
         self.soc.rest_s[rows] = 0.0
 
@@ -237,6 +242,7 @@ class Bms:
         commands, events = self._step(m, t_s)
         for holder, name, rows in saved:
             getattr(holder, name)[frozen] = rows
+        self._timers_running = self._warnings_running = True  # the restored rows may be counting
         self.remembered_active = [lists[i] if frozen[i] else s for i, s in enumerate(self.remembered_active)]
         self.limits = self._commands(
             np.where(frozen, 0.0, commands.charge_current_limit_a),
@@ -343,14 +349,29 @@ class Bms:
         events: list[Event],
     ) -> None:
         table = self.table
-        self.trip_timer_s = debounce(self.trip_timer_s, condition, self._trip_seen, dt_s)
-        self._trip_seen = condition
-        tripping = condition & elapsed(self.trip_timer_s, table.trip_delay_s)
-        # Hardware detectors (short circuit) trip inside the cycle, at the time the AFE reports.
-        afe_trip = (table.in_afe & table.enabled)[None, :] & m.short_circuit_tripped[:, None]
-        tripping = np.where(table.in_afe[None, :], afe_trip, tripping)
+        # Quiet cycles (nothing tripping, nothing counting, nothing active) are the common case
+        # for thousands of packs; they skip the timer arithmetic but change nothing else.
+        counting = condition.any() or self._timers_running
+        if counting:
+            self.trip_timer_s = debounce(self.trip_timer_s, condition, self._trip_seen, dt_s)
+            self._trip_seen = condition
+            tripping = condition & elapsed(self.trip_timer_s, table.trip_delay_s)
+            self._timers_running = bool(self.trip_timer_s.any())
+        else:
+            tripping = condition
+        if m.short_circuit_tripped.any():
+            # Hardware detectors (short circuit) trip inside the cycle, at the time the AFE reports.
+            afe_trip = (table.in_afe & table.enabled)[None, :] & m.short_circuit_tripped[:, None]
+            tripping = np.where(table.in_afe[None, :], afe_trip, tripping)
+        elif self._any_in_afe:
+            tripping = tripping & ~table.in_afe[None, :]
         new = tripping & ~self.active
 
+        if not self.active.any():
+            self._just_cleared = self._no_faults
+            if new.any():
+                self._record_trips(new, m, t_s, values, m.afe_damaged | fet_stuck, events)
+            return
         # SPEC §3: charger removed or I ≤ 0 (read with the rest-current tolerance, so sensor
         # noise around zero with the charge FET open counts as "not charging").
         charger_gone = ~m.charger_present | (m.current_a <= self.rest_current_a)
@@ -442,6 +463,9 @@ class Bms:
         warn = self.table.warn_condition(values)
         if self._untrusted.any():
             warn &= ~(self._untrusted[:, None] & self._from_cells)
+        if not self._warnings_running and not warn.any():
+            return
+        self._warnings_running = True
         self.warn_timer_s = debounce(self.warn_timer_s, warn, self._warn_seen, dt_s)
         self._warn_seen = warn
         self.warn_gone_s = np.where(warn, 0.0, self.warn_gone_s + dt_s)
@@ -450,6 +474,7 @@ class Bms:
         now = rises | (self.warning_active & ~falls)
         rising = now & ~self.warning_active & ~self.active & ~self._just_cleared
         self.warning_active = now
+        self._warnings_running = bool(now.any() or self.warn_timer_s.any())
         for pack, j in zip(*np.nonzero(rising), strict=True):
             events.append(
                 Event(
@@ -736,6 +761,8 @@ class Bms:
 
     def _update_state(self, t_s: float, events: list[Event]) -> None:
         active = self.active
+        if not active.any() and not self.sleeping.any() and not (self.state != states.NORMAL).any():
+            return
         klass = self.klass
         table = self.table
         locked = (active & (klass == PERSISTENT)).any(axis=1)

@@ -22,6 +22,7 @@ from openbms.units import parse_duration_s
 
 WAKE_WAIT_S = 30.0
 SETTLE_S = 10.0
+RECONNECT_SOC = 0.2  # charge a flat pack this far before the loads come back
 TEST_S = 180.0  # a test run long enough for a fault that comes straight back to show
 LONG_WAIT_S = 4 * 3600.0
 DEFAULT_CHARGER_C_RATE = 0.2
@@ -127,12 +128,15 @@ class ProcedureRunner:
                 twin.press_reset_button(p)
                 self._run(SETTLE_S)
         elif action == "reconnect load":
-            if twin.state_name(p) != "normal":
+            if twin.state_name(p) != "normal" or float(twin.bms.pack_soc[p]) < RECONNECT_SOC:
                 # Discharge comes back once the cells are above the release threshold: keep charging.
                 if not twin.pack.external.charger_connected[p]:
                     self._connect_charger()
-                self._run(LONG_WAIT_S, lambda: self._state() == "normal")
-            self._disconnect("charger")
+                self._run(
+                    LONG_WAIT_S,
+                    lambda: self._state() == "normal" and float(twin.bms.pack_soc[p]) >= RECONNECT_SOC,
+                )
+            # The seed: once the BMS is active, reconnect the loads; the charger stays on.
             mode, value = self.load
             twin.pack.external.load_mode[p], twin.pack.external.load_value[p] = mode, value
             self._run(SETTLE_S)

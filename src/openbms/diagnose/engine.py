@@ -37,6 +37,7 @@ DAMAGED_FRACTION_OF_DEEP_DISCHARGE = 0.5  # a cell below half the deep-discharge
 COLLAPSED_BELOW_MEDIAN_V = 0.5  # one cell this far below the others while the rest are fine
 OPEN_WIRE_LOW_V = 0.3
 OPEN_WIRE_NEIGHBOUR_FACTOR = 1.6
+OPEN_WIRE_MIN_MEDIAN_V = 1.0
 MIN_SOH = 0.6
 
 
@@ -73,6 +74,8 @@ def open_wire_cells(s: Snapshot) -> list[int]:
     if len(known) < 3:
         return []
     median = statistics.median(known)
+    if median < OPEN_WIRE_MIN_MEDIAN_V:
+        return []  # a dead pack reads ~0 V everywhere: that is not a broken wire
     found = []
     for k, value in enumerate(v):
         if value is None or value > OPEN_WIRE_LOW_V:
@@ -483,7 +486,9 @@ def _service(s: Snapshot, faults: list[str], assumptions: list[str]) -> Diagnosi
 
 
 def _sensor_fault_reason(s: Snapshot) -> str:
-    """Why the BMS last raised sensor_fault, as its fault_set event says."""
+    """Why the BMS distrusts its readings: its latest judgement, else what its fault_set said."""
+    if s.sensor_reason:
+        return s.sensor_reason
     for event in reversed(s.events):
         if event.get("kind") == "fault_set" and event.get("fault") == "sensor_fault":
             return str(event.get("reason", ""))
@@ -513,7 +518,7 @@ def _latched_after_hard_reset(s: Snapshot) -> list[Reason]:
 
 def _hard_reset_reasons(s: Snapshot) -> list[Reason]:
     reasons: list[Reason] = []
-    if s.state == "unresponsive" or s.responds is False:
+    if s.state == "unresponsive" or (s.responds is False and s.state not in ("sleep", "off")):
         reasons.append(Reason(text="the BMS does not respond at all (firmware hang): only a power-down restarts it"))
     for f in s.faults:
         if f.klass == "latched":

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from openbms.bms.plausibility import REASONS
 from openbms.diagnose.snapshot import ActiveFault, Snapshot, Thresholds
 from openbms.twin.simulator import Twin
 
@@ -29,6 +30,19 @@ def snapshot_of(twin: Twin, pack: int = 0, events: list[dict[str, Any]] | None =
     memory = bms.persistent_snapshot(pack)
     history = events if events is not None else [e.as_dict() for e in twin.events if e.pack == pack]
     ext = twin.pack.external
+    if not responds:
+        # Nothing can be read from a BMS that is off or hung: only what a person sees and knows.
+        return Snapshot(
+            source="twin",
+            t_s=round(twin.t_s, 3),
+            state=state,
+            responds=False,
+            cell_replaced=bool(twin.cells_replaced[pack]),
+            charger_connected=bool(ext.charger_connected[pack]),
+            events=history[-RECENT_EVENTS:],
+            thresholds=Thresholds.from_profile(bms.profile, bms.pack.series, bms.pack.capacity_ah),
+            sensor_reason=None,
+        )
     return Snapshot(
         source="twin",
         t_s=round(twin.t_s, 3),
@@ -51,6 +65,7 @@ def snapshot_of(twin: Twin, pack: int = 0, events: list[dict[str, Any]] | None =
         link_ok=bool(m.link_ok[pack]),
         responds=responds,
         cell_replaced=bool(twin.cells_replaced[pack]),
+        sensor_reason=REASONS[int(bms.sensors.reason[pack])] or None,
         events=history[-RECENT_EVENTS:],
         thresholds=Thresholds.from_profile(bms.profile, bms.pack.series, bms.pack.capacity_ah),
     )

@@ -103,8 +103,8 @@ def build_snapshot(answers: dict[str, str], thresholds: Thresholds | None = None
     if temperature is None:
         assumed.append("temperature unknown: assumed normal (10–35 °C)")
     before = a.get("before", "")
-    code = a.get("fault_code", "")
-    app_state = a.get("app_state", "")
+    code = a.get("fault_code", "") if _known(a.get("fault_code", "")) else ""
+    app_state = a.get("app_state", "") if _known(a.get("app_state", "")) else ""
 
     state = "normal"
     if not responds:

@@ -54,7 +54,8 @@ def soft_reset_steps(charger_v: float, asleep: bool, button: bool = True) -> lis
         )
     steps.append(
         ProcedureStep(
-            text="Once the BMS is active again (charging, app shows normal), reconnect your loads.",
+            text="Once the BMS is active again (charging, app shows normal) and the battery has taken some "
+            "charge (about 20 %), reconnect your loads.",
             action="reconnect load",
             check="normal",
         )

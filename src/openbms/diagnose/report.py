@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -77,7 +78,6 @@ def print_guide_question(console: Console, question: Question) -> str:
     """Ask one question on the terminal; an empty answer means "don't know"."""
     choices = f" [{' / '.join(question.choices)} / don't know]" if question.choices else " (Enter: don't know)"
     console.print(f"[bold]{question.text}[/]{choices}")
-    try:
-        return input("> ")
-    except EOFError:
-        return ""
+    console.print("> ", end="")
+    line = sys.stdin.readline()
+    return line.rstrip("\n")

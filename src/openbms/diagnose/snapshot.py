@@ -112,6 +112,7 @@ class Snapshot(BaseModel):
     link_ok: bool | None = None
     responds: bool | None = None  # does the BMS answer at all (False for unresponsive / off)
     cell_replaced: bool | None = None  # the person says a cell was just replaced
+    sensor_reason: str | None = None  # why the BMS distrusts its readings now (erratic, stuck, …)
     events: list[dict[str, Any]] = Field(default_factory=list)
     thresholds: Thresholds = Field(default_factory=Thresholds)
 

@@ -344,6 +344,15 @@ class ScenarioRunner:
             if rng is not None and not np.all((values >= rng[0]) & (values <= rng[1])):
                 shown = f"{values.min():.4g}..{values.max():.4g}" if values.size > 1 else f"{values[0]:.4g}"
                 problems.append(f"{name} is {shown}, expected within [{rng[0]}, {rng[1]}]")
+        if cond.diagnosis is not None:
+            from openbms.diagnose.engine import diagnose
+            from openbms.diagnose.from_twin import snapshot_of
+
+            verdict = diagnose(snapshot_of(twin, 0, [e.as_dict() for e in twin.events]))
+            if verdict.recommendation != cond.diagnosis:
+                problems.append(
+                    f"diagnosis is {verdict.recommendation} ({verdict.reasons[0].text}), expected {cond.diagnosis}"
+                )
         if cond.events is not None:
             seen = twin.events[self._events_mark :]
             for item in cond.events:
