@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
 import time
 from importlib import resources
@@ -16,6 +17,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from openbms import __version__
@@ -83,14 +85,14 @@ def _simulate(
         if every_s is not None and every_s <= 0:
             raise ValueError("--every must be a positive duration")
     except ValueError as exc:
-        err.print(f"[red]error:[/] --every: {exc}")
+        err.print(f"[red]error:[/] --every: {escape(str(exc))}")
         return EXIT_INVALID
     # Validate every file before running any, so a typo in the last one costs no simulation time.
     try:
         for path in scenarios:
             load_scenario(path)
     except ScenarioError as exc:
-        err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_INVALID
     if save_state is not None and len(scenarios) != 1:
         err.print("[red]error:[/] --save-state takes exactly one scenario")
@@ -101,7 +103,7 @@ def _simulate(
         try:
             result, wall_s, runner = _run_one(path, every_s, err, show_progress=True)
         except ScenarioError as exc:
-            err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
             return EXIT_INVALID
         if save_state is not None:
             from openbms.diagnose.from_twin import snapshot_of
@@ -137,13 +139,13 @@ def _exit(code_fn: object, debug: bool) -> None:
     except (UserError, OSError) as exc:
         if debug:
             raise
-        Console(stderr=True).print(f"[red]error:[/] {exc}")
+        Console(stderr=True).print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(EXIT_INVALID) from None
     except Exception as exc:  # noqa: BLE001 - the user sees one sentence, --debug shows all
         if debug:
             raise
         Console(stderr=True).print(
-            f"[red]internal error:[/] {type(exc).__name__}: {exc} (run again with --debug for details)"
+            f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (run again with --debug for details)"
         )
         raise typer.Exit(3) from None
     raise typer.Exit(code)
@@ -201,7 +203,7 @@ def _diagnose(
         try:
             snapshot = load_state(state)
         except SnapshotError as exc:
-            err.print(f"[red]error:[/] {exc}")
+            err.print(f"[red]error:[/] {escape(str(exc))}")
             return EXIT_INVALID
         verdict, snapshot_state = diagnose(snapshot), snapshot.state
     else:
@@ -209,7 +211,7 @@ def _diagnose(
         try:
             _result, _wall, runner = _run_one(scenario, None, err, show_progress=not json_out)
         except ScenarioError as exc:
-            err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
             return EXIT_INVALID
         snapshot = snapshot_of(runner.twin)
         verdict, snapshot_state = diagnose(snapshot), snapshot.state
@@ -280,7 +282,7 @@ def _monitor(device: str, interval_s: float, count: int | None, json_out: bool) 
             reader = DeviceReader(device)
             polls_source = reader
     except (DeviceError, TransportError, BleUnavailable) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         return EXIT_INVALID
     if polls_source is None:
         poll = Poll(reading)
@@ -331,7 +333,10 @@ def monitor(
         try:
             interval_s = parse_duration_s(interval)
         except ValueError as exc:
-            Console(stderr=True).print(f"[red]error:[/] --interval: {exc}")
+            Console(stderr=True).print(f"[red]error:[/] --interval: {escape(str(exc))}")
+            return EXIT_INVALID
+        if count is not None and count < 1:
+            Console(stderr=True).print("[red]error:[/] --count must be at least 1")
             return EXIT_INVALID
         return _monitor(device, interval_s, count, json_out)
 
@@ -348,21 +353,24 @@ def _emulate(
     if protocol not in SERVERS:
         err.print(f"[red]error:[/] --protocol must be one of {', '.join(SERVERS)}")
         return EXIT_INVALID
-    if not speed > 0:
-        err.print("[red]error:[/] --speed must be positive")
+    if not (speed > 0 and math.isfinite(speed)):
+        err.print("[red]error:[/] --speed must be positive (a finite number)")
+        return EXIT_INVALID
+    if tcp is not None and not 0 <= tcp <= 65535:
+        err.print(f"[red]error:[/] --tcp {tcp} is not a port number (0–65535)")
         return EXIT_INVALID
     try:
         linger_s = parse_duration_s(linger) if linger is not None else None
         scenario_model, steps = load_scenario(scenario)
         runner = ScenarioRunner(scenario_model, steps)
     except (ScenarioError, ValueError) as exc:
-        err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_INVALID
     emulator = Emulator(runner, protocol, allow_control=allow_control)
     try:
         port: PtyPort | TcpPort = TcpPort(tcp) if tcp is not None else PtyPort()
     except OSError as exc:
-        err.print(f"[red]error:[/] cannot open the port: {exc}")
+        err.print(f"[red]error:[/] cannot open the port: {escape(str(exc))}")
         return EXIT_INVALID
     print(port.path, flush=True)
     err.print(

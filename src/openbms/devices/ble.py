@@ -42,7 +42,7 @@ def sample_to_reading(sample: Mapping[str, Any], name: str | None = None) -> Dev
     unmapped: list[str] = []
     if sample.get("problem"):
         code = sample.get("problem_code")
-        unmapped.append(f"ble_problem_code_{int(code):#x}" if isinstance(code, int) else "ble_problem")
+        unmapped.append(f"ble_problem_code_{int(code):#x}" if isinstance(code, int) and code else "ble_problem")
     balancer = sample.get("balancer")
     balancing = (
         [i + 1 for i in range(64) if balancer >> i & 1]
@@ -88,11 +88,13 @@ async def _read_ble(address: str, timeout_s: float) -> DeviceReading:
     _aiobmsble, bleak = _import_aiobmsble()
     from aiobmsble.utils import bms_identify
 
-    device = await bleak.BleakScanner.find_device_by_address(address, timeout=timeout_s)
-    if device is None:
+    found = await bleak.BleakScanner.discover(timeout=timeout_s, return_adv=True)
+    match = next(((d, adv) for key, (d, adv) in found.items() if str(key).lower() == address.lower()), None)
+    if match is None:
         raise BleUnavailable(f"no BLE device {address} found within {timeout_s:g} s")
-    advertisement = getattr(device, "details", None)
-    bms_class = await bms_identify(advertisement, device.name) if advertisement is not None else None
+    device, advertisement = match
+    # aiobmsble identifies a board from its advertisement data and its address.
+    bms_class = await bms_identify(advertisement, device.address)
     if bms_class is None:
         raise BleUnavailable(f"{address} is not a BMS that aiobmsble supports")
     async with bms_class(ble_device=device) as bms:

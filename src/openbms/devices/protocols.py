@@ -246,6 +246,9 @@ class JkServer:
             discharge_on = on if request.register == JK_DISCHARGE_SWITCH else state.discharge_fet
             ok = control("fet", {"register": request.register, "charge_on": charge_on, "discharge_on": discharge_on})
             return [self._frame(request.command, {request.register: b"\x01" if ok else b"\x00"})]
+        if request.command == jk.COMMAND_WRITE:
+            ok = control("write", {"register": request.register})
+            return [self._frame(request.command, {})] if ok else []
         if request.command != jk.COMMAND_READ_ALL:
             return []
         status = (state.charge_fet << jk.STATUS_CHARGE_FET) | (state.discharge_fet << jk.STATUS_DISCHARGE_FET)

@@ -7,11 +7,19 @@ as ``socket://127.0.0.1:7000`` (the emulator's TCP port) or ``loop://``.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Protocol
 
 import serial
+
+try:  # a pseudo-terminal whose other end went away raises termios.error (EIO), not OSError
+    from termios import error as TermiosError
+except ImportError:  # pragma: no cover - not on POSIX
+    TermiosError = OSError  # type: ignore[misc,assignment]
+
+PORT_ERRORS = (serial.SerialException, OSError, TermiosError)
 
 FrameFinder = Callable[[bytes], tuple[bytes | None, int]]
 MAX_BUFFER = 4096
@@ -35,7 +43,7 @@ def open_port(url: str, baudrate: int = 9600, timeout_s: float = 0.05) -> Port:
     """Open a serial device or URL; raise TransportError with the port named when it fails."""
     try:
         port: Port = serial.serial_for_url(url, baudrate=baudrate, timeout=timeout_s)
-    except (serial.SerialException, OSError, ValueError) as err:
+    except (*PORT_ERRORS, ValueError) as err:
         raise TransportError(f"cannot open {url}: {err}") from None
     return port
 
@@ -58,7 +66,7 @@ class SerialTransport:
             try:
                 self.port.reset_input_buffer()
                 self.port.write(frame)
-            except (serial.SerialException, OSError) as err:
+            except PORT_ERRORS as err:
                 raise TransportError(f"cannot write to the device: {err}") from None
             try:
                 return self._read_reply(accept)
@@ -84,10 +92,11 @@ class SerialTransport:
                 raise TransportError(f"no valid reply within {self.timeout_s:g} s")
             try:
                 chunk = self.port.read(max(1, min(self.port.in_waiting, MAX_BUFFER)))
-            except (serial.SerialException, OSError) as err:
+            except PORT_ERRORS as err:
                 raise TransportError(f"cannot read from the device: {err}") from None
             if chunk:
                 self._buffer = (self._buffer + chunk)[-MAX_BUFFER:]
 
     def close(self) -> None:
-        self.port.close()
+        with contextlib.suppress(*PORT_ERRORS):
+            self.port.close()
