@@ -16,9 +16,7 @@ SRC = ROOT / "src" / "openbms"
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed")
 def test_ruff_is_clean() -> None:
-    proc = subprocess.run(
-        ["ruff", "check", "src", "tests", "bench"], cwd=ROOT, capture_output=True, text=True
-    )
+    proc = subprocess.run(["ruff", "check", "src", "tests", "bench"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -54,9 +52,7 @@ def test_the_brain_imports_no_twin_cli_or_io() -> None:
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
             for name in names:
-                assert not any(name == f or name.startswith(f + ".") for f in forbidden), (
-                    f"{path.name} imports {name}"
-                )
+                assert not any(name == f or name.startswith(f + ".") for f in forbidden), f"{path.name} imports {name}"
 
 
 def test_every_profile_speaks_the_spec_fault_vocabulary() -> None:

@@ -17,9 +17,7 @@ def test_the_library_is_not_empty() -> None:
     assert len(SCENARIOS) >= 13, f"expected the shipped scenarios in {LIBRARY}"
 
 
-@pytest.mark.parametrize(
-    "path", SCENARIOS, ids=[str(p.relative_to(LIBRARY).with_suffix("")) for p in SCENARIOS]
-)
+@pytest.mark.parametrize("path", SCENARIOS, ids=[str(p.relative_to(LIBRARY).with_suffix("")) for p in SCENARIOS])
 def test_library_scenario_passes(path: Path) -> None:
     scenario, steps = load_scenario(path)
     assert scenario.description, f"{path.name} needs a description"

@@ -31,9 +31,7 @@ NAN = math.nan
 # SPEC §3, default LiFePO4 protections: trip threshold (in the profile's unit: V, °C, C-rate or
 # flag), trip delay, release threshold (None: not by hysteresis), release delay, blocks, recovery.
 SPEC: dict[str, dict[str, Any]] = {
-    "cell_overvoltage": dict(
-        trip=3.65, delay_s=1, release=3.40, release_delay_s=2, blocks="charge", recovery="auto"
-    ),
+    "cell_overvoltage": dict(trip=3.65, delay_s=1, release=3.40, release_delay_s=2, blocks="charge", recovery="auto"),
     "cell_overvoltage_latched": dict(
         trip=3.80, delay_s=1, release=None, release_delay_s=None, blocks="both", recovery="latched"
     ),
@@ -53,9 +51,7 @@ SPEC: dict[str, dict[str, Any]] = {
         blocks="both",
         recovery="persistent",
     ),
-    "charge_overcurrent": dict(
-        trip=1.0, delay_s=1, release=None, release_delay_s=5, blocks="charge", recovery="auto"
-    ),
+    "charge_overcurrent": dict(trip=1.0, delay_s=1, release=None, release_delay_s=5, blocks="charge", recovery="auto"),
     "discharge_overcurrent": dict(
         trip=1.5,
         delay_s=1,
@@ -72,30 +68,18 @@ SPEC: dict[str, dict[str, Any]] = {
         blocks="both",
         recovery="load-removal",
     ),
-    "charge_overtemperature": dict(
-        trip=45, delay_s=2, release=40, release_delay_s=5, blocks="charge", recovery="auto"
-    ),
-    "charge_undertemperature": dict(
-        trip=0, delay_s=2, release=5, release_delay_s=5, blocks="charge", recovery="auto"
-    ),
+    "charge_overtemperature": dict(trip=45, delay_s=2, release=40, release_delay_s=5, blocks="charge", recovery="auto"),
+    "charge_undertemperature": dict(trip=0, delay_s=2, release=5, release_delay_s=5, blocks="charge", recovery="auto"),
     "discharge_overtemperature": dict(
         trip=60, delay_s=2, release=55, release_delay_s=5, blocks="discharge", recovery="auto"
     ),
     "discharge_undertemperature": dict(
         trip=-20, delay_s=2, release=-15, release_delay_s=5, blocks="discharge", recovery="auto"
     ),
-    "fet_overtemperature": dict(
-        trip=90, delay_s=2, release=70, release_delay_s=5, blocks="both", recovery="auto"
-    ),
-    "cell_imbalance": dict(
-        trip=0.30, delay_s=10, release=0.20, release_delay_s=0, blocks="none", recovery="auto"
-    ),
-    "sensor_fault": dict(
-        trip=1, delay_s=1, release=None, release_delay_s=None, blocks="both", recovery="latched"
-    ),
-    "afe_fault": dict(
-        trip=1, delay_s=1, release=None, release_delay_s=None, blocks="both", recovery="latched"
-    ),
+    "fet_overtemperature": dict(trip=90, delay_s=2, release=70, release_delay_s=5, blocks="both", recovery="auto"),
+    "cell_imbalance": dict(trip=0.30, delay_s=10, release=0.20, release_delay_s=0, blocks="none", recovery="auto"),
+    "sensor_fault": dict(trip=1, delay_s=1, release=None, release_delay_s=None, blocks="both", recovery="latched"),
+    "afe_fault": dict(trip=1, delay_s=1, release=None, release_delay_s=None, blocks="both", recovery="latched"),
 }
 SELF_RELEASING = ("auto", "charger", "load-removal")
 STATE_FOR_RECOVERY = {
@@ -105,7 +89,6 @@ STATE_FOR_RECOVERY = {
     "latched": "latched",
     "persistent": "locked",
 }
-
 
 
 # --------------------------------------------------------------------------- readings and driver
@@ -659,9 +642,7 @@ def test_discharge_overcurrent_latches_on_the_third_trip_within_10_min() -> None
     d = healthy_start()
     classes = []
     for _ in range(3):
-        classes.append(
-            d.run_until_event("fault_set", "discharge_overcurrent", 2.0, current_a=-200.0).fields["class"]
-        )
+        classes.append(d.run_until_event("fault_set", "discharge_overcurrent", 2.0, current_a=-200.0).fields["class"])
         if len(classes) < 3:
             event = d.run_until_event("fault_cleared", "discharge_overcurrent", 31.0)
             assert event.fields["by"] == "load_removal"
@@ -693,9 +674,7 @@ def test_trips_spread_wider_than_the_window_do_not_escalate() -> None:
     d = healthy_start({"discharge_overcurrent.escalate_window_s": 50})
     classes = []
     for _ in range(3):  # ~31 s apart: the first and the third are > 50 s apart
-        classes.append(
-            d.run_until_event("fault_set", "discharge_overcurrent", 2.0, current_a=-200.0).fields["class"]
-        )
+        classes.append(d.run_until_event("fault_set", "discharge_overcurrent", 2.0, current_a=-200.0).fields["class"])
         d.run_until_event("fault_cleared", "discharge_overcurrent", 31.0)
     assert classes == ["load-removal"] * 3
     assert d.bms.state_name(0) == "normal"

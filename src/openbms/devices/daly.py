@@ -27,8 +27,7 @@ from typing import Final, TypeVar
 
 from openbms.devices.errors import FrameError
 from openbms.devices.fields import Field, bits, decode_fields, encode_fields
-from openbms.devices.jbd import AlarmBit
-from openbms.devices.model import DeviceReading
+from openbms.devices.model import AlarmBit, DeviceReading
 
 BytesLike = bytes | bytearray | memoryview
 T = TypeVar("T")

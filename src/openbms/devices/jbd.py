@@ -30,7 +30,7 @@ from typing import Final
 
 from openbms.devices.errors import FrameError
 from openbms.devices.fields import Field, bits, decode_fields, encode_fields
-from openbms.devices.model import DeviceReading
+from openbms.devices.model import AlarmBit, DeviceReading
 
 BytesLike = bytes | bytearray | memoryview
 
@@ -321,27 +321,6 @@ def encode_name(name: str) -> bytes:
 
 
 # --- protection bits -> SPEC §3 ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AlarmBit:
-    """One device alarm bit: the source's words and where it lands in our vocabulary.
-
-    Exactly one of ``fault`` (a SPEC §3 name) and ``unmapped`` (a descriptive name for
-    ``DeviceReading.unmapped_alarms``) is set, so no bit is ever silently dropped.
-    """
-
-    text: str
-    fault: str | None = None
-    unmapped: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.fault is None) == (self.unmapped is None):
-            raise ValueError(f"alarm bit {self.text!r} needs exactly one of fault / unmapped")
-
-    @property
-    def name(self) -> str:
-        return self.fault if self.fault is not None else str(self.unmapped)
 
 
 # Protection status word of register 0x03 (bms-tools register map, offset 0x10).

@@ -27,3 +27,24 @@ class DeviceReading:
     remaining_ah: float | None = None
     nominal_ah: float | None = None
     name: str | None = None
+
+
+@dataclass(frozen=True)
+class AlarmBit:
+    """One device alarm bit: the source's words and where it lands in our vocabulary.
+
+    Exactly one of ``fault`` (a SPEC §3 name) and ``unmapped`` (a descriptive name for
+    ``DeviceReading.unmapped_alarms``) is set, so no bit is ever silently dropped.
+    """
+
+    text: str
+    fault: str | None = None
+    unmapped: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.fault is None) == (self.unmapped is None):
+            raise ValueError(f"alarm bit {self.text!r} needs exactly one of fault / unmapped")
+
+    @property
+    def name(self) -> str:
+        return self.fault if self.fault is not None else str(self.unmapped)

@@ -91,6 +91,8 @@ class Twin:
         self.fet_stuck_charge = np.zeros(n, dtype=bool)
         self.fet_stuck_discharge = np.zeros(n, dtype=bool)
         self._button = np.zeros(n, dtype=bool)
+        latched_ov = config.profile.protections.get("cell_overvoltage_latched")
+        self._afe_ov_v = latched_ov.trip if latched_ov is not None else np.inf
         # What a person did to each pack since its BMS last booted (the diagnosis may ask).
         self.cells_replaced: list[list[int]] = [[] for _ in range(n)]
         self.commands = self._decide(self._idle_step())
@@ -142,7 +144,10 @@ class Twin:
         self.silent_s = np.where(self.hung, self.silent_s + self.dt_s, 0.0)
         watchdog = self.silent_s >= self.config.profile.hardware.afe.watchdog_s
         drive = self.powered & ~watchdog
-        self.pack.charge_fet = (commands.charge_fet & drive) | self.fet_stuck_charge
+        # The AFE's own over-voltage comparator (as BQ769x0 parts have) cuts charging without the
+        # controller: it is what still protects the cells while the firmware hangs.
+        afe_ov = (self.pack.group_v >= self._afe_ov_v).any(axis=1) & self.hung
+        self.pack.charge_fet = (commands.charge_fet & drive & ~afe_ov) | self.fet_stuck_charge
         self.pack.discharge_fet = (commands.discharge_fet & drive) | self.fet_stuck_discharge
         self.pack.balance = commands.balance & self.running[:, None]
         supply = self.config.profile.hardware.supply
