@@ -218,7 +218,7 @@ class ScenarioRunner:
             name=self.scenario.name,
             source=self.scenario.source,
             expectations=self.expectations,
-            events=[self._event_dict(e) for e in self.twin.events],
+            events=[e.as_dict() for e in self.twin.events],
             final=self.final_state(),
             telemetry=self.telemetry,
             error=error,
@@ -277,7 +277,7 @@ class ScenarioRunner:
             self.pace(twin.t_s)
 
     def _record(self) -> None:
-        twin, bms, m = self.twin, self.twin.bms, self.twin.last_measurements
+        twin, bms = self.twin, self.twin.bms
         pack = twin.pack
         row = np.concatenate(
             [
@@ -297,7 +297,6 @@ class ScenarioRunner:
         self.telemetry.rows.append(row)
         self.telemetry.states.append(twin.state_name(0))
         self._next_record_s = twin.t_s + self.telemetry.every_s - 1e-9
-        del m
 
     def _run_for(self, duration_s: float, progress: Progress | None) -> None:
         steps = int(round(duration_s / self.twin.dt_s))
@@ -476,10 +475,6 @@ class ScenarioRunner:
             self.twin.command_service_clear(0, step.value.service_clear, step.value.authenticated)
         else:
             self.twin.command_soft_reset(0)
-
-    @staticmethod
-    def _event_dict(event: Event) -> dict[str, Any]:
-        return event.as_dict()
 
 
 def _names(items: set[str]) -> str:
