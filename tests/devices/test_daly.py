@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from stream_checks import drain, feed_in_chunks, fuzz, is_subsequence
 
 from openbms.bms.events import FAULT_NAMES
 from openbms.devices import daly
@@ -29,11 +30,6 @@ SPEC_FAULTS = frozenset(FAULT_NAMES)  # SPEC §3, the project's one list
 
 # Protocol resolution of each decoded quantity; vectors are compared within half of it.
 RESOLUTION = {"pack_v": 0.1, "current_magnitude_a": 0.1, "soc": 0.001}
-
-
-def fuzz(examples: int) -> settings:
-    """Example counts sum to well over 1,000 per protocol; no deadline (CI machines stall)."""
-    return settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _actual(frame: bytes) -> dict[str, Any]:
@@ -285,28 +281,6 @@ def _check_find_frame(buffer: bytes) -> None:
         assert consumed > 0 or buffer[0] == daly.START
 
 
-def _drain(stream: bytes) -> list[bytes]:
-    found: list[bytes] = []
-    buffer = stream
-    for _ in range(len(stream) + 1):  # each round drops at least one byte: no hang possible
-        frame, consumed = daly.find_frame(buffer)
-        if frame is None and consumed == 0:
-            break
-        buffer = buffer[consumed:]
-        if frame is not None:
-            found.append(frame)
-        elif not buffer:
-            break
-    else:
-        pytest.fail("find_frame made no progress")
-    return found
-
-
-def _is_subsequence(wanted: list[bytes], found: list[bytes]) -> bool:
-    it = iter(found)
-    return all(any(f == w for f in it) for w in wanted)
-
-
 commands = st.integers(0, 255)
 payloads = st.binary(max_size=8)
 valid_frames = st.one_of(
@@ -375,7 +349,7 @@ def test_any_single_byte_change_is_caught_or_harmless(frame: bytes, at: int, fli
 @given(st.lists(st.tuples(garbage, valid_frames), min_size=1, max_size=6), garbage)
 def test_find_frame_recovers_every_frame_between_garbage(pieces: list[tuple[bytes, bytes]], tail: bytes) -> None:
     stream = b"".join(g + f for g, f in pieces) + tail
-    assert _is_subsequence([f for _, f in pieces], _drain(stream))
+    assert is_subsequence([f for _, f in pieces], drain(daly.find_frame, stream))
 
 
 @fuzz(150)
@@ -384,25 +358,9 @@ def test_find_frame_recovers_every_frame_between_garbage(pieces: list[tuple[byte
     st.lists(st.integers(1, 20), min_size=1, max_size=50),
 )
 def test_find_frame_on_a_stream_arriving_in_chunks(pieces: list[tuple[bytes, bytes]], sizes: list[int]) -> None:
-    """The serial transport's loop: append what arrived, take frames until find_frame waits."""
     stream = b"".join(g + f for g, f in pieces)
-    buffer = b""
-    found: list[bytes] = []
-    pos = 0
-    for i in range(len(stream)):
-        if pos >= len(stream):
-            break
-        size = sizes[i % len(sizes)]
-        buffer += stream[pos : pos + size]
-        pos += size
-        while buffer:
-            _check_find_frame(buffer)
-            frame, consumed = daly.find_frame(buffer)
-            buffer = buffer[consumed:]
-            if frame is None:
-                break
-            found.append(frame)
-    assert _is_subsequence([f for _, f in pieces], found)
+    found = feed_in_chunks(daly.find_frame, stream, sizes, _check_find_frame)
+    assert is_subsequence([f for _, f in pieces], found)
 
 
 @fuzz(200)
@@ -410,7 +368,7 @@ def test_find_frame_on_a_stream_arriving_in_chunks(pieces: list[tuple[bytes, byt
 def test_find_frame_contract_on_mixed_buffers(parts: list[bytes]) -> None:
     buffer = b"".join(parts)
     _check_find_frame(buffer)
-    _drain(buffer)
+    drain(daly.find_frame, buffer)
 
 
 @st.composite

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from stream_checks import drain, feed_in_chunks, fuzz, is_subsequence
 
 from openbms.bms.events import FAULT_NAMES
 from openbms.devices import jbd
@@ -37,11 +38,6 @@ RESOLUTION = {
     "temperatures_c": 0.1,
     "cell_v": 0.001,
 }
-
-
-def fuzz(examples: int) -> settings:
-    """Example counts sum to well over 1,000 per protocol; no deadline (CI machines stall)."""
-    return settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _actual(frame: bytes) -> dict[str, Any]:
@@ -243,28 +239,6 @@ def _check_find_frame(buffer: bytes) -> None:
         assert consumed > 0 or buffer[0] == jbd.START
 
 
-def _drain(stream: bytes) -> list[bytes]:
-    found: list[bytes] = []
-    buffer = stream
-    for _ in range(len(stream) + 1):  # each round drops at least one byte: no hang possible
-        frame, consumed = jbd.find_frame(buffer)
-        if frame is None and consumed == 0:
-            break
-        buffer = buffer[consumed:]
-        if frame is not None:
-            found.append(frame)
-        elif not buffer:
-            break
-    else:
-        pytest.fail("find_frame made no progress")
-    return found
-
-
-def _is_subsequence(wanted: list[bytes], found: list[bytes]) -> bool:
-    it = iter(found)
-    return all(any(f == w for f in it) for w in wanted)
-
-
 registers = st.integers(0, 255)
 payloads = st.binary(max_size=jbd.MAX_DATA)
 requests = st.one_of(
@@ -344,7 +318,7 @@ def test_any_single_byte_change_is_caught_or_harmless(frame: bytes, at: int, fli
 def test_find_frame_recovers_every_frame_between_garbage(pieces: list[tuple[bytes, bytes]], tail: bytes) -> None:
     stream = b"".join(g + f for g, f in pieces) + tail
     wanted = [f for _, f in pieces]
-    assert _is_subsequence(wanted, _drain(stream))
+    assert is_subsequence(wanted, drain(jbd.find_frame, stream))
 
 
 @fuzz(150)
@@ -353,25 +327,9 @@ def test_find_frame_recovers_every_frame_between_garbage(pieces: list[tuple[byte
     st.lists(st.integers(1, 20), min_size=1, max_size=50),
 )
 def test_find_frame_on_a_stream_arriving_in_chunks(pieces: list[tuple[bytes, bytes]], sizes: list[int]) -> None:
-    """The serial transport's loop: append what arrived, take frames until find_frame waits."""
     stream = b"".join(g + f for g, f in pieces)
-    buffer = b""
-    found: list[bytes] = []
-    pos = 0
-    for i in range(len(stream)):
-        if pos >= len(stream):
-            break
-        size = sizes[i % len(sizes)]
-        buffer += stream[pos : pos + size]
-        pos += size
-        while buffer:
-            _check_find_frame(buffer)
-            frame, consumed = jbd.find_frame(buffer)
-            buffer = buffer[consumed:]
-            if frame is None:
-                break
-            found.append(frame)
-    assert _is_subsequence([f for _, f in pieces], found)
+    found = feed_in_chunks(jbd.find_frame, stream, sizes, _check_find_frame)
+    assert is_subsequence([f for _, f in pieces], found)
 
 
 @fuzz(200)
@@ -379,7 +337,7 @@ def test_find_frame_on_a_stream_arriving_in_chunks(pieces: list[tuple[bytes, byt
 def test_find_frame_contract_on_mixed_buffers(parts: list[bytes]) -> None:
     buffer = b"".join(parts)
     _check_find_frame(buffer)
-    _drain(buffer)
+    drain(jbd.find_frame, buffer)
 
 
 @st.composite
