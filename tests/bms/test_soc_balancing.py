@@ -90,8 +90,29 @@ def test_balancing_bleeds_cells_more_than_10_mv_above_the_lowest_while_charging_
     assert balancing_after(1.0, cell_v=SPREAD, current_a=10.0).tolist() == [False, True, False, False]
 
 
-def test_balancing_runs_at_rest() -> None:
-    assert balancing_after(1.0, cell_v=cells(3.30, 3.32, 3.30, 3.30)).tolist() == [False, True, False, False]
+def after_a_top(d: Driver) -> Driver:
+    """Charge briefly near the top: from here on, rest is balancing time (SPEC §6)."""
+    d.run(1.0, cell_v=cells(3.45, 3.45, 3.45, 3.45), current_a=10.0)
+    return d
+
+
+def test_balancing_runs_at_rest_after_a_top_of_charge() -> None:
+    d = after_a_top(driver_at(0.9))
+    d.run(1.0, cell_v=cells(3.30, 3.32, 3.30, 3.30))
+    assert d.bms.balance[0].tolist() == [False, True, False, False]
+
+
+def test_no_balancing_at_rest_without_a_top_or_after_a_discharge() -> None:
+    # Resting in the middle or at the bottom is no time to bleed the high cells: that would
+    # bottom-balance a pack that a top-balancing BMS keeps level at the top.
+    assert not balancing_after(1.0, cell_v=cells(3.30, 3.32, 3.30, 3.30)).any()
+    d = after_a_top(driver_at(0.9))
+    d.run(60.0, cell_v=cells(3.30, 3.32, 3.30, 3.30), current_a=-10.0)  # 0.17 Ah out: still the top
+    d.run(1.0, cell_v=cells(3.30, 3.32, 3.30, 3.30))
+    assert d.bms.balance[0].tolist() == [False, True, False, False]
+    d.run(360.0, cell_v=cells(3.30, 3.32, 3.30, 3.30), current_a=-10.0)  # 1.2 Ah of 100: discharged
+    d.run(1.0, cell_v=cells(3.30, 3.32, 3.30, 3.30))
+    assert not d.bms.balance[0].any()
 
 
 def test_no_balancing_while_charging_low_or_discharging() -> None:
@@ -99,16 +120,25 @@ def test_no_balancing_while_charging_low_or_discharging() -> None:
     assert not balancing_after(1.0, cell_v=SPREAD, current_a=-10.0).any()
 
 
-def test_no_balancing_above_50_c_or_during_a_fault() -> None:
-    assert not balancing_after(1.0, cell_v=SPREAD, cell_t_c=cells(25, 25, 51, 25)).any()
+def test_no_balancing_above_50_c_or_during_a_temperature_fault() -> None:
+    assert not balancing_after(1.0, cell_v=SPREAD, current_a=10.0, cell_t_c=cells(25, 25, 51, 25)).any()
     d = driver_at(0.9)
-    d.run(3.0, cell_v=cells(3.45, 3.47, 3.45, 3.70), current_a=10.0)  # over-voltage on cell 4
-    assert "cell_overvoltage" in d.bms.active_faults(0)
+    d.run(3.0, cell_v=SPREAD, current_a=10.0, cell_t_c=cells(25, 25, 46, 25))  # 46 °C: charge over-temperature
+    assert "charge_overtemperature" in d.bms.active_faults(0)
     assert not d.bms.balance[0].any()
 
 
-def test_a_bleeding_cell_goes_on_until_within_half_the_threshold() -> None:
+def test_an_overvoltage_hold_bleeds_the_high_cells() -> None:
+    # SPEC §6: while cell_overvoltage holds the charge FET open, a top-balancing BMS does its work.
     d = driver_at(0.9)
+    d.run(1.2, cell_v=cells(3.45, 3.47, 3.45, 3.70), current_a=10.0)  # over-voltage on cell 4
+    assert d.bms.active_faults(0) == ["cell_overvoltage"]
+    d.run(5.0, cell_v=cells(3.45, 3.47, 3.45, 3.66))  # charge FET open: no current, the trip holds
+    assert d.bms.balance[0].tolist() == [False, True, False, True]
+
+
+def test_a_bleeding_cell_goes_on_until_within_half_the_threshold() -> None:
+    d = after_a_top(driver_at(0.9))
     d.run(1.0, cell_v=cells(3.30, 3.32, 3.30, 3.30))
     assert d.bms.balance[0, 1]
     d.run(1.0, cell_v=cells(3.30, 3.308, 3.30, 3.30))  # 8 mV: below 10, above 5
@@ -120,7 +150,50 @@ def test_a_bleeding_cell_goes_on_until_within_half_the_threshold() -> None:
 def test_profile_thresholds_drive_balancing() -> None:
     profile = load_profile("lfp", {"balancing.threshold_v": 0.03})
     assert profile.balancing.threshold_v == 0.03
-    d = driver_at(0.9, {"balancing.threshold_v": 0.03})
+    d = after_a_top(driver_at(0.9, {"balancing.threshold_v": 0.03}))
     d.run(1.0, cell_v=cells(3.30, 3.32, 3.30, 3.30))
     assert not d.bms.balance[0].any()
     assert DT_S == 0.1
+
+
+# ----------------------------------------------------------------------------- known draws
+QUIESCENT_A = 0.010  # lfp profile, hardware.supply.quiescent_a
+BLEED_OHM = 33.0  # lfp profile, balancing.bleed_resistance_ohm
+
+
+def run_coarse(d: Driver, duration_s: float, step_s: float = 10.0, **changes: object) -> None:
+    """Long stretches at a coarse cycle (the brain takes its dt from the times it is given)."""
+    m = measurements(**changes)
+    t0 = d.t_s
+    if d.bms._t_last_s is None:
+        d.bms.step(m, t0 - 0.1)  # the brain's first cycle: from here it counts real time
+    for k in range(1, round(duration_s / step_s) + 1):
+        d.bms.step(m, t0 + k * step_s)
+    d.k += round(duration_s / DT_S)
+
+
+def test_the_count_subtracts_the_bms_own_draw_at_rest() -> None:
+    # A day at rest: the board took 10 mA × 24 h = 0.24 Ah from every cell of a 100 Ah pack.
+    d = driver_at(0.5)
+    run_coarse(d, 24 * 3600.0)
+    assert d.bms.pack_soc[0] == pytest.approx(0.5 - 0.24 / CAPACITY_AH, abs=2e-5)
+
+
+def test_the_count_applies_the_coulombic_efficiency_to_charge() -> None:
+    # 20 A for an hour into cells that keep 99 % of it: +19.8 Ah, less 0.01 Ah of the board's own draw.
+    d = Driver()
+    d.bms = Bms(
+        d.profile, PackConfig(SERIES, CAPACITY_AH, OCV, coulombic_efficiency=0.99), initial_soc=np.full(SERIES, 0.3)
+    )
+    run_coarse(d, 3600.0, current_a=20.0)
+    assert d.bms.pack_soc[0] == pytest.approx(0.3 + (19.8 - QUIESCENT_A) / CAPACITY_AH, abs=2e-5)
+
+
+def test_the_count_subtracts_the_balancing_bleed_from_the_bled_cell_only() -> None:
+    d = after_a_top(driver_at(0.9))
+    soc_before = d.bms.soc.soc[0].copy()
+    run_coarse(d, 3600.0, cell_v=cells(3.30, 3.32, 3.30, 3.30))  # cell 2 bleeds for an hour at 3.32 V
+    assert d.bms.balance[0].tolist() == [False, True, False, False]
+    lost = (soc_before - d.bms.soc.soc[0]) * CAPACITY_AH
+    assert lost[0] == pytest.approx(QUIESCENT_A, rel=0.01)
+    assert lost[1] == pytest.approx(QUIESCENT_A + 3.32 / BLEED_OHM, rel=0.01)

@@ -12,7 +12,7 @@ still present ("root cause first").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,7 @@ from openbms.bms.cell_health import CellHealthLearner
 from openbms.bms.events import Event
 from openbms.bms.interface import AfeProtectionConfig, Commands, Measurements
 from openbms.bms.limits import balancing_mask, current_limits
-from openbms.bms.plausibility import REASONS, CellStats, SensorWatch
+from openbms.bms.plausibility import JUDGED_OVER_TIME, REASONS, CellStats, SensorWatch
 from openbms.bms.profile import Profile
 from openbms.bms.protections import QUANTITIES, RELEASE_MODES, ProtectionTable, debounce, elapsed
 from openbms.bms.soc import SocEstimator
@@ -47,6 +47,7 @@ class PackConfig:
     series: int
     capacity_ah: float  # rated capacity of one series group (cell Ah × parallel cells)
     ocv: OcvTable  # the chemistry's OCV curve, for SOC from voltage
+    coulombic_efficiency: float = 1.0  # of the cells, for the SOC count (SPEC §6)
 
 
 class Bms:
@@ -78,6 +79,11 @@ class Bms:
     recovery_overrate_s: FloatArray
     recovery_blocked: BoolArray
     last_values: FloatArray
+    presumed: BoolArray
+    presumed_until_s: FloatArray
+    over_time: BoolArray
+    after_top: BoolArray
+    out_since_top_ah: FloatArray
 
     def __init__(
         self,
@@ -130,15 +136,16 @@ class Bms:
         self.rest_current_a = rest_a
 
         # Non-volatile (restored from memory at boot): lives outside _reset_volatile.
-        self.soc = SocEstimator(profile.soc, pack.ocv, pack.capacity_ah, n, s, rest_a)
-        self.health = CellHealthLearner(profile.cell_health, n, s)
+        self.soc = SocEstimator(profile.soc, pack.ocv, pack.capacity_ah, n, s, rest_a, pack.coulombic_efficiency)
+        self.health = CellHealthLearner(profile.cell_health, pack.ocv, pack.capacity_ah, n, s)
         self.reset_counts = np.zeros((n, len(RESET_METHODS)), dtype=np.int64)
         self.remembered_cell_v = np.full((n, s), np.nan)
         self.remembered_active = [set[str]() for _ in range(n)]
+        self.remembered_over_time = [set[str]() for _ in range(n)]
         self.remembered_sleeping = np.zeros(n, dtype=bool)
         self.afe_damaged = np.zeros(n, dtype=bool)
 
-        self.sensors = SensorWatch(profile.sensors, n, s)
+        self.sensors = SensorWatch(profile.sensors, n, s, pack.capacity_ah)
         self._reset_volatile(np.ones(n, dtype=bool))
         # The first cycle is a boot: every protection is evaluated before a FET closes.
         self.booting = np.ones(n, dtype=bool)
@@ -188,6 +195,13 @@ class Bms:
             "recovery_overrate_s": np.zeros(n),
             "recovery_blocked": np.zeros(n, dtype=bool),
             "last_values": np.full((n, p), np.nan),
+            # Faults judged over time, kept active after a boot until judged again (SPEC §4).
+            "presumed": np.zeros((n, p), dtype=bool),
+            "presumed_until_s": np.zeros((n, p)),
+            "over_time": np.zeros((n, p), dtype=bool),  # active faults whose trip was judged over time
+            # The pack's charge reached the top and no discharge followed yet: balancing time.
+            "after_top": np.zeros(n, dtype=bool),
+            "out_since_top_ah": np.zeros(n),
         }
         for name, value in fresh.items():
             if not hasattr(self, name) or rows.all():
@@ -255,10 +269,12 @@ class Bms:
         self._t_last_s = t_s
         self._dt_s = dt_s
         events: list[Event] = []
+        m = _finite_or_nan(m)
         if not self._soc_known.all():
-            unknown = ~self._soc_known
-            self.soc.set_from_ocv(unknown, m.cell_v)
-            self._soc_known[:] = True
+            # SOC starts from a rest voltage only once every cell reads a real voltage.
+            readable = ~self._soc_known & np.isfinite(m.cell_v).all(axis=1)
+            self.soc.set_from_ocv(readable, m.cell_v)
+            self._soc_known |= readable
         stats = CellStats.of(m)
         if self.booting.any():
             self._boot_checks(m, t_s, events)
@@ -279,15 +295,31 @@ class Bms:
         self._update_warnings(t_s, dt_s, values, events)
         self._update_sleep(m, stats, t_s, dt_s, events)
         charge_limit_a, discharge_limit_a = current_limits(self.profile.limits, self.pack.capacity_ah, stats)
+        # A limit that cannot be computed from what was read is no permission: 0 A.
+        charge_limit_a = np.nan_to_num(charge_limit_a, nan=0.0)
+        discharge_limit_a = np.nan_to_num(discharge_limit_a, nan=0.0)
         self._update_fets(t_s, dt_s, condition, stats, m, events)
         self._update_state(t_s, events)
-        self.soc.update(stats, m.cell_v, t_s, dt_s, events)
-        self.health.observe_rest(m.cell_v, np.abs(stats.current_a) < self.rest_current_a, dt_s)
+        bleed_a = self._bleed_a(m)
+        self.soc.update(stats, m.cell_v, t_s, dt_s, events, self._own_draw_a(), bleed_a, ~self._untrusted)
+        self.health.observe_rest(m.cell_v, np.abs(stats.current_a) < self.rest_current_a, bleed_a, dt_s)
         self._update_balancing(m, stats, t_s, events)
         self.limits = self._commands(charge_limit_a, discharge_limit_a)
         self.last_measurements = m
         self._mark_dirty(t_s, events)
         return self.limits, events
+
+    def _own_draw_a(self) -> FloatArray:
+        """What the board itself takes from every cell (awake or asleep): known, so counted."""
+        supply = self.profile.hardware.supply
+        return np.where(self.sleeping, supply.sleep_a, supply.quiescent_a)
+
+    def _bleed_a(self, m: Measurements) -> FloatArray:
+        """The balancing current each group gave up since the last cycle (its resistor at its voltage)."""
+        if not self.balance.any():
+            return np.zeros_like(m.cell_v)
+        v = np.nan_to_num(m.cell_v, nan=0.0, posinf=0.0, neginf=0.0)
+        return np.where(self.balance, np.clip(v, 0.0, None) / self.profile.balancing.bleed_resistance_ohm, 0.0)
 
     def _quantities(self, m: Measurements, stats: CellStats, fet_stuck: BoolArray) -> FloatArray:
         n = self.packs
@@ -333,6 +365,7 @@ class Bms:
             charging = m.charger_present & (np.nan_to_num(m.current_a) > 0.0)
         present = trip_now.copy()
         present |= self._untrusted[:, None] & self._from_cells  # cannot verify: assume still there
+        present |= self.presumed  # judged over time and not yet judged again since a boot
         present |= (mode == _HYSTERESIS) & not_back
         present |= (mode == _LOAD_REMOVED) & load[:, None]
         present |= (mode == _CHARGER_REMOVED) & charging[:, None]
@@ -365,6 +398,8 @@ class Bms:
             tripping = np.where(table.in_afe[None, :], afe_trip, tripping)
         elif self._any_in_afe:
             tripping = tripping & ~table.in_afe[None, :]
+        if self.presumed.any():
+            self._judge_presumed(tripping, t_s, events)
         new = tripping & ~self.active
 
         if not self.active.any():
@@ -392,6 +427,24 @@ class Bms:
         self._just_cleared = cleared
         if cleared.any():
             self._clear(cleared, t_s, None, events)
+
+    def _judge_presumed(self, tripping: BoolArray, t_s: float, events: list[Event]) -> None:
+        """A fault presumed present at boot is confirmed when its condition trips again with
+        fresh readings, and cleared (by the hard reset) once its judgement window has passed."""
+        confirmed = self.presumed & tripping
+        for pack, j in zip(*np.nonzero(confirmed), strict=True):
+            events.append(
+                Event(
+                    t_s,
+                    int(pack),
+                    "fault_persisted_after_reset",
+                    {"fault": self.table.names[j], "method": self.boot_method[pack]},
+                )
+            )
+        expired = self.presumed & ~confirmed & (t_s >= self.presumed_until_s)
+        self.presumed &= ~(confirmed | expired)
+        if expired.any():
+            self._clear(expired, t_s, "hard_reset", events)
 
     def _record_trips(
         self,
@@ -439,6 +492,7 @@ class Bms:
                 self.soc.full_point(int(pack), at_s, "overvoltage", events)
             if j == self._j_sensor:
                 fields["reason"] = REASONS[int(self.sensors.reason[pack])] or "implausible"
+                self.over_time[pack, j] = fields["reason"] in JUDGED_OVER_TIME
             if j == self._j_failure:
                 fields["cells"] = [int(c) + 1 for c in np.nonzero(self.health.failed[pack])[0]]
             events.append(Event(at_s, int(pack), "fault_set", fields))
@@ -455,6 +509,7 @@ class Bms:
         self.trip_timer_s[cleared] = 0.0
         self.release_timer_s[cleared] = 0.0
         self.since_s[cleared] = np.nan
+        self.over_time &= ~cleared
         self.klass = np.where(cleared, self._base_class[None, :], self.klass)
 
     def _update_warnings(self, t_s: float, dt_s: float, values: FloatArray, events: list[Event]) -> None:
@@ -626,6 +681,7 @@ class Bms:
     def restore(self, pack: int, snapshot: dict[str, Any] | None) -> None:
         if not snapshot:
             self.remembered_active[pack] = set()
+            self.remembered_over_time[pack] = set()
             self._soc_known[pack] = False
             return
         s = self._s
@@ -643,6 +699,7 @@ class Bms:
             self.reset_counts[pack, k] = int(resets.get(method, 0))
         self.remembered_cell_v[pack] = np.asarray(snapshot.get("cell_v", [np.nan] * s), dtype=float)
         self.remembered_active[pack] = set(snapshot.get("active_faults", []))
+        self.remembered_over_time[pack] = set(snapshot.get("judged_over_time", []))
         self.remembered_sleeping[pack] = bool(snapshot.get("sleeping", False))
         self.health.failed[pack] = False
         for cell in snapshot.get("failed_cells", []):
@@ -691,6 +748,7 @@ class Bms:
             was_active = self.remembered_active[pack]
             kept = persistent_at_boot.get(pack, [])
             at_once = np.zeros((self.packs, self._p), dtype=bool)
+            presume = np.zeros(self._p, dtype=bool)
             for j, name in enumerate(self.table.names):
                 if not self.table.enabled[j]:
                     continue
@@ -699,8 +757,11 @@ class Bms:
                 now = condition[pack, j] and not self.table.in_afe[j]
                 if name in kept or now or (name in was_active and present[pack, j]):
                     at_once[pack, j] = True
+                elif name in self.remembered_over_time[pack] and self.table.presumed_after_boot_s[j] > 0:
+                    presume[j] = True
             damaged = m.afe_damaged | self.afe_damaged
             self._record_trips(at_once, m, t_s, values, damaged, events)
+            self._presume(pack, presume, t_s, events)
             for j_index in np.nonzero(at_once[pack])[0]:
                 j = int(j_index)
                 name = self.table.names[j]
@@ -711,7 +772,8 @@ class Bms:
                         Event(t_s, int(pack), "fault_persisted_after_reset", {"fault": name, "method": method})
                     )
             for name in sorted(was_active):
-                if name in self.table.names and not at_once[pack, self.table.index(name)]:
+                j = self.table.index(name) if name in self.table.names else -1
+                if j >= 0 and not at_once[pack, j] and not presume[j]:
                     events.append(Event(t_s, pack, "fault_cleared", {"fault": name, "by": "hard_reset"}))
             if method == "hard":
                 self.reset_counts[pack, RESET_METHODS.index("hard")] += 1
@@ -720,6 +782,31 @@ class Bms:
                 events.append(Event(t_s, int(pack), "wake", {"by": "power_on"}))
             self.booting[pack] = False
             self.dirty[pack] = True
+
+    def _presume(self, pack: int, presume: BoolArray, t_s: float, events: list[Event]) -> None:
+        """Keep these remembered faults active until judged again: their FETs stay open."""
+        if not presume.any():
+            return
+        self.active[pack] |= presume
+        self.presumed[pack] = presume
+        self.over_time[pack] |= presume
+        self.presumed_until_s[pack] = np.where(presume, t_s + self.table.presumed_after_boot_s, 0.0)
+        self.since_s[pack] = np.where(presume, t_s, self.since_s[pack])
+        for j in np.nonzero(presume)[0]:
+            events.append(
+                Event(
+                    t_s,
+                    pack,
+                    "fault_set",
+                    {
+                        "fault": self.table.names[j],
+                        "class": CLASSES[int(self.klass[pack, j])],
+                        "value": None,
+                        "threshold": float(self.table.trip[j]),
+                        "presumed_s": float(self.table.presumed_after_boot_s[j]),
+                    },
+                )
+            )
 
     # ----------------------------------------------------------------- FETs and state
     def _update_fets(
@@ -788,8 +875,18 @@ class Bms:
         bal = self.profile.balancing
         if not bal.enabled:
             return
-        blocking_fault = (self.active & (self.table.blocks_charge | self.table.blocks_discharge)).any(axis=1)
-        allowed = ~blocking_fault & m.afe_ok & ~self.sleeping
+        current_c = stats.current_a / self.pack.capacity_ah
+        topping = (current_c > 0) & (stats.max_v >= bal.min_cell_v)
+        if self._j_ov >= 0:
+            topping |= self.active[:, self._j_ov]
+        # Balancing time lasts from the top of a charge until the pack is discharged again: by a
+        # net charge (sensor noise averages out in it) of more than ``top_until_out_soc``.
+        out_ah = -stats.current_a * self._dt_s / 3600.0
+        self.out_since_top_ah = np.where(topping, 0.0, np.maximum(self.out_since_top_ah + out_ah, 0.0))
+        ended = self.out_since_top_ah > bal.top_until_out_soc * self.pack.capacity_ah
+        self.after_top = (self.after_top | topping) & ~ended
+        stopping = (self.active & self.table.stops_balancing).any(axis=1)
+        allowed = ~stopping & m.afe_ok & ~self.sleeping & ~self._untrusted & self.after_top
         if not allowed.any() and not self.balance.any():
             return
         mask = balancing_mask(
@@ -851,6 +948,7 @@ class Bms:
         return {
             "persistent_faults": [f["fault"] for f in self.fault_details(pack) if f["class"] == "persistent"],
             "active_faults": active,
+            "judged_over_time": [self.table.names[j] for j in np.nonzero(self.active[pack] & self.over_time[pack])[0]],
             "sleeping": bool(self.sleeping[pack]),
             "soc": [_rounded(float(v)) for v in self.soc.soc[pack]],
             "soc_uncertain": bool(self.soc.uncertain[pack]),
@@ -892,6 +990,19 @@ class Bms:
 
     def state_name(self, pack: int) -> str:
         return states.STATES[int(self.state[pack])]
+
+
+_FLOAT_FIELDS = tuple(f.name for f in fields(Measurements) if f.name not in ("short_circuit_at_s",))
+
+
+def _finite_or_nan(m: Measurements) -> Measurements:
+    """An infinite reading is no more a value than NaN: the brain sees both as unreadable."""
+    bad = {}
+    for name in _FLOAT_FIELDS:
+        value = getattr(m, name)
+        if value.dtype.kind == "f" and np.isinf(value).any():
+            bad[name] = np.where(np.isinf(value), np.nan, value)
+    return replace(m, **bad) if bad else m
 
 
 def _rounded(value: float) -> float | None:

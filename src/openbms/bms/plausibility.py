@@ -57,7 +57,7 @@ class CellStats:
             min_v=min_v,
             max_v_raw=max_v_raw,
             min_v_raw=min_v_raw,
-            sum_v=m.cell_v.sum(axis=1),
+            sum_v=_sum_without_warning(m.cell_v),
             max_t=max_t,
             min_t=min_t,
             max_t_raw=max_t_raw,
@@ -66,8 +66,18 @@ class CellStats:
         )
 
 
+def _sum_without_warning(cell_v: FloatArray) -> FloatArray:
+    """Σ cells; absurd readings may overflow to ±inf or NaN, which plausibility then rejects."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        total: FloatArray = cell_v.sum(axis=1)
+    return total
+
+
 ERRATIC_JUMPS = 3  # one jump is a wire coming loose; several are a glitching front end
 REASONS = ("", "erratic", "stuck", "unreadable", "out_of_range", "stack_mismatch")
+# Reasons seen only over many readings: a boot's first reading cannot tell them gone (SPEC §4).
+# (Erratic readings are implausible one by one; only their label needs a history.)
+JUDGED_OVER_TIME = ("stuck",)
 
 
 class SensorWatch:
@@ -77,12 +87,15 @@ class SensorWatch:
     sit still too, so only its consequences (SOC against voltage) can give it away.
     """
 
-    def __init__(self, settings: Sensors, packs: int, cells: int) -> None:
+    def __init__(self, settings: Sensors, packs: int, cells: int, capacity_ah: float) -> None:
         self.settings = settings
+        self.current_max_a = settings.current_max_c_rate * capacity_ah
         self.last_v = np.full((packs, cells), np.nan)
         self.last_t = np.full((packs, cells), np.nan)
         self.unchanged_v_s = np.zeros((packs, cells))
         self.unchanged_t_s = np.zeros((packs, cells))
+        self.unchanged_v_n = np.zeros((packs, cells), dtype=np.int32)  # readings in a row, same bit
+        self.unchanged_t_n = np.zeros((packs, cells), dtype=np.int32)
         self.fet_leak_s = np.zeros(packs)
         self.jumps = np.zeros(packs, dtype=np.int32)  # readings that jumped while implausible
         self.reason = np.zeros(packs, dtype=np.int8)  # index into REASONS of the last implausible cycle
@@ -93,6 +106,8 @@ class SensorWatch:
         self.last_t[packs] = np.nan
         self.unchanged_v_s[packs] = 0.0
         self.unchanged_t_s[packs] = 0.0
+        self.unchanged_v_n[packs] = 0
+        self.unchanged_t_n[packs] = 0
         self.fet_leak_s[packs] = 0.0
         self.jumps[packs] = 0
         self.reason[packs] = 0
@@ -102,7 +117,7 @@ class SensorWatch:
         sens = self.settings
         good_v = (stats.min_v_raw >= sens.cell_v_min_v) & (stats.max_v_raw <= sens.cell_v_max_v)
         good_t = (stats.min_t_raw >= sens.temperature_min_c) & (stats.max_t_raw <= sens.temperature_max_c)
-        good_i = np.isfinite(m.current_a) & np.isfinite(m.stack_v) & np.isfinite(m.fet_t_c)
+        good_i = (np.abs(m.current_a) <= self.current_max_a) & np.isfinite(m.stack_v) & np.isfinite(m.fet_t_c)
         mismatch = np.abs(m.stack_v - stats.sum_v)
         allowed = np.maximum(sens.stack_mismatch_fraction * np.abs(m.stack_v), sens.stack_mismatch_min_v)
         good_stack = mismatch <= allowed
@@ -122,19 +137,25 @@ class SensorWatch:
         return bad
 
     def _stuck(self, m: Measurements, dt_s: float) -> BoolArray:
-        """A reading frozen to the last bit for ``stuck_window_s`` while the other sensors of its
-        kind keep changing, and that has wandered off from them: a live ADC reading wobbles in
-        its last bit, and a frozen one that still tracks the others does no harm yet."""
+        """A reading frozen to the last bit for ``stuck_window_s`` and ``stuck_min_readings``
+        readings while the other sensors of its kind keep changing, and that has wandered off from
+        them: a live ADC reading wobbles in its last bit, and a frozen one that still tracks the
+        others does no harm yet. The count of readings matters as much as the time: at a slow
+        cycle, a live reading on a flat plateau can repeat its bit a dozen times by chance."""
         sens = self.settings
-        self.unchanged_v_s = np.where(m.cell_v == self.last_v, self.unchanged_v_s + dt_s, 0.0)
-        self.unchanged_t_s = np.where(m.cell_t_c == self.last_t, self.unchanged_t_s + dt_s, 0.0)
+        same_v = m.cell_v == self.last_v
+        same_t = m.cell_t_c == self.last_t
+        self.unchanged_v_s = np.where(same_v, self.unchanged_v_s + dt_s, 0.0)
+        self.unchanged_t_s = np.where(same_t, self.unchanged_t_s + dt_s, 0.0)
+        self.unchanged_v_n = np.where(same_v, self.unchanged_v_n + 1, 0)
+        self.unchanged_t_n = np.where(same_t, self.unchanged_t_n + 1, 0)
         self.last_v, self.last_t = m.cell_v, m.cell_t_c
         stuck = np.zeros(m.cell_v.shape[0], dtype=bool)
-        for unchanged, readings, deviation in (
-            (self.unchanged_v_s, m.cell_v, sens.stuck_deviation_v),
-            (self.unchanged_t_s, m.cell_t_c, sens.stuck_deviation_c),
+        for unchanged, count, readings, deviation in (
+            (self.unchanged_v_s, self.unchanged_v_n, m.cell_v, sens.stuck_deviation_v),
+            (self.unchanged_t_s, self.unchanged_t_n, m.cell_t_c, sens.stuck_deviation_c),
         ):
-            frozen = unchanged >= sens.stuck_window_s
+            frozen = (unchanged >= sens.stuck_window_s) & (count >= sens.stuck_min_readings)
             if unchanged.shape[1] < 3 or not frozen.any():
                 continue
             others_live = np.median(unchanged, axis=1) <= sens.stuck_others_changed_within_s

@@ -58,6 +58,10 @@ class Protection(_Strict):
     escalate_window_s: float | None = Field(default=None, gt=0)
     in_afe: bool = False
     recovery_charge_c_rate: float | None = None
+    # A condition judged over time (a stuck sensor) cannot be seen in a boot's first reading: an
+    # active fault of this kind is presumed present this long after a boot (SPEC §4).
+    presumed_after_boot_s: float = Field(default=0.0, ge=0)
+    stops_balancing: bool = False
 
     @model_validator(mode="after")
     def _one_trip_threshold(self) -> Protection:
@@ -105,9 +109,11 @@ class Sensors(_Strict):
     cell_v_max_v: float
     temperature_min_c: float
     temperature_max_c: float
+    current_max_c_rate: float = Field(gt=0)
     stack_mismatch_fraction: float = Field(gt=0)
     stack_mismatch_min_v: float = Field(ge=0)
     stuck_window_s: float = Field(gt=0)
+    stuck_min_readings: int = Field(ge=2)
     stuck_others_changed_within_s: float = Field(gt=0)
     stuck_deviation_v: float = Field(gt=0)
     stuck_deviation_c: float = Field(gt=0)
@@ -127,9 +133,11 @@ class Reset(_Strict):
 
 class CellHealth(_Strict):
     learn_interval_s: float = Field(gt=0)
-    self_discharge_drop_v: float = Field(gt=0)
+    self_discharge_c_rate: float = Field(gt=0)
     self_discharge_intervals: int = Field(ge=1)
     min_capacity_fraction: float = Field(gt=0, lt=1)
+    voltage_uncertainty_v: float = Field(ge=0)
+    compare_max_doubt_soc: float = Field(gt=0, le=1)
 
 
 class CellChange(_Strict):
@@ -141,6 +149,8 @@ class Balancing(_Strict):
     threshold_v: float = Field(gt=0)
     min_cell_v: float
     max_temperature_c: float
+    bleed_resistance_ohm: float = Field(gt=0)
+    top_until_out_soc: float = Field(gt=0, le=1)
 
 
 class SocSettings(_Strict):

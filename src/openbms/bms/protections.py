@@ -59,6 +59,8 @@ class ProtectionTable:
     in_afe: BoolArray
     escalate_count: npt.NDArray[np.intp]  # 0: never escalates
     escalate_window_s: FloatArray
+    presumed_after_boot_s: FloatArray  # 0: judged from one reading; >0: judged over time
+    stops_balancing: BoolArray
 
     @staticmethod
     def from_profile(profile: Profile) -> ProtectionTable:
@@ -88,6 +90,8 @@ class ProtectionTable:
             in_afe=np.array([p.in_afe for _, p in items]),
             escalate_count=np.array([p.escalate_count or 0 for _, p in items], dtype=np.intp),
             escalate_window_s=column([p.escalate_window_s for _, p in items]),
+            presumed_after_boot_s=column([p.presumed_after_boot_s for _, p in items]),
+            stops_balancing=np.array([p.stops_balancing for _, p in items]),
         )
 
     def index(self, name: str) -> int:

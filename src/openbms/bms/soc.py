@@ -44,12 +44,14 @@ class SocEstimator:
         packs: int,
         cells: int,
         rest_current_a: float,
+        coulombic_efficiency: float = 1.0,
     ) -> None:
         self.settings = settings
         self.ocv = ocv
         self.rated_capacity_ah = capacity_ah
         self.capacity_ah = np.full(packs, capacity_ah)  # learned, per pack
         self.rest_current_a = rest_current_a
+        self.coulombic_efficiency = coulombic_efficiency
         self.soc = np.full((packs, cells), np.nan)
         self.uncertain = np.zeros(packs, dtype=bool)
         self.full_timer_s = np.zeros(packs)
@@ -84,17 +86,28 @@ class SocEstimator:
         t_s: float,
         dt_s: float,
         events: list[Event],
+        own_draw_a: FloatArray,
+        bleed_a: FloatArray,
+        trusted: BoolArray,
     ) -> None:
-        current = stats.current_a
-        self.soc += (current * dt_s / (3600.0 * self.capacity_ah))[:, None]
-        self._count(current, stats, dt_s)
+        """Count the charge every group gained or lost: the measured terminal current (charge
+        scaled by the coulombic efficiency), less the draws the BMS knows it causes itself, its
+        own supply from every group and the balancing bleed from some (SPEC §6)."""
+        # An untrusted cycle (a sensor fault debouncing; its FETs open a second later) counts nothing.
+        current = np.where(trusted, stats.current_a, 0.0)
+        stored_a = np.where(current > 0.0, current * self.coulombic_efficiency, current)
+        group_a = (stored_a - own_draw_a)[:, None] - bleed_a
+        self.soc += group_a * (dt_s / 3600.0) / self.capacity_ah[:, None]
+        self._count(current, stats, dt_s, trusted)
         self._full_charge(stats, current, t_s, dt_s, events)
         self._ocv_correction(cell_v, current, t_s, dt_s, events)
 
-    def _count(self, current: FloatArray, stats: CellStats, dt_s: float) -> None:
+    def _count(self, current: FloatArray, stats: CellStats, dt_s: float, trusted: BoolArray) -> None:
+        """Lifetime counters count only readings the brain trusts, so no garbage reading can
+        turn them into something non-volatile memory cannot store."""
         c = self.counters
-        ah = current * dt_s / 3600.0
-        wh = ah * stats.sum_v
+        ah = np.where(trusted, current, 0.0) * dt_s / 3600.0
+        wh = np.where(trusted, ah * stats.sum_v, 0.0)
         c.charge_ah += np.maximum(ah, 0.0)
         c.discharge_ah += np.maximum(-ah, 0.0)
         c.charge_wh += np.maximum(wh, 0.0)

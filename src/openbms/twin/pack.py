@@ -23,7 +23,6 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 NEIGHBOUR_CONDUCTANCE_FRACTION = 0.5  # cell-to-cell heat exchange relative to cooling to ambient
-BALANCE_RESISTANCE_OHM = 33.0
 
 
 @dataclass(frozen=True)
@@ -56,8 +55,10 @@ class Pack:
         soc: float,
         temperature_c: float,
         spread: Spread,
+        balance_resistance_ohm: float,
     ) -> None:
         self.params = params
+        self.balance_resistance_ohm = balance_resistance_ohm
         self.topology = topology
         self.packs = packs
         self.hardware = hardware
@@ -166,7 +167,7 @@ class Pack:
         the BMS board's own supply (drawn from the whole stack)."""
         drain = np.broadcast_to((self.supply_draw_a / self.topology.parallel)[:, None], self.cells.shape)
         if self.balance.any():
-            bleed = self.balance * self.group_v / BALANCE_RESISTANCE_OHM
+            bleed = self.balance * self.group_v / self.balance_resistance_ohm
             if self.topology.parallel > 1:
                 bleed = np.repeat(bleed / self.topology.parallel, self.topology.parallel, axis=1)
             drain = drain + bleed

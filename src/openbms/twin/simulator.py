@@ -61,6 +61,7 @@ class Twin:
             config.soc,
             config.temperature_c,
             config.spread,
+            config.profile.balancing.bleed_resistance_ohm,
         )
         self.afe = AnalogFrontEnd(config.profile.hardware.afe, config.spread.seed, n, series)
         group_soc = self.pack._groups_mean(self.pack.cells.soc)
@@ -70,6 +71,7 @@ class Twin:
                 series=series,
                 capacity_ah=config.cell.capacity_ah * config.topology.parallel,
                 ocv=config.cell.ocv,
+                coulombic_efficiency=config.cell.coulombic_efficiency,
             ),
             packs=n,
             initial_soc=group_soc,
