@@ -281,10 +281,9 @@ class Profile(_Strict):
 
 
 def _builtin_text(name: str) -> str:
-    try:
-        return resources.files("openbms.bms").joinpath("profiles", f"{name}.yaml").read_text("utf-8")
-    except FileNotFoundError:
-        raise ProfileError(f"unknown BMS profile {name!r}; built in: {', '.join(builtin_profiles())}") from None
+    if name not in builtin_profiles():  # never a path: a name is looked up, not opened
+        raise ProfileError(f"unknown BMS profile {name!r}; built in: {', '.join(builtin_profiles())}")
+    return resources.files("openbms.bms").joinpath("profiles", f"{name}.yaml").read_text("utf-8")
 
 
 def builtin_profiles() -> list[str]:
