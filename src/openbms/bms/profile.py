@@ -337,5 +337,7 @@ def load_profile(name: str = "lfp", overrides: dict[str, Any] | None = None) -> 
         return Profile.model_validate(raw)
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"] if p not in ("protections",))
+        loc = first["loc"]
+        # A protection is overridden by its own name (``cell_undervoltage.trip_v``), so the error does too.
+        where = ".".join(str(p) for p in (loc[1:] if len(loc) > 1 and loc[0] == "protections" else loc))
         raise ProfileError(f"setting {where!r}: {str(first['msg']).removeprefix('Value error, ')}") from None
