@@ -25,7 +25,7 @@ from openbms.scenario.output import slug, write_outputs
 from openbms.scenario.plot import plot_run
 from openbms.scenario.report import print_summary
 from openbms.scenario.runner import RunResult, ScenarioRunner
-from openbms.scenario.schema import ScenarioError, load_scenario
+from openbms.scenario.schema import Scenario, ScenarioError, Step, load_scenario
 from openbms.units import parse_duration_s
 
 app = typer.Typer(
@@ -46,10 +46,26 @@ def _consoles(json_out: bool) -> tuple[Console, Console]:
     return out, err
 
 
+def json_line(doc: object) -> str:
+    """One line of strict JSON: a non-finite number (a NaN reading) becomes null, since strict
+    parsers reject the ``NaN`` and ``Infinity`` tokens Python would write."""
+    return json.dumps(_finite_or_null(doc), allow_nan=False) + "\n"
+
+
+def _finite_or_null(value: object) -> object:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_null(v) for v in value]
+    return value
+
+
 def _run_one(
-    path: Path, every_s: float | None, err: Console, show_progress: bool
+    loaded: tuple[Scenario, list[Step]], every_s: float | None, err: Console, show_progress: bool
 ) -> tuple[RunResult, float, ScenarioRunner]:
-    scenario, steps = load_scenario(path)
+    scenario, steps = loaded
     runner = ScenarioRunner(scenario, steps, every_s=every_s)
     planned = max(runner.planned_duration_s(), 1.0)
     start = time.perf_counter()
@@ -89,8 +105,7 @@ def _simulate(
         return EXIT_INVALID
     # Validate every file before running any, so a typo in the last one costs no simulation time.
     try:
-        for path in scenarios:
-            load_scenario(path)
+        loaded = [load_scenario(path) for path in scenarios]
     except ScenarioError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_INVALID
@@ -99,9 +114,9 @@ def _simulate(
         return EXIT_INVALID
     code = EXIT_OK
     used: set[str] = set()
-    for path in scenarios:
+    for path, scenario in zip(scenarios, loaded, strict=True):
         try:
-            result, wall_s, runner = _run_one(path, every_s, err, show_progress=True)
+            result, wall_s, runner = _run_one(scenario, every_s, err, show_progress=True)
         except ScenarioError as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
             return EXIT_INVALID
@@ -121,7 +136,7 @@ def _simulate(
         if json_out:
             doc = result.as_dict()
             doc["wall_s"] = round(wall_s, 3)
-            sys.stdout.write(json.dumps(doc) + "\n")
+            sys.stdout.write(json_line(doc))
         else:
             print_summary(console, result, wall_s, files)
         if not result.passed:
@@ -195,9 +210,13 @@ def _diagnose(
         verdict = run_guide(lambda q: print_guide_question(console, q))
         snapshot_state = None
     elif device is not None:
-        from openbms.devices.reader import read_device_snapshot
+        from openbms.devices.reader import DEVICE_ERRORS, read_device_snapshot
 
-        snapshot = read_device_snapshot(device)
+        try:
+            snapshot = read_device_snapshot(device)
+        except DEVICE_ERRORS as exc:
+            err.print(f"[red]error:[/] {escape(str(exc))}")
+            return EXIT_INVALID
         verdict, snapshot_state = diagnose(snapshot), snapshot.state
     elif state is not None:
         try:
@@ -209,7 +228,7 @@ def _diagnose(
     else:
         assert scenario is not None
         try:
-            _result, _wall, runner = _run_one(scenario, None, err, show_progress=not json_out)
+            _result, _wall, runner = _run_one(load_scenario(scenario), None, err, show_progress=not json_out)
         except ScenarioError as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
             return EXIT_INVALID
@@ -225,7 +244,7 @@ def _diagnose(
 
             applied = apply_procedure(runner.twin, verdict, progress=step_done)
     if json_out:
-        sys.stdout.write(json.dumps(diagnosis_json(verdict, applied)) + "\n")
+        sys.stdout.write(json_line(diagnosis_json(verdict, applied)))
     else:
         print_diagnosis(console, verdict, snapshot_state)
         if applied is not None:
@@ -267,10 +286,9 @@ def demo(
 def _monitor(device: str, interval_s: float, count: int | None, json_out: bool) -> int:
     from rich.live import Live
 
-    from openbms.devices.ble import BleUnavailable, read_ble
+    from openbms.devices.ble import read_ble
     from openbms.devices.monitor import poll_table, reading_json
-    from openbms.devices.reader import DeviceError, DeviceReader, Poll, parse_url
-    from openbms.devices.transport import TransportError
+    from openbms.devices.reader import DEVICE_ERRORS, DeviceReader, Poll, parse_url
 
     console, err = _consoles(json_out)
     try:
@@ -281,13 +299,13 @@ def _monitor(device: str, interval_s: float, count: int | None, json_out: bool) 
         else:
             reader = DeviceReader(device)
             polls_source = reader
-    except (DeviceError, TransportError, BleUnavailable) as exc:
+    except DEVICE_ERRORS as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         return EXIT_INVALID
     if polls_source is None:
         poll = Poll(reading)
         if json_out:
-            sys.stdout.write(json.dumps(reading_json(poll)) + "\n")
+            sys.stdout.write(json_line(reading_json(poll)))
         else:
             console.print(poll_table(device, poll))
         return EXIT_OK
@@ -306,7 +324,7 @@ def _monitor(device: str, interval_s: float, count: int | None, json_out: bool) 
                 if not poll.ok:
                     worst = EXIT_FAILED
                 if json_out:
-                    sys.stdout.write(json.dumps(reading_json(poll)) + "\n")
+                    sys.stdout.write(json_line(reading_json(poll)))
                     sys.stdout.flush()
                 elif live is not None:
                     live.update(poll_table(device, poll), refresh=True)

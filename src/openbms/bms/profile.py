@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import copy
 from importlib import resources
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticUndefined
 
 Direction = Literal["above", "below"]
 Blocks = Literal["charge", "discharge", "both", "none"]
@@ -22,45 +23,83 @@ ReleaseWhen = Literal["hysteresis", "load_removed", "charger_removed", "never"]
 
 THRESHOLD_UNITS = ("v", "c", "c_rate", "s", "flag")
 
+# Physical ranges every number must lie in (SPEC: "a finite number inside its physical range").
+# They are limits of the validator, generous enough for any real pack, not thresholds: a value
+# outside them is a typo or an attack (``.nan``, ``.inf``, ``1e300``) that would silently disable
+# a protection, so it is refused before the BMS starts.
+MAX_CELL_V = 5.0  # no lithium cell chemistry rests above 5 V
+MAX_READING_V = 10.0  # a sensor's plausibility band: an open tap reads two cells
+MIN_TEMPERATURE_C, MAX_TEMPERATURE_C = -60.0, 150.0
+MAX_C_RATE = 100.0
+MAX_SENSOR_C_RATE = 10_000.0  # a current sensor's plausibility band (a hard short of a small pack)
+MAX_DELAY_S = 86_400.0  # one day: a protection delayed longer is no protection
+MAX_INTERVAL_S = 7 * 86_400.0  # learning and escalation windows
+MAX_HOLD_UP_S = 6 * 3600.0  # a BMS supply's capacitor or cell bridges hours at most
+MAX_ESCALATE_COUNT = 100
+MAX_TABLE_POINTS = 64
+MAX_CURRENT_A = 10_000.0  # AFE noise, offset and leak currents of the largest packs
+MAX_NAME_CHARS = 200
+
+
+def _in(low: float, high: float, *, above: bool = False, default: Any = PydanticUndefined) -> Any:
+    """A number within [low, high] (or (low, high] when ``above``), finite by the model config."""
+    if above:
+        return Field(default, gt=low, le=high)
+    return Field(default, ge=low, le=high)
+
+
+def _volts(default: Any = None) -> Any:
+    return _in(0.0, MAX_CELL_V, default=default)
+
+
+def _celsius(default: Any = None) -> Any:
+    return _in(MIN_TEMPERATURE_C, MAX_TEMPERATURE_C, default=default)
+
+
+def _c_rate(default: Any = None) -> Any:
+    return _in(0.0, MAX_C_RATE, default=default)
+
 
 class ProfileError(ValueError):
     """A profile or an override is invalid; the message names the key."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """No unknown keys, no NaN or infinity anywhere."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Protection(_Strict):
     """One protection of SPEC §3: condition, debounce delays, hysteresis, paths and recovery."""
 
-    quantity: str
+    quantity: str = Field(max_length=MAX_NAME_CHARS)
     direction: Direction
     enabled: bool = True
-    trip_v: float | None = None
-    trip_c: float | None = None
-    trip_c_rate: float | None = None
-    trip_s: float | None = None
-    trip_flag: float | None = None
-    trip_delay_s: float = Field(ge=0)
-    release_v: float | None = None
-    release_c: float | None = None
-    release_c_rate: float | None = None
-    release_s: float | None = None
-    release_delay_s: float = Field(default=0.0, ge=0)
+    trip_v: float | None = _volts()
+    trip_c: float | None = _celsius()
+    trip_c_rate: float | None = _c_rate()
+    trip_s: float | None = _in(0.0, MAX_DELAY_S, default=None)
+    trip_flag: float | None = _in(0.0, 1.0, default=None)
+    trip_delay_s: float = _in(0.0, MAX_DELAY_S)
+    release_v: float | None = _volts()
+    release_c: float | None = _celsius()
+    release_c_rate: float | None = _c_rate()
+    release_s: float | None = _in(0.0, MAX_DELAY_S, default=None)
+    release_delay_s: float = _in(0.0, MAX_DELAY_S, default=0.0)
     release_when: ReleaseWhen
-    warn_v: float | None = None
-    warn_c: float | None = None
-    warn_c_rate: float | None = None
+    warn_v: float | None = _volts()
+    warn_c: float | None = _celsius()
+    warn_c_rate: float | None = _c_rate()
     blocks: Blocks
     recovery: Recovery
-    escalate_count: int | None = Field(default=None, ge=1)
-    escalate_window_s: float | None = Field(default=None, gt=0)
+    escalate_count: int | None = _in(1, MAX_ESCALATE_COUNT, default=None)
+    escalate_window_s: float | None = _in(0.0, MAX_INTERVAL_S, above=True, default=None)
     in_afe: bool = False
-    recovery_charge_c_rate: float | None = None
+    recovery_charge_c_rate: float | None = _in(0.0, MAX_C_RATE, above=True, default=None)
     # A condition judged over time (a stuck sensor) cannot be seen in a boot's first reading: an
     # active fault of this kind is presumed present this long after a boot (SPEC §4).
-    presumed_after_boot_s: float = Field(default=0.0, ge=0)
+    presumed_after_boot_s: float = _in(0.0, MAX_DELAY_S, default=0.0)
     stops_balancing: bool = False
 
     @model_validator(mode="after")
@@ -105,26 +144,34 @@ class Protection(_Strict):
 
 
 class Sensors(_Strict):
-    cell_v_min_v: float
-    cell_v_max_v: float
-    temperature_min_c: float
-    temperature_max_c: float
-    current_max_c_rate: float = Field(gt=0)
-    stack_mismatch_fraction: float = Field(gt=0)
-    stack_mismatch_min_v: float = Field(ge=0)
-    stuck_window_s: float = Field(gt=0)
-    stuck_min_readings: int = Field(ge=2)
-    stuck_others_changed_within_s: float = Field(gt=0)
-    stuck_deviation_v: float = Field(gt=0)
-    stuck_deviation_c: float = Field(gt=0)
-    erratic_jump_v: float = Field(gt=0)
-    fet_leak_a: float = Field(gt=0)
-    fet_leak_delay_s: float = Field(ge=0)
+    cell_v_min_v: float = _in(-MAX_READING_V, MAX_READING_V)
+    cell_v_max_v: float = _in(-MAX_READING_V, MAX_READING_V)
+    temperature_min_c: float = _celsius(PydanticUndefined)
+    temperature_max_c: float = _celsius(PydanticUndefined)
+    current_max_c_rate: float = _in(0.0, MAX_SENSOR_C_RATE, above=True)
+    stack_mismatch_fraction: float = _in(0.0, 1.0, above=True)
+    stack_mismatch_min_v: float = _in(0.0, MAX_READING_V)
+    stuck_window_s: float = _in(0.0, MAX_DELAY_S, above=True)
+    stuck_min_readings: int = _in(2, 1_000_000)
+    stuck_others_changed_within_s: float = _in(0.0, MAX_DELAY_S, above=True)
+    stuck_deviation_v: float = _in(0.0, MAX_CELL_V, above=True)
+    stuck_deviation_c: float = _in(0.0, MAX_TEMPERATURE_C - MIN_TEMPERATURE_C, above=True)
+    erratic_jump_v: float = _in(0.0, MAX_READING_V, above=True)
+    fet_leak_a: float = _in(0.0, MAX_CURRENT_A, above=True)
+    fet_leak_delay_s: float = _in(0.0, MAX_DELAY_S)
+
+    @model_validator(mode="after")
+    def _bands_ordered(self) -> Sensors:
+        if self.cell_v_min_v >= self.cell_v_max_v:
+            raise ValueError("cell_v_min_v must lie below cell_v_max_v")
+        if self.temperature_min_c >= self.temperature_max_c:
+            raise ValueError("temperature_min_c must lie below temperature_max_c")
+        return self
 
 
 class Sleep(_Strict):
-    delay_s: float = Field(ge=0)
-    rearm_s: float = Field(ge=0)
+    delay_s: float = _in(0.0, MAX_DELAY_S)
+    rearm_s: float = _in(0.0, MAX_DELAY_S)
 
 
 class Reset(_Strict):
@@ -132,49 +179,56 @@ class Reset(_Strict):
 
 
 class CellHealth(_Strict):
-    learn_interval_s: float = Field(gt=0)
-    self_discharge_c_rate: float = Field(gt=0)
-    self_discharge_intervals: int = Field(ge=1)
+    learn_interval_s: float = _in(0.0, MAX_INTERVAL_S, above=True)
+    self_discharge_c_rate: float = _in(0.0, MAX_C_RATE, above=True)
+    self_discharge_intervals: int = _in(1, 1000)
     min_capacity_fraction: float = Field(gt=0, lt=1)
-    voltage_uncertainty_v: float = Field(ge=0)
-    compare_max_doubt_soc: float = Field(gt=0, le=1)
+    voltage_uncertainty_v: float = _in(0.0, MAX_CELL_V)
+    compare_max_doubt_soc: float = _in(0.0, 1.0, above=True)
 
 
 class CellChange(_Strict):
-    threshold_v: float = Field(gt=0)
+    threshold_v: float = _in(0.0, MAX_CELL_V, above=True)
 
 
 class Balancing(_Strict):
     enabled: bool
-    threshold_v: float = Field(gt=0)
-    min_cell_v: float
-    max_temperature_c: float
-    bleed_resistance_ohm: float = Field(gt=0)
-    top_until_out_soc: float = Field(gt=0, le=1)
+    threshold_v: float = _in(0.0, MAX_CELL_V, above=True)
+    min_cell_v: float = _volts(PydanticUndefined)
+    max_temperature_c: float = _celsius(PydanticUndefined)
+    bleed_resistance_ohm: float = _in(0.0, 1e6, above=True)
+    top_until_out_soc: float = _in(0.0, 1.0, above=True)
 
 
 class SocSettings(_Strict):
-    full_cell_v: float
-    full_tail_c_rate: float = Field(gt=0)
-    full_hold_s: float = Field(ge=0)
-    ocv_rest_s: float = Field(ge=0)
-    ocv_min_slope_v: float = Field(gt=0)
-    ocv_min_correction: float = Field(ge=0)
-    save_interval_s: float = Field(gt=0)
+    full_cell_v: float = _volts(PydanticUndefined)
+    full_tail_c_rate: float = _in(0.0, MAX_C_RATE, above=True)
+    full_hold_s: float = _in(0.0, MAX_DELAY_S)
+    ocv_rest_s: float = _in(0.0, MAX_DELAY_S)
+    ocv_min_slope_v: float = _in(0.0, 100.0, above=True)
+    ocv_min_correction: float = _in(0.0, 1.0)
+    save_interval_s: float = _in(0.0, MAX_DELAY_S, above=True)
+
+
+VoltTable = Annotated[list[Annotated[float, Field(ge=0, le=MAX_CELL_V)]], Field(max_length=MAX_TABLE_POINTS)]
+TemperatureTable = Annotated[
+    list[Annotated[float, Field(ge=MIN_TEMPERATURE_C, le=MAX_TEMPERATURE_C)]], Field(max_length=MAX_TABLE_POINTS)
+]
+FactorTable = Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(max_length=MAX_TABLE_POINTS)]
 
 
 class Limits(_Strict):
-    charge_c_rate: float = Field(ge=0)
-    discharge_c_rate: float = Field(ge=0)
-    charge_voltage_cell_v: float = Field(gt=0)
-    charge_cell_v_points: list[float]
-    charge_cell_v_factors: list[float]
-    discharge_cell_v_points: list[float]
-    discharge_cell_v_factors: list[float]
-    charge_temperature_points_c: list[float]
-    charge_temperature_factors: list[float]
-    discharge_temperature_points_c: list[float]
-    discharge_temperature_factors: list[float]
+    charge_c_rate: float = _c_rate(PydanticUndefined)
+    discharge_c_rate: float = _c_rate(PydanticUndefined)
+    charge_voltage_cell_v: float = _in(0.0, MAX_CELL_V, above=True)
+    charge_cell_v_points: VoltTable
+    charge_cell_v_factors: FactorTable
+    discharge_cell_v_points: VoltTable
+    discharge_cell_v_factors: FactorTable
+    charge_temperature_points_c: TemperatureTable
+    charge_temperature_factors: FactorTable
+    discharge_temperature_points_c: TemperatureTable
+    discharge_temperature_factors: FactorTable
 
     @model_validator(mode="after")
     def _tables_match(self) -> Limits:
@@ -189,27 +243,27 @@ class Limits(_Strict):
 
 
 class Afe(_Strict):
-    cell_v_noise_v: float = Field(ge=0)
-    cell_v_offset_v: float
-    cell_v_resolution_v: float = Field(ge=0)
-    current_noise_a: float = Field(ge=0)
-    current_offset_a: float
-    current_resolution_a: float = Field(ge=0)
-    temperature_noise_c: float = Field(ge=0)
-    temperature_resolution_c: float = Field(ge=0)
-    watchdog_s: float = Field(gt=0)
+    cell_v_noise_v: float = _in(0.0, 0.1)
+    cell_v_offset_v: float = _in(-0.1, 0.1)
+    cell_v_resolution_v: float = _in(0.0, 0.1)
+    current_noise_a: float = _in(0.0, MAX_CURRENT_A)
+    current_offset_a: float = _in(-MAX_CURRENT_A, MAX_CURRENT_A)
+    current_resolution_a: float = _in(0.0, MAX_CURRENT_A)
+    temperature_noise_c: float = _in(0.0, 10.0)
+    temperature_resolution_c: float = _in(0.0, 10.0)
+    watchdog_s: float = _in(0.0, 3600.0, above=True)
 
 
 class Supply(_Strict):
-    hold_up_s: float = Field(ge=0)
-    quiescent_a: float = Field(ge=0)
-    sleep_a: float = Field(ge=0)
+    hold_up_s: float = _in(0.0, MAX_HOLD_UP_S)
+    quiescent_a: float = _in(0.0, 10.0)
+    sleep_a: float = _in(0.0, 10.0)
 
 
 class Fet(_Strict):
-    on_resistance_ohm: float = Field(ge=0)
-    thermal_mass_j_per_k: float = Field(gt=0)
-    cooling_w_per_k: float = Field(gt=0)
+    on_resistance_ohm: float = _in(0.0, 1.0)
+    thermal_mass_j_per_k: float = _in(0.0, 1e6, above=True)
+    cooling_w_per_k: float = _in(0.0, 1e4, above=True)
 
 
 class Hardware(_Strict):
@@ -222,9 +276,9 @@ class Hardware(_Strict):
 class Profile(_Strict):
     """The whole profile. ``protections`` keeps the file's order, which is the evaluation order."""
 
-    name: str
-    cycle_s: float = Field(gt=0)
-    rest_current_c_rate: float = Field(ge=0)
+    name: str = Field(max_length=MAX_NAME_CHARS)
+    cycle_s: float = _in(0.0, 10.0, above=True)
+    rest_current_c_rate: float = _in(0.0, 10.0)
     protections: dict[str, Protection]
     sensors: Sensors
     sleep: Sleep
@@ -238,10 +292,9 @@ class Profile(_Strict):
 
 
 def _builtin_text(name: str) -> str:
-    try:
-        return resources.files("openbms.bms").joinpath("profiles", f"{name}.yaml").read_text("utf-8")
-    except FileNotFoundError:
-        raise ProfileError(f"unknown BMS profile {name!r}; built in: {', '.join(builtin_profiles())}") from None
+    if name not in builtin_profiles():  # never a path: a name is looked up, not opened
+        raise ProfileError(f"unknown BMS profile {name!r}; built in: {', '.join(builtin_profiles())}")
+    return resources.files("openbms.bms").joinpath("profiles", f"{name}.yaml").read_text("utf-8")
 
 
 def builtin_profiles() -> list[str]:
@@ -266,7 +319,8 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> None:
     for dotted, value in overrides.items():
         parts = str(dotted).split(".")
         node: Any = raw
-        if parts[0] in raw.get("protections", {}):
+        protections = raw.get("protections")
+        if isinstance(protections, dict) and parts[0] in protections:
             node = raw["protections"]
         for depth, part in enumerate(parts[:-1]):
             if not isinstance(node, dict) or part not in node:
@@ -294,5 +348,7 @@ def load_profile(name: str = "lfp", overrides: dict[str, Any] | None = None) -> 
         return Profile.model_validate(raw)
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"] if p not in ("protections",))
-        raise ProfileError(f"setting {where!r}: {first['msg']}") from None
+        loc = first["loc"]
+        # A protection is overridden by its own name (``cell_undervoltage.trip_v``), so the error does too.
+        where = ".".join(str(p) for p in (loc[1:] if len(loc) > 1 and loc[0] == "protections" else loc))
+        raise ProfileError(f"setting {where!r}: {str(first['msg']).removeprefix('Value error, ')}") from None

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from openbms.inputs import InputLimitError, read_text_limited
+
 FloatArray = npt.NDArray[np.float64]
 
 OCV_GRID_POINTS = 1001
@@ -141,6 +143,9 @@ class CellParams:
             return np.ones_like(temperature_c)
         t_k = np.maximum(temperature_c + _KELVIN, 200.0)
         return np.exp(self.arrhenius_k * (1.0 / t_k - 1.0 / (self.reference_temperature_c + _KELVIN)))
+
+
+MAX_TABLE_BYTES = 1_000_000  # an OCV table has a few hundred rows; bounds what a typo can cost
 
 
 def _read_csv_text(text: str, source: str) -> dict[str, FloatArray]:
@@ -284,9 +289,13 @@ def load_user_cell(
 ) -> CellParams:
     """A user's own cell (SPEC §8 ``pack.cell``): constant resistances, their OCV table."""
     try:
-        text = Path(ocv_csv).read_text("utf-8")
+        text = read_text_limited(Path(ocv_csv), MAX_TABLE_BYTES)
     except OSError as err:
-        raise ChemistryError(f"cannot read the OCV table {ocv_csv}: {err.strerror}") from err
+        raise ChemistryError(f"cannot read the OCV table {ocv_csv}: {err.strerror or err}") from err
+    except InputLimitError as err:
+        raise ChemistryError(f"the OCV table {ocv_csv}: {err}") from None
+    except UnicodeDecodeError:
+        raise ChemistryError(f"the OCV table {ocv_csv} is not a text file (not UTF-8)") from None
     table = _read_csv_text(text, str(ocv_csv))
     if "soc" not in table or "ocv_v" not in table:
         raise ChemistryError(f"{ocv_csv}: the OCV table needs the columns soc and ocv_v")

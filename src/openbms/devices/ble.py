@@ -103,4 +103,11 @@ async def _read_ble(address: str, timeout_s: float) -> DeviceReading:
 
 
 def read_ble(address: str, timeout_s: float = 10.0) -> DeviceReading:
-    return asyncio.run(_read_ble(address, timeout_s))
+    """One reading over BLE; every failure is a BleUnavailable sentence."""
+    _import_aiobmsble()  # says what to install before anything is tried
+    try:
+        return asyncio.run(_read_ble(address, timeout_s))
+    except BleUnavailable:
+        raise
+    except Exception as err:  # noqa: BLE001 - bleak and D-Bus raise many types for "no adapter"
+        raise BleUnavailable(f"cannot read the BLE device {address} ({type(err).__name__}: {err})") from None

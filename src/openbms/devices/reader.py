@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from openbms.devices.ble import BleUnavailable, read_ble
 from openbms.devices.errors import FrameError
 from openbms.devices.model import DeviceReading
 from openbms.devices.protocols import CLIENTS
@@ -41,6 +42,11 @@ class DeviceError(ValueError):
     """A device URL that cannot be used; one sentence says why."""
 
 
+# Everything opening or reading a device raises for a problem the user fixes (the URL, the port,
+# the adapter); monitor and diagnose both refuse these in one sentence.
+DEVICE_ERRORS = (DeviceError, TransportError, BleUnavailable)
+
+
 @dataclass(frozen=True)
 class Poll:
     """One poll of a device: a fresh reading, or the error and the age of the last good one."""
@@ -63,7 +69,16 @@ def parse_url(url: str) -> tuple[str, str]:
     protocol = protocol.lower()
     if protocol not in (*CLIENTS, "ble"):
         raise DeviceError(f"unknown protocol {protocol!r}; choose one of {', '.join((*CLIENTS, 'ble'))}")
+    if port.startswith("socket://"):
+        _check_socket(port)
     return protocol, port
+
+
+def _check_socket(port: str) -> None:
+    """``socket://HOST:PORT`` with a port number, said plainly before pyserial says it obscurely."""
+    host, sep, number = port.removeprefix("socket://").rpartition(":")
+    if not sep or not host or not number.isdigit() or not 0 < int(number) <= 65535:
+        raise DeviceError(f"{port!r} needs a host and a port number (1–65535), e.g. socket://127.0.0.1:7000")
 
 
 class DeviceReader:
@@ -135,6 +150,10 @@ def snapshot_from_reading(reading: DeviceReading | None, error: str | None = Non
 
 
 def read_device_snapshot(url: str) -> Snapshot:
+    """One reading of the device at ``url`` as a snapshot; raises one of DEVICE_ERRORS."""
+    protocol, port = parse_url(url)
+    if protocol == "ble":
+        return snapshot_from_reading(read_ble(port))
     reader = DeviceReader(url)
     try:
         poll = reader.poll()

@@ -11,11 +11,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from openbms.bms.profile import Profile
+from openbms.inputs import InputLimitError, read_text_limited
 
 STATE_FILE_VERSION = 1
+# Limits of the state-file reader: a day's event log of a troubled pack is well under 1 MB, and
+# the file's own nesting is 4 levels; beyond these it is not a state file openbms wrote.
+MAX_STATE_BYTES = 20_000_000
+MAX_STATE_DEPTH = 16
+EventScalar = str | int | float | bool | None
+EventRecord = dict[str, EventScalar | list[EventScalar]]
+_WORD_FIELDS = ("kind", "method", "result", "fault", "reason", "by", "warning")
 
 
 class SnapshotError(ValueError):
@@ -116,6 +124,18 @@ class Snapshot(BaseModel):
     events: list[dict[str, Any]] = Field(default_factory=list)
     thresholds: Thresholds = Field(default_factory=Thresholds)
 
+    @field_validator("events")
+    @classmethod
+    def _flat_events(cls, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Events carry words, numbers and lists of them, and the fields the diagnosis reads are
+        words; it relies on that."""
+        TypeAdapter(list[EventRecord]).validate_python(events, strict=True)
+        for i, event in enumerate(events):
+            for key in _WORD_FIELDS:
+                if key in event and not isinstance(event[key], str):
+                    raise ValueError(f"events.{i}.{key} must be a word")
+        return events
+
     @property
     def fault_names(self) -> set[str]:
         return {f.fault for f in self.faults}
@@ -134,14 +154,38 @@ def save_state(snapshot: Snapshot, path: Path) -> None:
         handle.write("\n")
 
 
+def _depth(doc: Any) -> int:
+    """How deeply lists and objects nest in ``doc`` (iterative: a deep file must not recurse)."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_STATE_DEPTH:
+            break
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        doc = json.loads(read_text_limited(Path(path), MAX_STATE_BYTES))
+    except OSError as err:
+        raise SnapshotError(f"{path}: cannot read the state file ({err.strerror or err})") from None
+    except InputLimitError as err:
+        raise SnapshotError(f"{path}: {err}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SnapshotError(f"{path}: not a JSON state file ({' '.join(str(err).split())})") from None
+    except RecursionError:
+        raise SnapshotError(f"{path}: nested deeper than any state file ({MAX_STATE_DEPTH} levels)") from None
+    if _depth(doc) > MAX_STATE_DEPTH:
+        raise SnapshotError(f"{path}: nested deeper than any state file ({MAX_STATE_DEPTH} levels)")
+    return doc
+
+
 def load_state(path: Path) -> Snapshot:
     """Read a state file written by ``openbms simulate --save-state``."""
-    try:
-        doc = json.loads(Path(path).read_text("utf-8"))
-    except OSError as err:
-        raise SnapshotError(f"{path}: cannot read the state file ({err.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SnapshotError(f"{path}: not a JSON state file ({err})") from None
+    doc = _read_json(path)
     if not isinstance(doc, dict) or doc.get("openbms_state") != STATE_FILE_VERSION:
         raise SnapshotError(f"{path}: not an openbms state file (saved by `openbms simulate --save-state`)")
     doc.pop("openbms_state")
@@ -149,5 +193,5 @@ def load_state(path: Path) -> Snapshot:
         return Snapshot.model_validate(doc)
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise SnapshotError(f"{path}: {where}: {first['msg']}") from None
+        where = ".".join(str(p) for p in first["loc"] if not (isinstance(p, str) and "[" in p))
+        raise SnapshotError(f"{path}: {where}: {str(first['msg']).removeprefix('Value error, ')}") from None

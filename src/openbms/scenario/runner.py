@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,9 @@ from openbms.bms.events import Event
 from openbms.bms.nvm import NonVolatileMemory
 from openbms.bms.profile import load_profile
 from openbms.chemistry import CellParams, ChemistryError, load_chemistry, load_user_cell
+from openbms.inputs import InputLimitError, read_text_limited
 from openbms.scenario.schema import (
+    MAX_DURATION_S,
     ChargerSpec,
     Conditions,
     LoadSpec,
@@ -125,28 +128,48 @@ def cell_params(scenario: Scenario) -> CellParams:
     return params
 
 
+# A day of current at 10 Hz is under 20 MB of CSV; beyond that a profile file is a mistake.
+MAX_PROFILE_BYTES = 20_000_000
+MAX_PROFILE_CURRENT_A = 1e6
+
+
 def read_profile_csv(path: Path) -> tuple[FloatArray, FloatArray]:
     """A current profile: columns t_s and current_a (positive charging), t_s increasing."""
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames or not {"t_s", "current_a"} <= set(reader.fieldnames):
-                raise ScenarioError(f"{path}: a profile needs the columns t_s and current_a")
-            t, i = [], []
-            for line_no, row in enumerate(reader, start=2):
-                try:
-                    t.append(float(row["t_s"]))
-                    i.append(float(row["current_a"]))
-                except (TypeError, ValueError):
-                    raise ScenarioError(f"{path}, line {line_no}: t_s and current_a must be numbers") from None
+        text = read_text_limited(path, MAX_PROFILE_BYTES)
     except OSError as err:
-        raise ScenarioError(f"{path}: cannot read the profile ({err.strerror})") from None
-    t_arr, i_arr = np.asarray(t), np.asarray(i)
+        raise ScenarioError(f"{path}: cannot read the profile ({err.strerror or err})") from None
+    except InputLimitError as err:
+        raise ScenarioError(f"{path}: {err}") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{path}: the profile is not a text file (not UTF-8)") from None
+    t_arr, i_arr = _profile_columns(path, text)
     if t_arr.size == 0 or not np.all(np.isfinite(t_arr)) or not np.all(np.isfinite(i_arr)):
         raise ScenarioError(f"{path}: the profile is empty or holds a value that is not a number")
     if np.any(np.diff(t_arr) <= 0):
         raise ScenarioError(f"{path}: t_s must increase from row to row")
+    if t_arr[0] < 0 or t_arr[-1] > MAX_DURATION_S or np.any(np.abs(i_arr) > MAX_PROFILE_CURRENT_A):
+        raise ScenarioError(f"{path}: t_s must lie within 0..366 d and current_a within ±1e6 A")
     return t_arr, i_arr
+
+
+def _profile_columns(path: Path, text: str) -> tuple[FloatArray, FloatArray]:
+    if "\x00" in text:
+        raise ScenarioError(f"{path}: the profile holds a NUL byte, so it is not a text file")
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if not reader.fieldnames or not {"t_s", "current_a"} <= set(reader.fieldnames):
+            raise ScenarioError(f"{path}: a profile needs the columns t_s and current_a")
+        t, i = [], []
+        for line_no, row in enumerate(reader, start=2):
+            try:
+                t.append(float(row["t_s"]))
+                i.append(float(row["current_a"]))
+            except (TypeError, ValueError):
+                raise ScenarioError(f"{path}, line {line_no}: t_s and current_a must be numbers") from None
+    except csv.Error as err:
+        raise ScenarioError(f"{path}: not a valid CSV file ({err})") from None
+    return np.asarray(t, dtype=float), np.asarray(i, dtype=float)
 
 
 class ScenarioRunner:

@@ -7,6 +7,7 @@ line and the key at fault.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,8 +24,16 @@ from pydantic import (
 
 from openbms.bms.events import EVENT_KINDS, FAULT_NAMES
 from openbms.bms.profile import ProfileError, load_profile
-from openbms.scenario.yaml_lines import Location, line_of, load_yaml_with_lines
+from openbms.scenario.yaml_lines import InputLimitError, Location, line_of, load_yaml_with_lines
 from openbms.units import parse_duration_s
+
+# Limits of the validator (not of the BMS): they keep every accepted scenario bounded in time
+# and memory. A year of simulated time is far beyond any test a scenario describes; a run of it
+# at the default 100 ms step already takes hours, so longer runs are typos (``1e9s``).
+MAX_DURATION_S = 366 * 86_400.0
+MAX_STEPS = 10_000
+MAX_SEED = 2**63 - 1
+MAX_TEXT_CHARS = 10_000
 
 KNOWN_FAULTS = FAULT_NAMES
 INJECTABLE_FAULTS = (
@@ -46,7 +55,10 @@ class ScenarioError(ValueError):
 
 
 def _duration(value: Any) -> float:
-    return parse_duration_s(value)
+    seconds = parse_duration_s(value)
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"{value!r} is longer than the longest run a scenario may ask for (366 d)")
+    return seconds
 
 
 def _fet_state(value: Any) -> bool:
@@ -75,7 +87,9 @@ Range = tuple[float, float]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """No unknown keys; no NaN or infinity (one would compare false with every limit)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------------------- pack and BMS
@@ -84,23 +98,25 @@ class SpreadSpec(_Strict):
     resistance: float = Field(default=0.0, ge=0, le=0.5)
     soc: float = Field(default=0.0, ge=0, le=0.3)
     self_discharge: float = Field(default=0.0, ge=0, le=2.0)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
 
 
 class UserCellSpec(_Strict):
-    capacity_ah: float = Field(gt=0)
-    r0_ohm: float = Field(ge=0)
-    rc: list[tuple[float, float]] = Field(default_factory=list, max_length=2)
-    ocv_csv: str
-    thermal_mass_j_per_k: float = Field(default=100.0, gt=0)
-    cooling_w_per_k: float = Field(default=0.05, ge=0)
+    capacity_ah: float = Field(gt=0, le=100_000)
+    r0_ohm: float = Field(ge=0, le=100)
+    rc: list[tuple[Annotated[float, Field(ge=0, le=100)], Annotated[float, Field(gt=0, le=1e6)]]] = Field(
+        default_factory=list, max_length=2
+    )
+    ocv_csv: str = Field(max_length=4096)
+    thermal_mass_j_per_k: float = Field(default=100.0, gt=0, le=1e7)
+    cooling_w_per_k: float = Field(default=0.05, ge=0, le=1e4)
 
 
 class PackSpec(_Strict):
     chemistry: Literal["lfp", "nmc", "lto", "lfp_prada2013"] = "lfp"
     series: int = Field(default=16, ge=1, le=1000)
     parallel: int = Field(default=1, ge=1, le=1000)
-    capacity_ah: float | None = Field(default=None, gt=0, description="capacity of one cell")
+    capacity_ah: float | None = Field(default=None, gt=0, le=100_000, description="capacity of one cell")
     soc: float = Field(default=0.5, ge=0, le=1)
     temperature_c: float = Field(default=25.0, ge=-60, le=120)
     spread: SpreadSpec = Field(default_factory=SpreadSpec)
@@ -108,8 +124,8 @@ class PackSpec(_Strict):
 
 
 class BmsSpec(_Strict):
-    profile: str = "lfp"
-    set: dict[str, Any] = Field(default_factory=dict)
+    profile: str = Field(default="lfp", max_length=100)
+    set: dict[str, Any] = Field(default_factory=dict, max_length=1000)
 
 
 # ---------------------------------------------------------------------------- conditions
@@ -140,7 +156,7 @@ class Conditions(_Strict):
     @classmethod
     def _known_events(cls, value: list[str | dict[Any, Any]] | None) -> list[str | dict[Any, Any]] | None:
         for item in value or []:
-            kind = _event_kind(item)
+            kind, _fields = event_pattern(item)
             if kind not in EVENT_KINDS:
                 raise ValueError(f"unknown event kind {kind!r}")
         return value
@@ -152,15 +168,8 @@ class Conditions(_Strict):
         return self
 
 
-def _event_kind(item: str | dict[Any, Any]) -> str:
-    if isinstance(item, str):
-        return item
-    item = {_yaml_key(k): v for k, v in item.items()}
-    if "kind" in item:
-        return str(item["kind"])
-    if len(item) == 1:
-        return str(next(iter(item)))
-    raise ValueError("an event is a kind, {kind: ..., field: ...} or {kind: {field: ...}}")
+_PATTERN_SHAPE = "an event is a kind, {kind: ..., field: ...} or {kind: {field: ...}}"
+EventValue = str | int | float | bool | None
 
 
 def _yaml_key(key: Any) -> str:
@@ -169,18 +178,48 @@ def _yaml_key(key: Any) -> str:
         return "on"
     if key is False:
         return "off"
+    if not isinstance(key, str | int):
+        raise ValueError(f"an event field is a name, not {key!r}")
     return str(key)
 
 
-def event_pattern(item: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(kind, fields that must match) of one ``events`` entry."""
+def _field_value(name: str, value: Any) -> Any:
+    """What an event field can be compared with: a number, a word, yes/no or a list of those
+    (events carry nothing else)."""
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if not isinstance(item, EventValue):
+            raise ValueError(f"event field {name!r} must be a number, a word, yes/no or a list of those")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"event field {name!r} must be a finite number")
+    return value
+
+
+def _pattern_fields(fields: Any) -> dict[str, Any]:
+    if fields is None:
+        return {}
+    if not isinstance(fields, dict):
+        raise ValueError(_PATTERN_SHAPE)
+    named = {_yaml_key(k): v for k, v in fields.items()}
+    return {k: _field_value(k, v) for k, v in named.items()}
+
+
+def event_pattern(item: Any) -> tuple[str, dict[str, Any]]:
+    """(kind, fields that must match) of one ``events`` entry; ValueError for any other shape."""
     if isinstance(item, str):
         return item, {}
-    item = {_yaml_key(k): v for k, v in item.items()}
-    if "kind" in item:
-        return str(item["kind"]), {k: v for k, v in item.items() if k != "kind"}
-    kind, fields = next(iter(item.items()))
-    return str(kind), {_yaml_key(k): v for k, v in dict(fields or {}).items()}
+    if not isinstance(item, dict) or not item:
+        raise ValueError(_PATTERN_SHAPE)
+    named = {_yaml_key(k): v for k, v in item.items()}
+    if "kind" in named:
+        kind = named.pop("kind")
+        if not isinstance(kind, str):
+            raise ValueError(f"an event kind is a word, not {kind!r}")
+        return kind, _pattern_fields(named)
+    if len(named) != 1:
+        raise ValueError(_PATTERN_SHAPE)
+    kind, fields = next(iter(named.items()))
+    return kind, _pattern_fields(fields)
 
 
 class RunUntil(Conditions):
@@ -195,9 +234,9 @@ class RunUntil(Conditions):
 
 # ---------------------------------------------------------------------------- step values
 class LoadSpec(_Strict):
-    current_a: float | None = Field(default=None, ge=0)
-    power_w: float | None = Field(default=None, ge=0)
-    resistance_ohm: float | None = Field(default=None, gt=0)
+    current_a: float | None = Field(default=None, ge=0, le=1e6)
+    power_w: float | None = Field(default=None, ge=0, le=1e9)
+    resistance_ohm: float | None = Field(default=None, gt=0, le=1e9)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> LoadSpec:
@@ -207,17 +246,17 @@ class LoadSpec(_Strict):
 
 
 class ProfileSpec(_Strict):
-    csv: str
+    csv: str = Field(max_length=4096)
 
 
 class ChargerSpec(_Strict):
-    voltage_v: float = Field(gt=0)
-    current_a: float = Field(gt=0)
-    min_battery_v: float = Field(default=0.0, ge=0)
+    voltage_v: float = Field(gt=0, le=10_000)
+    current_a: float = Field(gt=0, le=1e6)
+    min_battery_v: float = Field(default=0.0, ge=0, le=10_000)
 
 
 class ShortSpec(_Strict):
-    resistance_ohm: float = Field(gt=0)
+    resistance_ohm: float = Field(gt=0, le=1e9)
 
 
 class AmbientSpec(_Strict):
@@ -227,11 +266,15 @@ class AmbientSpec(_Strict):
 class InjectSpec(_Strict):
     fault: Literal[INJECTABLE_FAULTS]  # type: ignore[valid-type]
     cell: int | None = Field(default=None, ge=1)
-    resistance_ohm: float | None = Field(default=None, gt=0)
+    resistance_ohm: float | None = Field(default=None, gt=0, le=1e9)
     soh: float | None = Field(default=None, gt=0, le=1)
-    sensor: str | None = Field(default=None, pattern=r"^(cell_v_[1-9][0-9]*|cell_t_[1-9][0-9]*|current)$")
-    value: float | None = None
-    per_hour: float | None = None
+    sensor: str | None = Field(
+        default=None, max_length=40, pattern=r"^(cell_v_[1-9][0-9]*|cell_t_[1-9][0-9]*|current)$"
+    )
+    # A stuck sensor may report anything a broken ADC can, NaN and infinity included: the brain
+    # must then see an unreadable sensor.
+    value: float | None = Field(default=None, allow_inf_nan=True)
+    per_hour: float | None = Field(default=None, ge=-1e6, le=1e6)
     fet: Literal["charge", "discharge"] | None = None
 
     @model_validator(mode="after")
@@ -253,7 +296,7 @@ class InjectSpec(_Strict):
 class RepairSpec(_Strict):
     fault: Literal[INJECTABLE_FAULTS]  # type: ignore[valid-type]
     cell: int | None = Field(default=None, ge=1)
-    sensor: str | None = None
+    sensor: str | None = Field(default=None, max_length=40)
     fet: Literal["charge", "discharge"] | None = None
 
 
@@ -286,7 +329,7 @@ STEP_KINDS: dict[str, Any] = {
     "run": Duration,
     "run_until": RunUntil,
     "expect": Conditions,
-    "note": str,
+    "note": Annotated[str, Field(max_length=MAX_TEXT_CHARS)],
 }
 
 
@@ -300,12 +343,12 @@ class Step(_Strict):
 
 
 class Scenario(_Strict):
-    name: str
-    description: str | None = None
+    name: str = Field(max_length=200)
+    description: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
     pack: PackSpec = Field(default_factory=PackSpec)
     bms: BmsSpec = Field(default_factory=BmsSpec)
     dt: Duration = 0.1
-    timeline: list[dict[str, Any]]
+    timeline: list[dict[str, Any]] = Field(max_length=MAX_STEPS)
     source: str | None = None
 
     @field_validator("dt")
@@ -364,21 +407,35 @@ def parse_steps(raw: list[dict[str, Any]], file: str, lines: dict[Location, int]
     return steps
 
 
+def _read(path: Path) -> tuple[Any, dict[Location, int]]:
+    """The file's data and key lines, or ScenarioError with one sentence."""
+    file = str(path)
+    try:
+        return load_yaml_with_lines(path)
+    except OSError as err:
+        raise ScenarioError(f"{file}: cannot read the file ({err.strerror or err})") from None
+    except InputLimitError as err:
+        where = f"{file}, line {err.line}" if err.line else file
+        raise ScenarioError(f"{where}: {err.reason}") from None
+    except yaml.YAMLError as err:
+        raise ScenarioError(f"{file}{_yaml_problem(err)}") from None
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{file}: not a text file (not UTF-8)") from None
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """', line N: not valid YAML (what)' on one line, whatever kind of YAML error it is."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or getattr(err, "reason", None) or str(err)
+    where = f", line {mark.line + 1}" if mark is not None else ""
+    return f"{where}: not valid YAML ({' '.join(str(problem).split())})"
+
+
 def load_scenario(path: Path | str) -> tuple[Scenario, list[Step]]:
     """Read and validate a scenario file completely, or raise ScenarioError."""
     path = Path(path)
     file = str(path)
-    try:
-        data, lines = load_yaml_with_lines(path)
-    except OSError as err:
-        raise ScenarioError(f"{file}: cannot read the file ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{file}, line {mark.line + 1}" if mark else file
-        problem = getattr(err, "problem", None) or str(err)
-        raise ScenarioError(f"{where}: not valid YAML ({problem})") from None
-    except UnicodeDecodeError:
-        raise ScenarioError(f"{file}: not a text file") from None
+    data, lines = _read(path)
     if not isinstance(data, dict):
         raise ScenarioError(f"{file}: a scenario is a mapping with name, pack, bms, dt and timeline")
     try:
@@ -394,7 +451,18 @@ def load_scenario(path: Path | str) -> tuple[Scenario, list[Step]]:
     if not steps:
         raise ScenarioError(_sentence(file, lines, ("timeline",), "the timeline is empty"))
     _check_cells(scenario, steps, file, lines)
+    _check_total_duration(steps, file, lines)
     return scenario, steps
+
+
+def _check_total_duration(steps: list[Step], file: str, lines: dict[Location, int]) -> None:
+    """Runs and run_until timeouts together stay within MAX_DURATION_S, so every run ends."""
+    total = 0.0
+    for step in steps:
+        total += float(step.value) if step.kind == "run" else step.value.timeout if step.kind == "run_until" else 0.0
+        if total > MAX_DURATION_S:
+            loc: Location = ("timeline", step.index, step.kind)
+            raise ScenarioError(_sentence(file, lines, loc, "the timeline runs longer than 366 d in all"))
 
 
 def _check_cells(scenario: Scenario, steps: list[Step], file: str, lines: dict[Location, int]) -> None:

@@ -37,9 +37,14 @@ class AnalogFrontEnd:
         self.settings = settings
         self.rng = np.random.default_rng(seed + 7919)
         self._pool = self.rng.standard_normal(NOISE_POOL_SIZE)
-        self.stuck_v = np.full((packs, cells), np.nan)  # NaN: not stuck
+        # A stuck sensor reports its value whatever it is, NaN or infinity included (a broken
+        # ADC may): the masks say which sensors are stuck, the values what they report.
+        self.stuck_v = np.full((packs, cells), np.nan)
         self.stuck_t = np.full((packs, cells), np.nan)
         self.stuck_i = np.full(packs, np.nan)
+        self.stuck_v_on = np.zeros((packs, cells), dtype=bool)
+        self.stuck_t_on = np.zeros((packs, cells), dtype=bool)
+        self.stuck_i_on = np.zeros(packs, dtype=bool)
         self.drift_v_per_h = np.zeros((packs, cells))
         self.drift_t_per_h = np.zeros((packs, cells))
         self.drift_i_per_h = np.zeros(packs)
@@ -54,9 +59,9 @@ class AnalogFrontEnd:
     def faults_changed(self) -> None:
         """Call after injecting or repairing a fault, so the fast path knows to apply them."""
         self._any_fault = bool(
-            np.isfinite(self.stuck_v).any()
-            or np.isfinite(self.stuck_t).any()
-            or np.isfinite(self.stuck_i).any()
+            self.stuck_v_on.any()
+            or self.stuck_t_on.any()
+            or self.stuck_i_on.any()
             or self.drift_v_per_h.any()
             or self.drift_t_per_h.any()
             or self.drift_i_per_h.any()
@@ -137,9 +142,9 @@ class AnalogFrontEnd:
                 if k < last:
                     cell_v[p, k + 1] += true_v[p, k]
                 cell_v[p, k] = 0.0
-        cell_v = np.where(np.isnan(self.stuck_v), cell_v, self.stuck_v)
-        cell_t = np.where(np.isnan(self.stuck_t), cell_t, self.stuck_t)
-        current = np.where(np.isnan(self.stuck_i), current, self.stuck_i)
+        cell_v = np.where(self.stuck_v_on, self.stuck_v, cell_v)
+        cell_t = np.where(self.stuck_t_on, self.stuck_t, cell_t)
+        current = np.where(self.stuck_i_on, self.stuck_i, current)
         if self.glitch.any():
             erratic = self.glitch & (self.rng.random(self.glitch.shape) < GLITCH_PROBABILITY)
             if erratic.any():

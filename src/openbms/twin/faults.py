@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from openbms.twin.afe import AnalogFrontEnd
 from openbms.twin.simulator import Twin, TwinError
 
 COOLING_FAILURE_FACTOR = 0.05  # what is left of the cooling when the fan or the path fails
@@ -36,6 +37,20 @@ def _sensor(spec: FaultSpec) -> tuple[str, int]:
     if kind not in ("cell_v", "cell_t") or not number.isdigit():
         raise TwinError(f"unknown sensor {name!r}")
     return kind[-1], int(number) - 1
+
+
+def _stick(afe: AnalogFrontEnd, pack: int, spec: FaultSpec, repair: bool) -> None:
+    """A sensor stuck at ``spec.value`` (any float: NaN and ±inf are what a dead ADC reports)."""
+    kind, k = _sensor(spec)
+    if not repair and spec.value is None:
+        raise TwinError("sensor_stuck needs a value")
+    value = np.nan if repair or spec.value is None else float(spec.value)
+    values, stuck = {"v": (afe.stuck_v, afe.stuck_v_on), "t": (afe.stuck_t, afe.stuck_t_on)}.get(
+        kind, (afe.stuck_i, afe.stuck_i_on)
+    )
+    index = (pack, k) if kind in ("v", "t") else pack
+    values[index] = value
+    stuck[index] = not repair
 
 
 def _cell(spec: FaultSpec) -> int:
@@ -65,14 +80,7 @@ def _apply(twin: Twin, pack: int, spec: FaultSpec, repair: bool) -> None:
     elif fault == "open_balance_wire":
         afe.open_wire[pack, _cell(spec)] = not repair
     elif fault == "sensor_stuck":
-        kind, k = _sensor(spec)
-        value = np.nan if repair else float(spec.value if spec.value is not None else np.nan)
-        if kind == "v":
-            afe.stuck_v[pack, k] = value
-        elif kind == "t":
-            afe.stuck_t[pack, k] = value
-        else:
-            afe.stuck_i[pack] = value
+        _stick(afe, pack, spec, repair)
     elif fault == "sensor_drift":
         kind, k = _sensor(spec)
         rate = 0.0 if repair else float(spec.per_hour or 0.0)
