@@ -21,10 +21,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from openbms import __version__
-from openbms.scenario.output import slug, write_outputs
+from openbms.bms.nvm import NonVolatileMemory, NvmError
+from openbms.scenario.output import OutputSet, slug
 from openbms.scenario.plot import plot_run
 from openbms.scenario.report import print_summary
-from openbms.scenario.runner import RunResult, ScenarioRunner
+from openbms.scenario.runner import RunResult, ScenarioRunner, TelemetrySink, telemetry_columns
 from openbms.scenario.schema import Scenario, ScenarioError, Step, load_scenario
 from openbms.units import parse_duration_s
 
@@ -34,6 +35,10 @@ app = typer.Typer(
     help="openbms: a battery management system with a digital twin of the pack.",
 )
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+NVM_HELP = (
+    "Keep the BMS's non-volatile memory (event log, persistent faults and values) in this SQLite file; "
+    "the BMS powers on from what it holds. One process at a time."
+)
 
 
 class UserError(Exception):
@@ -63,10 +68,38 @@ def _finite_or_null(value: object) -> object:
 
 
 def _run_one(
-    loaded: tuple[Scenario, list[Step]], every_s: float | None, err: Console, show_progress: bool
-) -> tuple[RunResult, float, ScenarioRunner]:
+    loaded: tuple[Scenario, list[Step]],
+    every_s: float | None,
+    err: Console,
+    show_progress: bool,
+    nvm: NonVolatileMemory | None = None,
+    output: Path | None = None,
+) -> tuple[RunResult, float, ScenarioRunner, list[Path]]:
+    """Run one scenario; with ``output`` its files are staged while it runs (the telemetry
+    streams to disk) and swapped into that folder as a set at the end."""
     scenario, steps = loaded
-    runner = ScenarioRunner(scenario, steps, every_s=every_s)
+    staged = OutputSet(output, telemetry_columns(scenario.pack.series)) if output is not None else None
+    try:
+        sink: TelemetrySink | None = staged.write_row if staged is not None else None
+        result, wall_s, runner = _play(scenario, steps, every_s, err, show_progress, nvm, sink)
+    except BaseException:
+        if staged is not None:
+            staged.abandon()
+        raise
+    files = staged.commit(result, plot_run) if staged is not None else []
+    return result, wall_s, runner, files
+
+
+def _play(
+    scenario: Scenario,
+    steps: list[Step],
+    every_s: float | None,
+    err: Console,
+    show_progress: bool,
+    nvm: NonVolatileMemory | None,
+    sink: TelemetrySink | None,
+) -> tuple[RunResult, float, ScenarioRunner]:
+    runner = ScenarioRunner(scenario, steps, every_s=every_s, nvm=nvm, telemetry_sink=sink)
     planned = max(runner.planned_duration_s(), 1.0)
     start = time.perf_counter()
     with Progress(
@@ -94,6 +127,7 @@ def _simulate(
     every: str | None,
     debug: bool,
     save_state: Path | None = None,
+    nvm_path: Path | None = None,
 ) -> int:
     console, err = _consoles(json_out)
     try:
@@ -112,12 +146,43 @@ def _simulate(
     if save_state is not None and len(scenarios) != 1:
         err.print("[red]error:[/] --save-state takes exactly one scenario")
         return EXIT_INVALID
+    try:
+        nvm = NonVolatileMemory(nvm_path) if nvm_path is not None else None
+    except NvmError as exc:
+        err.print(f"[red]error:[/] --nvm: {escape(str(exc))}", soft_wrap=True)
+        return EXIT_INVALID
+    try:
+        return _simulate_each(scenarios, loaded, json_out, out, every_s, save_state, nvm, console, err)
+    finally:
+        if nvm is not None:
+            nvm.close()
+
+
+def _simulate_each(
+    scenarios: list[Path],
+    loaded: list[tuple[Scenario, list[Step]]],
+    json_out: bool,
+    out: Path | None,
+    every_s: float | None,
+    save_state: Path | None,
+    nvm: NonVolatileMemory | None,
+    console: Console,
+    err: Console,
+) -> int:
+    """Run the scenarios one after another (on one board when they share ``nvm``)."""
     code = EXIT_OK
     used: set[str] = set()
     for path, scenario in zip(scenarios, loaded, strict=True):
+        folder = None
+        if out is not None:
+            name = slug(path.stem)
+            while name in used:
+                name += "-2"
+            used.add(name)
+            folder = out if len(scenarios) == 1 else out / name
         try:
-            result, wall_s, runner = _run_one(scenario, every_s, err, show_progress=True)
-        except ScenarioError as exc:
+            result, wall_s, runner, files = _run_one(scenario, every_s, err, True, nvm, folder)
+        except (ScenarioError, NvmError) as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
             return EXIT_INVALID
         if save_state is not None:
@@ -125,14 +190,6 @@ def _simulate(
             from openbms.diagnose.snapshot import save_state as write_state
 
             write_state(snapshot_of(runner.twin), save_state)
-        files: list[Path] = []
-        if out is not None:
-            name = slug(path.stem)
-            while name in used:
-                name += "-2"
-            used.add(name)
-            folder = out if len(scenarios) == 1 else out / name
-            files = write_outputs(result, folder, plot_run)
         if json_out:
             doc = result.as_dict()
             doc["wall_s"] = round(wall_s, 3)
@@ -175,11 +232,12 @@ def simulate(
     save_state: Annotated[
         Path | None, typer.Option("--save-state", help="Save the final BMS state and history (JSON) for diagnose.")
     ] = None,
+    nvm: Annotated[Path | None, typer.Option("--nvm", help=NVM_HELP)] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Run scenarios on the twin: exit 0 when every expectation holds, 1 when one fails, 2 when a
     file or an argument is invalid."""
-    _exit(lambda: _simulate(scenarios, json_out, out, every, debug, save_state), debug)
+    _exit(lambda: _simulate(scenarios, json_out, out, every, debug, save_state, nvm), debug)
 
 
 def _diagnose(
@@ -228,7 +286,7 @@ def _diagnose(
     else:
         assert scenario is not None
         try:
-            _result, _wall, runner = _run_one(load_scenario(scenario), None, err, show_progress=not json_out)
+            _result, _wall, runner, _files = _run_one(load_scenario(scenario), None, err, show_progress=not json_out)
         except ScenarioError as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
             return EXIT_INVALID
@@ -362,9 +420,14 @@ def monitor(
 
 
 def _emulate(
-    scenario: Path, protocol: str, speed: float, tcp: int | None, allow_control: bool, linger: str | None
+    scenario: Path,
+    protocol: str,
+    speed: float,
+    tcp: int | None,
+    allow_control: bool,
+    linger: str | None,
+    nvm_path: Path | None = None,
 ) -> int:
-    from openbms.devices.emulator import Emulator, PtyPort, TcpPort, run_emulator
     from openbms.devices.protocols import SERVERS
 
     err = Console(stderr=True, highlight=False)
@@ -380,10 +443,39 @@ def _emulate(
     try:
         linger_s = parse_duration_s(linger) if linger is not None else None
         scenario_model, steps = load_scenario(scenario)
-        runner = ScenarioRunner(scenario_model, steps)
     except (ScenarioError, ValueError) as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_INVALID
+    try:
+        nvm = NonVolatileMemory(nvm_path) if nvm_path is not None else None
+    except NvmError as exc:
+        err.print(f"[red]error:[/] --nvm: {escape(str(exc))}", soft_wrap=True)
+        return EXIT_INVALID
+    try:
+        runner = ScenarioRunner(scenario_model, steps, nvm=nvm)
+    except (ScenarioError, NvmError) as exc:
+        if nvm is not None:
+            nvm.close()
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        return EXIT_INVALID
+    try:
+        return _serve(runner, scenario_model.name, protocol, speed, tcp, allow_control, linger_s, err)
+    finally:
+        runner.nvm.close()
+
+
+def _serve(
+    runner: ScenarioRunner,
+    name: str,
+    protocol: str,
+    speed: float,
+    tcp: int | None,
+    allow_control: bool,
+    linger_s: float | None,
+    err: Console,
+) -> int:
+    from openbms.devices.emulator import Emulator, PtyPort, TcpPort, run_emulator
+
     emulator = Emulator(runner, protocol, allow_control=allow_control)
     try:
         port: PtyPort | TcpPort = TcpPort(tcp) if tcp is not None else PtyPort()
@@ -392,7 +484,7 @@ def _emulate(
         return EXIT_INVALID
     print(port.path, flush=True)
     err.print(
-        f"emulating a {protocol.upper()} BMS on {port.path} (scenario {scenario_model.name!r}, {speed:g}× real time"
+        f"emulating a {protocol.upper()} BMS on {port.path} (scenario {name!r}, {speed:g}× real time"
         + (", FET control allowed" if allow_control else ", FET control refused")
         + "); Ctrl-C to stop"
     )
@@ -417,10 +509,11 @@ def emulate(
     linger: Annotated[
         str | None, typer.Option("--linger", help="Keep running this long after the timeline (default: forever).")
     ] = None,
+    nvm: Annotated[Path | None, typer.Option("--nvm", help=NVM_HELP)] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Run the twin as a JBD, Daly or JK BMS on a pseudo-terminal (its path is printed) or a TCP port."""
-    _exit(lambda: _emulate(scenario, protocol, speed, tcp, allow_control, linger), debug)
+    _exit(lambda: _emulate(scenario, protocol, speed, tcp, allow_control, linger, nvm), debug)
 
 
 @app.command()

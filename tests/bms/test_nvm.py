@@ -99,11 +99,11 @@ def test_events_keep_every_field_and_filter_by_pack(tmp_path: Path) -> None:
     nvm.append([Event(1.25, 0, "fault_set", fields), Event(2.0, 1, "reset", {"method": "hard"})])
     nvm.append([Event(3.0, 1, "wake", {"by": "button", "count": np.int64(2), "ok": np.bool_(True)})])
     assert nvm.events(0) == [
-        {"id": 1, "pack": 0, "t_s": 1.25, "kind": "fault_set", **fields, "value": 7.5},
+        {"id": 1, "pack": 0, "t_s": 1.25, "kind": "fault_set", "run": 1, **fields, "value": 7.5},
     ]
     assert nvm.events(1) == [
-        {"id": 2, "pack": 1, "t_s": 2.0, "kind": "reset", "method": "hard"},
-        {"id": 3, "pack": 1, "t_s": 3.0, "kind": "wake", "by": "button", "count": 2, "ok": True},
+        {"id": 2, "pack": 1, "t_s": 2.0, "kind": "reset", "run": 1, "method": "hard"},
+        {"id": 3, "pack": 1, "t_s": 3.0, "kind": "wake", "run": 1, "by": "button", "count": 2, "ok": True},
     ]
     assert [e["id"] for e in nvm.events()] == [1, 2, 3]
     assert nvm.events(5) == []

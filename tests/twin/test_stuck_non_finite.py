@@ -75,7 +75,6 @@ def _refuse(token: str) -> float:
     raise ValueError(f"{token} is not JSON")
 
 
-@pytest.mark.xfail(reason="needs brain NaN survival (issue 8 item 4)", strict=False)
 @pytest.mark.parametrize("reading", [".nan", ".inf", "-.inf"])
 def test_a_cell_sensor_stuck_unreadable_trips_sensor_fault_end_to_end(reading: str, tmp_path: Path) -> None:
     path = tmp_path / "stuck.yaml"

@@ -19,7 +19,7 @@ from openbms.bms import states
 from openbms.bms.brain import Bms, PackConfig
 from openbms.bms.events import Event
 from openbms.bms.interface import Commands
-from openbms.bms.nvm import NonVolatileMemory
+from openbms.bms.nvm import NonVolatileMemory, NvmError
 from openbms.bms.profile import Profile
 from openbms.chemistry import CellParams
 from openbms.twin.afe import AnalogFrontEnd
@@ -97,7 +97,28 @@ class Twin:
         self._afe_ov_v = latched_ov.trip if latched_ov is not None else np.inf
         # What a person did to each pack since its BMS last booted (the diagnosis may ask).
         self.cells_replaced: list[list[int]] = [[] for _ in range(n)]
+        self._power_on_from_memory()
         self.commands = self._decide(self._idle_step())
+
+    def _power_on_from_memory(self) -> None:
+        """A board whose memory already holds a pack's snapshot (a file a previous run wrote)
+        powers on from it, as a real board would (SPEC §7): its first cycle is a boot that
+        re-trips the persistent faults before any FET closes, so the state is ``locked`` from
+        the start and the first save writes them back instead of a clean slate."""
+        if self.nvm is None:
+            return
+        series = self.config.topology.series
+        for pack in range(self.config.packs):
+            snapshot = self.nvm.load(pack)
+            if snapshot is None:
+                continue
+            cells = len(snapshot.get("soc", []))
+            if cells != series:
+                raise NvmError(
+                    f"the event log {self.nvm.path} remembers pack {pack + 1} with {cells} cells, "
+                    f"but this pack has {series}; use another file"
+                )
+            self.bms.restore(pack, snapshot)  # the BMS is booting already (method power_on)
 
     # ------------------------------------------------------------------ stepping
     def _idle_step(self) -> StepResult:
