@@ -51,8 +51,8 @@ CUTOFF_V = 2.9  # an inverter's low-voltage cut-off, per cell, under load
 class Day:
     day: int
     faults: dict[str, int]
-    top_soc_spread: list[float]  # per pack, at the end of the charge window (full mode)
-    top_v_spread_mv: list[float]
+    top_soc_spread: list[float | None]  # per pack: max − min cell SOC at the end of the charge window (full mode)
+    top_v_spread_mv: list[float | None]
     soc_error: list[float]  # BMS pack SOC − true pack SOC, per pack, end of day
     states: list[str]
     failed_cells: list[list[int]]
@@ -147,9 +147,8 @@ def full_day(r: Runner) -> tuple[np.ndarray, np.ndarray]:
     r.run(1 * 3600)
     r.charger(CHARGE_V_PER_CELL * SERIES, 50.0)
     r.run(8 * 3600)
-    cells = r.twin.pack.cells
-    charge = cells.soc * cells.capacity_ah / cells.params.capacity_ah
-    soc_spread = charge.max(axis=1) - charge.min(axis=1)
+    soc = r.twin.pack.cells.soc  # each cell's own state of charge: top-balanced means equal at the top
+    soc_spread = soc.max(axis=1) - soc.min(axis=1)
     r.no_charger()
     r.run(30 * 60)
     v = r.twin.last_measurements.cell_v
@@ -167,8 +166,13 @@ def partial_day(r: Runner) -> tuple[np.ndarray, np.ndarray]:
         r.run(3600)
         r.no_charger()
         r.run(4 * 3600)
-    nan = np.full(r.twin.config.packs, np.nan)
-    return nan, nan
+    nothing = np.full(r.twin.config.packs, np.nan)  # no top of charge in this mode
+    return nothing, nothing
+
+
+def _finite(x: float, digits: int) -> float | None:
+    """Strict JSON has no NaN: a figure that does not apply is null."""
+    return round(float(x), digits) if np.isfinite(x) else None
 
 
 def rss_mb() -> float:
@@ -195,8 +199,8 @@ def soak(mode: str, days: int, packs: int, dt_s: float, seed: int, out: Any) -> 
         record = Day(
             day=day,
             faults=dict(r.faults - before),
-            top_soc_spread=[round(float(x), 4) for x in soc_spread],
-            top_v_spread_mv=[round(float(x), 1) for x in v_spread],
+            top_soc_spread=[_finite(x, 4) for x in soc_spread],
+            top_v_spread_mv=[_finite(x, 1) for x in v_spread],
             soc_error=[round(float(x), 5) for x in soc_error],
             states=[twin.state_name(p) for p in range(packs)],
             failed_cells=[[int(c) + 1 for c in np.nonzero(twin.bms.health.failed[p])[0]] for p in range(packs)],

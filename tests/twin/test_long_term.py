@@ -44,22 +44,22 @@ def run(twin: Twin, seconds: float, load_a: float = 0.0, charger: tuple[float, f
             ext.load_mode[0] = LOAD_NONE
 
 
-def charge_spread(twin: Twin) -> float:
-    cells = twin.pack.cells
-    charge = cells.soc * cells.capacity_ah / cells.params.capacity_ah
-    return float(charge.max() - charge.min())
+def top_spread(twin: Twin) -> float:
+    """Max − min of the cells' own SOC: a top-balanced pack has all its cells full together."""
+    soc = twin.pack.cells.soc
+    return float(soc.max() - soc.min())
 
 
 def test_balancing_converges_a_spread_pack_over_days_of_daily_charging() -> None:
     # 10 Ah cells, SOC spread σ 3 %: the board's 33 Ω resistors bleed ~0.1 A, 1 % of a cell an
     # hour, for as long as the pack sits at the top of its charge. A few days level it.
     twin = make_twin(10.0, 0.6, Spread(capacity=0.0, resistance=0.05, soc=0.03, seed=3), dt_s=5.0)
-    spreads = [charge_spread(twin)]
+    spreads = [top_spread(twin)]
     for _ in range(2):
         run(twin, 1.5 * 3600, load_a=5.0)
         run(twin, 3600)
         run(twin, 8 * 3600, charger=(4 * 3.45, 5.0))
-        spreads.append(charge_spread(twin))
+        spreads.append(top_spread(twin))
         run(twin, DAY_S - 10.5 * 3600)
     assert spreads[0] > 0.04  # the pack starts several per cent apart
     assert spreads[-1] < 0.01, spreads  # within 1 % of a cell after two days

@@ -53,6 +53,8 @@ def print_summary(console: Console, result: RunResult, wall_s: float, files: lis
                         if event["fault"] in ("sensor_fault", "cell_failure")
                         else (detail + " (" + ", ".join(extra) + ")")
                     )
+                if "presumed_s" in event:
+                    detail = f"presumed still present after the boot, judged again within {event['presumed_s']:g} s"
             elif kind == "fault_cleared":
                 what = f"[green]▼ {event['fault']}[/] cleared"
                 detail = f"by {event['by']}"
