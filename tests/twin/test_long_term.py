@@ -87,3 +87,31 @@ def test_soc_drifts_only_by_the_cells_own_self_discharge() -> None:
     self_discharge = load_chemistry("lfp").self_discharge_per_day
     print(f"SOC drift {drift_per_day * 100:.3f} %/day (cells' self-discharge {self_discharge * 100:.2f} %/day)")
     assert 0.5 * self_discharge <= drift_per_day <= 1.5 * self_discharge
+
+
+def test_no_healthy_pack_on_the_charger_is_condemned_whatever_its_spread() -> None:
+    # The issue's case over a batch: 12 spread 16S 100 Ah packs (each its own draw of capacity,
+    # resistance, SOC and self-discharge) charged at 56.8 V and left on the charger for 8 h.
+    # Their fullest cells trip over-voltage and sink on the steep top; none is a failing cell.
+    packs = 12
+    twin = Twin(
+        TwinConfig(
+            cell=load_chemistry("lfp").scaled_to(100.0),
+            topology=Topology(16, 1),
+            profile=load_profile("lfp"),
+            packs=packs,
+            soc=0.6,
+            spread=Spread(capacity=0.02, resistance=0.05, soc=0.01, self_discharge=0.2, seed=11),
+            dt_s=5.0,
+        ),
+        keep_events=False,
+    )
+    ext = twin.pack.external
+    ext.charger_connected[:], ext.charger_v[:], ext.charger_a[:] = True, 56.8, 50.0
+    tripped = np.zeros(packs, dtype=bool)
+    for _ in range(round(8 * 3600 / twin.dt_s)):
+        twin.step()
+        tripped |= twin.bms.active[:, twin.bms.table.index("cell_overvoltage")]
+    assert tripped.all()  # every pack met its top: the case that used to condemn a cell
+    assert not twin.bms.health.failed.any()
+    assert {twin.state_name(p) for p in range(packs)} <= {"normal", "protected"}  # none locked
