@@ -67,6 +67,16 @@ def _finite_or_null(value: object) -> object:
     return value
 
 
+def _open_nvm(path: Path | None) -> NonVolatileMemory | None:
+    """The event log the user named (``--nvm``), or None for one in memory."""
+    if path is None:
+        return None
+    try:
+        return NonVolatileMemory(path)
+    except NvmError as exc:
+        raise UserError(f"--nvm: {exc}") from None
+
+
 def _run_one(
     loaded: tuple[Scenario, list[Step]],
     every_s: float | None,
@@ -146,11 +156,7 @@ def _simulate(
     if save_state is not None and len(scenarios) != 1:
         err.print("[red]error:[/] --save-state takes exactly one scenario")
         return EXIT_INVALID
-    try:
-        nvm = NonVolatileMemory(nvm_path) if nvm_path is not None else None
-    except NvmError as exc:
-        err.print(f"[red]error:[/] --nvm: {escape(str(exc))}", soft_wrap=True)
-        return EXIT_INVALID
+    nvm = _open_nvm(nvm_path)
     try:
         return _simulate_each(scenarios, loaded, json_out, out, every_s, save_state, nvm, console, err)
     finally:
@@ -446,11 +452,7 @@ def _emulate(
     except (ScenarioError, ValueError) as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_INVALID
-    try:
-        nvm = NonVolatileMemory(nvm_path) if nvm_path is not None else None
-    except NvmError as exc:
-        err.print(f"[red]error:[/] --nvm: {escape(str(exc))}", soft_wrap=True)
-        return EXIT_INVALID
+    nvm = _open_nvm(nvm_path)
     try:
         runner = ScenarioRunner(scenario_model, steps, nvm=nvm)
     except (ScenarioError, NvmError) as exc:
