@@ -23,6 +23,7 @@ from stream_checks import drain, feed_in_chunks, fuzz, is_subsequence
 from openbms.bms.events import FAULT_NAMES
 from openbms.devices import jbd
 from openbms.devices.errors import FrameError
+from openbms.devices.protocols import ControlHook, JbdServer, LiveState
 
 VECTORS: dict[str, Any] = json.loads((Path(__file__).parent / "vectors" / "jbd.json").read_text())
 
@@ -193,6 +194,87 @@ def test_error_status_reply_and_name_register() -> None:
     assert jbd.decode_name(jbd.decode_reply(frame).data) == "JBD-SP04S034"
     error = jbd.decode_reply(jbd.encode_reply(jbd.REG_BASIC_INFO, b"", status=jbd.STATUS_ERROR))
     assert error.status == 0x80 and error.data == b""
+
+
+# --- register 0x05: the device name -------------------------------------------------------------
+
+REAL_NAME_VECTOR = next(v for v in VECTORS["vectors"] if v["name"].startswith("device name reply"))
+
+
+def _by_hand(register: int, data: bytes) -> bytes:
+    """A reply framed from the published rule alone, not from our encoder: checksum is
+    0x10000 - (status + length + data bytes), big-endian, then 0x77."""
+    span = bytes((0x00, len(data))) + data
+    return bytes((0xDD, register)) + span + ((0x10000 - sum(span)) & 0xFFFF).to_bytes(2, "big") + b"\x77"
+
+
+def test_real_name_reply_is_the_bare_name_and_its_checksum_is_the_published_rule() -> None:
+    frame = bytes.fromhex(REAL_NAME_VECTOR["hex"])
+    name = b"JBD-SP10S009-L8S-100A-B-K"
+    # The capture is DD 05 00 19, then the 25 name bytes with no length prefix, then FA 10 77.
+    assert frame[3] == 0x19 == len(name) and frame[4:-3] == name
+    assert (0x10000 - sum(frame[2:-3])) & 0xFFFF == 0xFA10 == int.from_bytes(frame[-3:-1], "big")
+    assert jbd.checksum(frame[2:-3]) == 0xFA10
+    assert _by_hand(0x05, name) == frame
+    assert jbd.decode_name(jbd.decode_reply(frame).data) == name.decode()
+
+
+def test_protocol_document_example_decodes_bare() -> None:
+    # JBD protocol document: DD 05 00 0A "0123456789" <checksum> 77.
+    frame = _by_hand(0x05, b"0123456789")
+    assert frame[:4] == bytes.fromhex("dd05000a")
+    assert jbd.decode_name(jbd.decode_reply(frame).data) == "0123456789"
+
+
+def test_length_prefixed_name_is_still_read_when_unambiguous() -> None:
+    assert jbd.decode_name(b"\x0a0123456789") == "0123456789"
+    assert jbd.decode_name(b"\x00") == ""
+
+
+def test_a_printable_name_is_bare_even_if_its_first_byte_looks_like_a_length() -> None:
+    name = "!" + "A" * 0x21  # '!' is 0x21, the length of the rest: still a bare name
+    assert jbd.decode_name(name.encode()) == name
+
+
+@pytest.mark.parametrize("data", [b"\x05abc", b"\x03ab\x00", b"JBD\x00", b"\xffname", b"\x01"])
+def test_name_blocks_that_are_neither_form_are_refused(data: bytes) -> None:
+    with pytest.raises(FrameError):
+        jbd.decode_name(data)
+
+
+def test_empty_name_block_is_an_empty_name() -> None:
+    assert jbd.decode_name(b"") == ""
+
+
+def test_encode_name_refuses_what_could_not_be_read_back() -> None:
+    for bad in ("tab\there", "caf\u00e9", "x" * (jbd.MAX_DATA + 1)):
+        with pytest.raises(FrameError):
+            jbd.encode_name(bad)
+
+
+def test_emulator_answers_register_5_with_the_bare_name() -> None:
+    state = LiveState(
+        cell_v=[3.3] * 4,
+        temperature_c=[25.0],
+        fet_temperature_c=25.0,
+        current_a=0.0,
+        pack_v=13.2,
+        soc=0.5,
+        charge_fet=True,
+        discharge_fet=True,
+        faults=[],
+        warnings=[],
+        balancing_mask=0,
+        cycles=0,
+        remaining_ah=50.0,
+        nominal_ah=100.0,
+        name="JBD-SP10S009-L8S-100A-B-K",
+    )
+    request = jbd.encode_request(jbd.REG_NAME)
+    refuse: ControlHook = lambda what, fields: False  # noqa: E731 - a name read never writes
+    assert JbdServer().answer(request, state, refuse) == [bytes.fromhex(REAL_NAME_VECTOR["hex"])]
+    twin = LiveState(**{**vars(state), "name": "openbms twin"})
+    assert JbdServer().answer(request, twin, refuse) == [_by_hand(0x05, b"openbms twin")]
 
 
 def test_requests_and_replies_are_not_confused() -> None:

@@ -299,25 +299,40 @@ def encode_cells(volts: list[float]) -> bytes:
         raise FrameError(f"cell voltages {volts!r} do not fit u16 mV") from None
 
 
+def _printable(raw: bytes) -> bool:
+    return all(0x20 <= b <= 0x7E for b in raw)
+
+
 def decode_name(data: BytesLike) -> str:
-    """Register 0x05: one length byte, then that many ASCII bytes."""
+    """Register 0x05: the device name, in either of the two forms seen for it.
+
+    Real boards send the bare name: the frame's length byte already says how long it is. A published
+    capture of a JBD-SP10S009 answers ``dd 05 00 19`` + the 25 bytes of "JBD-SP10S009-L8S-100A-B-K"
+    (tests/devices/vectors/jbd.json), and the JBD protocol document's own example is
+    ``DD 05 00 0A "0123456789"``. Some register maps (bms-tools) describe a length byte before the
+    text; we used to insist on that and so failed every poll of a real board. We still accept it,
+    but only where it cannot be a bare name: a bare name that is all printable ASCII wins, and the
+    prefixed reading is taken only if the first byte is exactly the length of a printable rest.
+    """
     raw = bytes(data)
-    if not raw or len(raw) != 1 + raw[0]:
-        raise FrameError(f"JBD name block of {len(raw)} bytes disagrees with its length prefix")
-    try:
+    if _printable(raw):
+        return raw.decode("ascii")
+    if raw and raw[0] == len(raw) - 1 and _printable(raw[1:]):
         return raw[1:].decode("ascii")
-    except UnicodeDecodeError:
-        raise FrameError("JBD device name is not ASCII") from None
+    raise FrameError(f"JBD name block of {len(raw)} bytes is neither a printable name nor a length-prefixed one")
 
 
 def encode_name(name: str) -> bytes:
+    """The bare name, as real boards send it (see ``decode_name``)."""
     try:
         text = name.encode("ascii")
     except UnicodeEncodeError:
         raise FrameError(f"device name {name!r} is not ASCII") from None
-    if len(text) >= MAX_DATA:
-        raise FrameError(f"device name of {len(text)} characters exceeds the frame cap")
-    return bytes((len(text),)) + text
+    if not _printable(text):
+        raise FrameError(f"device name {name!r} has non-printable characters")
+    if len(text) > MAX_DATA:
+        raise FrameError(f"device name of {len(text)} characters exceeds the {MAX_DATA}-byte frame cap")
+    return text
 
 
 # --- protection bits -> SPEC §3 ----------------------------------------------------------------
