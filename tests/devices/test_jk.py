@@ -21,6 +21,7 @@ from openbms.bms.events import FAULT_NAMES
 from openbms.devices import jk
 from openbms.devices.errors import FrameError
 from openbms.devices.model import DeviceReading
+from openbms.devices.protocols import JkServer, LiveState
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "jk.json").read_text())["vectors"]
 RESPONSES = [v for v in VECTORS if "request" not in v["name"]]
@@ -189,6 +190,60 @@ def test_temperatures_above_100_are_negative(raw: int, celsius: int) -> None:
 def test_status_bits_give_the_fets(status: int, charge: bool, discharge: bool) -> None:
     reading = jk.to_reading(_with(jk.decode_frame(RESPONSE), r8c=status.to_bytes(2, "big")))
     assert (reading.charge_fet, reading.discharge_fet) == (charge, discharge)
+
+
+def _twin(charge: bool, discharge: bool, balancer: bool = True) -> LiveState:
+    return LiveState(
+        cell_v=[3.3] * 4,
+        temperature_c=[25.0],
+        fet_temperature_c=25.0,
+        current_a=0.0,
+        pack_v=13.2,
+        soc=0.5,
+        charge_fet=charge,
+        discharge_fet=discharge,
+        faults=[],
+        warnings=[],
+        balancing_mask=0,
+        cycles=0,
+        remaining_ah=50.0,
+        nominal_ah=100.0,
+        balancer_enabled=balancer,
+    )
+
+
+def _emulated_status(state: LiveState) -> int:
+    replies = JkServer().answer(bytes.fromhex(REQUESTS[0]["hex"]), state, lambda what, fields: False)
+    value = jk.decode_frame(replies[0]).value(jk.STATUS)
+    assert isinstance(value, int)
+    return value
+
+
+def _three_character_reader(status: int) -> tuple[bool, bool, bool]:
+    """How dbus-serialbattery's jkbms.py reads 0x8C: the binary numeral padded to three digits,
+    charge = character 2, discharge = character 1, balancing = character 0."""
+    digits = bin(status)[2:].rjust(3, "0")
+    return digits[2] == "1", digits[1] == "1", digits[0] == "1"
+
+
+def test_recorded_status_0007_is_both_fets_on_with_the_balancer_and_bit_3_clear() -> None:
+    frame = jk.decode_frame(RESPONSE)
+    assert frame.records[jk.STATUS] == b"\x00\x07"
+    reading = jk.to_reading(frame)
+    assert (reading.charge_fet, reading.discharge_fet) == (True, True)
+    assert frame.value(0x9D) == 1  # the same board's balance switch setting: on, as bit 2 says
+
+
+def test_emulator_sends_the_recorded_status_for_the_same_state() -> None:
+    assert _emulated_status(_twin(True, True)) == 0x0007
+
+
+@pytest.mark.parametrize("balancer", [True, False])
+@pytest.mark.parametrize(("charge", "discharge"), [(True, True), (True, False), (False, True), (False, False)])
+def test_emulator_status_holds_only_what_the_twin_is_doing(charge: bool, discharge: bool, balancer: bool) -> None:
+    status = _emulated_status(_twin(charge, discharge, balancer))
+    assert status == charge | discharge << 1 | balancer << 2  # bit 3 ("battery dropped") and above: 0
+    assert _three_character_reader(status) == (charge, discharge, balancer)
 
 
 def test_values_encode_back_to_the_recorded_bytes() -> None:

@@ -62,6 +62,7 @@ class Emulator:
             cycles=int(snapshot["counters"]["cycles"]),
             remaining_ah=float(bms.pack_soc[0]) * capacity,
             nominal_ah=capacity,
+            balancer_enabled=bool(bms.profile.balancing.enabled),
         )
 
     def answering(self) -> bool:

@@ -218,11 +218,14 @@ ALARM_BITS: tuple[str, ...] = (
 
 SPEC_FAULTS = frozenset(FAULT_NAMES)
 
-# 0x8C status bits.
+# 0x8C status bits (esphome-jk-bms protocol doc). Bits 4..15 are reserved.
 STATUS_CHARGE_FET = 0
 STATUS_DISCHARGE_FET = 1
 STATUS_BALANCER = 2  # balance switch state (enabled), not "bleeding now"
-STATUS_ONLINE = 3  # "battery dropped": 1 normal, 0 offline
+# The doc calls bit 3 "battery dropped: 1 normal, 0 offline", but the doc's own recorded answer from
+# a working board (tests/devices/vectors/jk.json) has 0x8C = 0x0007: bit 3 clear. We trust the
+# recording: a healthy board leaves bit 3 at 0, and we neither rely on it nor send it.
+STATUS_DROPPED = 3
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ class LiveState:
     remaining_ah: float
     nominal_ah: float
     name: str = "openbms twin"
+    balancer_enabled: bool = True  # the profile's balancing switch, not "bleeding now"
 
 
 class Client(Protocol):
@@ -251,8 +252,7 @@ class JkServer:
             return [self._frame(request.command, {})] if ok else []
         if request.command != jk.COMMAND_READ_ALL:
             return []
-        status = (state.charge_fet << jk.STATUS_CHARGE_FET) | (state.discharge_fet << jk.STATUS_DISCHARGE_FET)
-        status |= 1 << jk.STATUS_ONLINE
+        status = self.status_bits(state)
         version = 1
         values: dict[int, object] = {
             jk.CELLS: [round(_clip(v, 0, 65.535), 3) for v in state.cell_v],
@@ -270,6 +270,21 @@ class JkServer:
         }
         records = {rid: jk.encode_value(rid, value, version) for rid, value in values.items()}  # type: ignore[arg-type]
         return [self._frame(jk.COMMAND_READ_ALL, records)]
+
+    @staticmethod
+    def status_bits(state: LiveState) -> int:
+        """0x8C as a real board sends it: the two FETs and the balance switch (bit 2), nothing else.
+
+        A healthy board with both FETs on and its balancer enabled answers 0x0007 (the recorded frame
+        in tests/devices/vectors/jk.json). Bit 3 stays clear as it does there: dbus-serialbattery reads
+        the flags as characters 2, 1, 0 of the binary numeral padded to three digits, so a set bit 3
+        shifts each flag one place and a twin with discharge on reads as discharge off.
+        """
+        return (
+            state.charge_fet << jk.STATUS_CHARGE_FET
+            | state.discharge_fet << jk.STATUS_DISCHARGE_FET
+            | state.balancer_enabled << jk.STATUS_BALANCER
+        )
 
     @staticmethod
     def _frame(command: int, records: dict[int, bytes]) -> bytes:
