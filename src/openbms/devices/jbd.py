@@ -319,7 +319,10 @@ def decode_name(data: BytesLike) -> str:
         return raw.decode("ascii")
     if raw and raw[0] == len(raw) - 1 and _printable(raw[1:]):
         return raw[1:].decode("ascii")
-    raise FrameError(f"JBD name block of {len(raw)} bytes is neither a printable name nor a length-prefixed one")
+    # Anything else is still a name (NUL padding, a vendor's own characters): the name is only a
+    # label, so an odd one must never turn a healthy board's poll into a communication error.
+    text = raw.rstrip(b"\x00 ").decode("ascii", errors="replace")
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def encode_name(name: str) -> bytes:
