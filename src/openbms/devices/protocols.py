@@ -171,16 +171,15 @@ class DalyServer:
         request = daly.decode_request(frame)
         cmd = request.command
         if cmd in (daly.CMD_DISCHARGE_FET, daly.CMD_CHARGE_FET):
+            # One command addresses one FET: only that one goes to the control hook. Filling in
+            # the other from ``state`` (the FETs as they were before the twin's next step) made
+            # a second write arriving within one step undo the first (DA 01 then D9 00 left both
+            # off); the twin keeps the other FET's standing command instead.
             on = daly.decode_fet_switch(request.data)
-            charge_on = on if cmd == daly.CMD_CHARGE_FET else state.charge_fet
-            discharge_on = on if cmd == daly.CMD_DISCHARGE_FET else state.discharge_fet
-            ok = control("fet", {"command": cmd, "charge_on": charge_on, "discharge_on": discharge_on})
-            now = (
-                (charge_on if cmd == daly.CMD_CHARGE_FET else discharge_on)
-                if ok
-                else (state.charge_fet if cmd == daly.CMD_CHARGE_FET else state.discharge_fet)
-            )
-            return [daly.encode_reply(cmd, bytes((int(now),)))]
+            key = "charge_on" if cmd == daly.CMD_CHARGE_FET else "discharge_on"
+            ok = control("fet", {"command": cmd, key: on})
+            was = state.charge_fet if cmd == daly.CMD_CHARGE_FET else state.discharge_fet
+            return [daly.encode_reply(cmd, bytes((int(on if ok else was),)))]
         if cmd == daly.CMD_PACK:
             pack = daly.PackStatus(
                 pack_v=round(_clip(state.pack_v, 0, 6553.5), 1),
@@ -241,10 +240,11 @@ class JkServer:
     def answer(self, frame: bytes, state: LiveState, control: ControlHook) -> list[bytes]:
         request = jk.decode_request(frame)
         if request.command == jk.COMMAND_WRITE and request.register in (JK_CHARGE_SWITCH, JK_DISCHARGE_SWITCH):
+            # One record addresses one FET; only that one goes to the hook (see DalyServer: the
+            # other taken from ``state`` let a quick second write undo the first).
             on = bool(request.value[:1] == b"\x01")
-            charge_on = on if request.register == JK_CHARGE_SWITCH else state.charge_fet
-            discharge_on = on if request.register == JK_DISCHARGE_SWITCH else state.discharge_fet
-            ok = control("fet", {"register": request.register, "charge_on": charge_on, "discharge_on": discharge_on})
+            key = "charge_on" if request.register == JK_CHARGE_SWITCH else "discharge_on"
+            ok = control("fet", {"register": request.register, key: on})
             return [self._frame(request.command, {request.register: b"\x01" if ok else b"\x00"})]
         if request.command == jk.COMMAND_WRITE:
             ok = control("write", {"register": request.register})
