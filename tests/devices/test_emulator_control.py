@@ -241,3 +241,19 @@ def test_reads_are_not_control_writes(protocol: str, make_emulator: Any) -> None
         emulator.handle_bytes(request)
     assert control_writes(emulator) == ([], [])
     assert len(emulator.runner.nvm.events()) == count
+
+
+@pytest.mark.parametrize("protocol", ("daly", "jk"))
+def test_two_one_fet_writes_before_a_step_both_apply(protocol: str, make_emulator: Any) -> None:
+    """Daly and JK address one FET per write; the second, arriving before the twin steps, must not
+    re-command the first's FET from the not-yet-updated physical state (both were left off)."""
+    emulator = make_emulator(protocol, allow_control=True)
+    emulator.handle_bytes(write_request(protocol, "charge", on=False))
+    step(emulator)
+    assert fets(emulator) == (False, True)
+    emulator.handle_bytes(write_request(protocol, "charge", on=True) + write_request(protocol, "discharge", on=False))
+    step(emulator)
+    assert fets(emulator) == (True, False)
+    assert_logged(emulator, protocol, [True, True, True])
+    twin, _ = control_writes(emulator)
+    assert [(e["charge_on"], e["discharge_on"]) for e in twin] == [(False, True), (True, True), (True, False)]

@@ -40,6 +40,9 @@ REQUEST_ADDRESSES: Final = frozenset({HOST_ADDRESS, BLE_ADDRESS})
 DATA_LEN: Final = 8
 FRAME_LEN: Final = 13
 
+CMD_RATED: Final = 0x50
+CMD_DETAILS: Final = 0x53
+CMD_BATTERY_CODE: Final = 0x57
 CMD_PACK: Final = 0x90
 CMD_CELL_EXTREMES: Final = 0x91
 CMD_TEMPERATURE_EXTREMES: Final = 0x92
@@ -53,6 +56,8 @@ CMD_DISCHARGE_FET: Final = 0xD9
 CMD_CHARGE_FET: Final = 0xDA
 
 CELLS_PER_FRAME: Final = 3
+CODE_FRAMES: Final = 5  # 0x57: the battery code comes as 5 numbered frames of 7 characters
+CODE_CHARS_PER_FRAME: Final = 7
 TEMPERATURES_PER_FRAME: Final = 7
 MAX_BALANCE_CELLS: Final = 48  # 6 bitmap bytes in 0x97
 
@@ -205,6 +210,12 @@ def encode_pack(status: PackStatus, *, invert_current: bool = False) -> bytes:
 
 # --- 0x91 / 0x92: extremes ---------------------------------------------------------------------
 
+# Layouts as read by Louisvdw/dbus-serialbattery ``etc/dbus-serialbattery/bms/daly.py``
+# (``read_cell_voltage_range_data``: ``unpack_from(">hbhb")``, mV, 1-based cell numbers;
+# ``read_temperature_range_data``: ``unpack_from(">bbbb")``, max, its sensor, min, its sensor, each
+# temperature degC + 40) and by dreadnought/python-daly-bms ``dalybms/daly_bms.py``
+# (``get_cell_voltage_range`` / ``get_temperature_range``: highest value and cell/sensor first).
+
 _CELL_EXTREMES: Final = (
     Field("max_cell_v", 0, ">H", 0.001),
     Field("max_cell", 2, "B"),
@@ -288,11 +299,16 @@ def encode_fets(fets: FetStatus) -> bytes:
 
 # --- 0x94: counts and cycles -------------------------------------------------------------------
 
+# data[2] and data[3] are whole bytes, 0 or 1, not bits: dreadnought/python-daly-bms
+# ``dalybms/daly_bms.py`` ``get_status`` names them "charger_running" / "load_running", and
+# dbus-serialbattery ``daly.py`` ``read_status_data`` unpacks them as booleans (``">bb??bhx"``)
+# into ``charger_connected`` / ``load_connected``. data[4] is the DIO byte: python-daly-bms reads
+# bits 0..3 as DI1..DI4 and bits 4..7 as DO1..DO4.
 _STATUS: Final = (
     Field("cell_count", 0, "B"),
     Field("ntc_count", 1, "B"),
-    Field("charger", 2, "B"),  # charger detected
-    Field("load", 3, "B"),  # load detected
+    Field("charger", 2, "B"),  # 1 = charger connected
+    Field("load", 3, "B"),  # 1 = load connected
     Field("dio", 4, "B"),  # digital I/O bits
     Field("cycles", 5, ">H"),
 )
@@ -322,6 +338,83 @@ def decode_status(data: BytesLike) -> StatusInfo:
 
 def encode_status(status: StatusInfo) -> bytes:
     return encode_fields(_STATUS, vars(status), DATA_LEN)
+
+
+# --- 0x50 / 0x53 / 0x57: rated values, production date, battery code ---------------------------
+
+# Read once at start-up by dbus-serialbattery ``daly.py`` (the version with ``command_rated_params``,
+# ``command_batt_details`` and ``command_batt_code``): ``read_capacity`` unpacks 0x50 as
+# ``">LL"`` (rated capacity in mAh, then a cell voltage it names ``cell_volt`` and does not use;
+# we read it as the nominal cell voltage in mV); ``read_production_date`` unpacks 0x53 as
+# ``">BBBBB"`` and uses data[2..4] as year - 2000, month, day (data[0..1] unread);
+# ``read_battery_code`` expects 5 frames for 0x57, each ``">B7s"``: frame number 1..5, then 7
+# characters of the battery code.
+_RATED: Final = (
+    Field("capacity_ah", 0, ">I", 0.001),  # mAh
+    Field("nominal_cell_v", 4, ">I", 0.001),  # mV
+)
+
+
+@dataclass(frozen=True)
+class Rated:
+    capacity_ah: float
+    nominal_cell_v: float
+
+
+def decode_rated(data: BytesLike) -> Rated:
+    """0x50: rated capacity and nominal cell voltage."""
+    return Rated(**_decode(_RATED, data))
+
+
+def encode_rated(rated: Rated) -> bytes:
+    return encode_fields(_RATED, vars(rated), DATA_LEN)
+
+
+_DETAILS: Final = (
+    Field("year", 2, "B", 1.0, 2000.0),
+    Field("month", 3, "B"),
+    Field("day", 4, "B"),
+)
+
+
+@dataclass(frozen=True)
+class Details:
+    """0x53 as far as our source reads it: the production date."""
+
+    year: int
+    month: int
+    day: int
+
+
+def decode_details(data: BytesLike) -> Details:
+    v = _decode(_DETAILS, data)
+    return Details(int(v["year"]), int(v["month"]), int(v["day"]))
+
+
+def encode_details(details: Details) -> bytes:
+    return encode_fields(_DETAILS, vars(details), DATA_LEN)
+
+
+def encode_battery_code(code: str) -> list[bytes]:
+    """The data of the 5 frames of a 0x57 reply: number, then 7 ASCII characters, space-padded."""
+    raw = code.encode("ascii", "replace")[: CODE_FRAMES * CODE_CHARS_PER_FRAME]
+    raw = raw.ljust(CODE_FRAMES * CODE_CHARS_PER_FRAME, b" ")
+    step = CODE_CHARS_PER_FRAME
+    return [bytes((k + 1,)) + raw[k * step : (k + 1) * step] for k in range(CODE_FRAMES)]
+
+
+def decode_battery_code(payloads: Iterable[BytesLike]) -> str:
+    """The battery code from the data of a 0x57 reply's frames (any order), trailing spaces dropped."""
+    parts: dict[int, bytes] = {}
+    for payload in payloads:
+        raw = _data(payload)
+        if not 1 <= raw[0] <= CODE_FRAMES:
+            raise FrameError(f"Daly 0x57 frame number {raw[0]} is not 1..{CODE_FRAMES}")
+        parts[raw[0]] = raw[1:]
+    missing = [n for n in range(1, CODE_FRAMES + 1) if n not in parts]
+    if missing:
+        raise FrameError(f"Daly 0x57 reply is missing frame(s) {missing}")
+    return b"".join(parts[n] for n in range(1, CODE_FRAMES + 1)).decode("ascii", "replace").rstrip(" \0")
 
 
 # --- 0x95 / 0x96: multi-frame cell voltages and temperatures -----------------------------------

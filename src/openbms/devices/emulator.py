@@ -24,6 +24,7 @@ from openbms.devices.protocols import SERVERS, LiveState
 from openbms.scenario.runner import ScenarioRunner
 
 MAX_PENDING = 4096
+PRESENCE_A = 0.5  # current beyond which the board counts a charger / load as present (as 0x93 mode)
 
 
 class Emulator:
@@ -63,6 +64,10 @@ class Emulator:
             remaining_ah=float(bms.pack_soc[0]) * capacity,
             nominal_ah=capacity,
             balancer_enabled=bool(bms.profile.balancing.enabled),
+            # What the board's detect inputs see, or current it measures flowing that way (a
+            # current profile charging has no charger object but is a charger to the board).
+            charger_present=bool(m.charger_present[0]) or float(np.nan_to_num(m.current_a[0])) > PRESENCE_A,
+            load_present=bool(m.load_present[0]) or float(np.nan_to_num(m.current_a[0])) < -PRESENCE_A,
         )
 
     def answering(self) -> bool:

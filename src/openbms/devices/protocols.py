@@ -9,7 +9,7 @@ what the emulator says is exactly what the reader understands.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,6 +43,8 @@ class LiveState:
     nominal_ah: float
     name: str = "openbms twin"
     balancer_enabled: bool = True  # the profile's balancing switch, not "bleeding now"
+    charger_present: bool = False  # the board sees a charger (its detect input, or charge current)
+    load_present: bool = False  # the board sees a load (its detect input, or discharge current)
 
 
 class Client(Protocol):
@@ -131,6 +133,21 @@ class JbdServer:
 
 
 # ----------------------------------------------------------------------------- Daly
+# Fixed answers where the twin has no equivalent (dbus-serialbattery ``daly.py`` asks for both at
+# start-up: ``read_capacity`` 0x50, ``read_production_date`` 0x53). The twin's cells have no
+# nominal voltage: 3.2 V is the usual LFP nominal (our default chemistry); a reader only shows it.
+# The production date is the one our JBD emulation reports (2025-11-25).
+DALY_NOMINAL_CELL_V = 3.2
+DALY_PRODUCTION_DATE = daly.Details(2025, 11, 25)
+
+
+def _extremes(values: Sequence[float]) -> tuple[int, int]:
+    """0-based indices of the highest and the lowest value, the first of equals (as a board scans)."""
+    high = max(range(len(values)), key=values.__getitem__)
+    low = min(range(len(values)), key=values.__getitem__)
+    return high, low
+
+
 class DalyClient:
     protocol = "daly"
     find_frame: FrameFinder = staticmethod(daly.find_frame)
@@ -172,16 +189,15 @@ class DalyServer:
         request = daly.decode_request(frame)
         cmd = request.command
         if cmd in (daly.CMD_DISCHARGE_FET, daly.CMD_CHARGE_FET):
+            # One command addresses one FET: only that one goes to the control hook. Filling in
+            # the other from ``state`` (the FETs as they were before the twin's next step) made
+            # a second write arriving within one step undo the first (DA 01 then D9 00 left both
+            # off); the twin keeps the other FET's standing command instead.
             on = daly.decode_fet_switch(request.data)
-            charge_on = on if cmd == daly.CMD_CHARGE_FET else state.charge_fet
-            discharge_on = on if cmd == daly.CMD_DISCHARGE_FET else state.discharge_fet
-            ok = control("fet", {"command": cmd, "charge_on": charge_on, "discharge_on": discharge_on})
-            now = (
-                (charge_on if cmd == daly.CMD_CHARGE_FET else discharge_on)
-                if ok
-                else (state.charge_fet if cmd == daly.CMD_CHARGE_FET else state.discharge_fet)
-            )
-            return [daly.encode_reply(cmd, bytes((int(now),)))]
+            key = "charge_on" if cmd == daly.CMD_CHARGE_FET else "discharge_on"
+            ok = control("fet", {"command": cmd, key: on})
+            was = state.charge_fet if cmd == daly.CMD_CHARGE_FET else state.discharge_fet
+            return [daly.encode_reply(cmd, bytes((int(on if ok else was),)))]
         if cmd == daly.CMD_PACK:
             pack = daly.PackStatus(
                 pack_v=round(_clip(state.pack_v, 0, 6553.5), 1),
@@ -195,8 +211,36 @@ class DalyServer:
             fets = daly.FetStatus(mode, state.charge_fet, state.discharge_fet, 1, round(state.remaining_ah, 3))
             return [daly.encode_reply(cmd, daly.encode_fets(fets))]
         if cmd == daly.CMD_STATUS:
-            status = daly.StatusInfo(len(state.cell_v), len(state.temperature_c), False, False, 0, state.cycles)
+            status = daly.StatusInfo(
+                len(state.cell_v),
+                len(state.temperature_c),
+                state.charger_present,
+                state.load_present,
+                0,
+                state.cycles,
+            )
             return [daly.encode_reply(cmd, daly.encode_status(status))]
+        if cmd == daly.CMD_CELL_EXTREMES:
+            if not state.cell_v:
+                return []
+            volts = [round(_clip(v, 0, 65.535), 3) for v in state.cell_v]
+            high, low = _extremes(volts)
+            cells = daly.CellExtremes(volts[high], high + 1, volts[low], low + 1)
+            return [daly.encode_reply(cmd, daly.encode_cell_extremes(cells))]
+        if cmd == daly.CMD_TEMPERATURE_EXTREMES:
+            if not state.temperature_c:
+                return []  # a board without sensors has no extremes to give
+            temps = [round(_clip(t, -40, 215)) for t in state.temperature_c]
+            high, low = _extremes(temps)
+            extremes = daly.TemperatureExtremes(temps[high], high + 1, temps[low], low + 1)
+            return [daly.encode_reply(cmd, daly.encode_temperature_extremes(extremes))]
+        if cmd == daly.CMD_RATED:
+            rated = daly.Rated(round(_clip(state.nominal_ah, 0, 4294967.295), 3), DALY_NOMINAL_CELL_V)
+            return [daly.encode_reply(cmd, daly.encode_rated(rated))]
+        if cmd == daly.CMD_DETAILS:
+            return [daly.encode_reply(cmd, daly.encode_details(DALY_PRODUCTION_DATE))]
+        if cmd == daly.CMD_BATTERY_CODE:
+            return [daly.encode_reply(cmd, p) for p in daly.encode_battery_code(state.name)]
         if cmd == daly.CMD_CELLS:
             payloads = daly.encode_cells([round(_clip(v, 0, 65.535), 3) for v in state.cell_v])
             return [daly.encode_reply(cmd, p) for p in payloads]
@@ -242,10 +286,11 @@ class JkServer:
     def answer(self, frame: bytes, state: LiveState, control: ControlHook) -> list[bytes]:
         request = jk.decode_request(frame)
         if request.command == jk.COMMAND_WRITE and request.register in (JK_CHARGE_SWITCH, JK_DISCHARGE_SWITCH):
+            # One record addresses one FET; only that one goes to the hook (see DalyServer: the
+            # other taken from ``state`` let a quick second write undo the first).
             on = bool(request.value[:1] == b"\x01")
-            charge_on = on if request.register == JK_CHARGE_SWITCH else state.charge_fet
-            discharge_on = on if request.register == JK_DISCHARGE_SWITCH else state.discharge_fet
-            ok = control("fet", {"register": request.register, "charge_on": charge_on, "discharge_on": discharge_on})
+            key = "charge_on" if request.register == JK_CHARGE_SWITCH else "discharge_on"
+            ok = control("fet", {"register": request.register, key: on})
             return [self._frame(request.command, {request.register: b"\x01" if ok else b"\x00"})]
         if request.command == jk.COMMAND_WRITE:
             ok = control("write", {"register": request.register})

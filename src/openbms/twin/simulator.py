@@ -232,7 +232,20 @@ class Twin:
 
     def control_write(self, pack: int, protocol: str, what: str, allowed: bool, **request: Any) -> bool:
         """A write from a monitor over the link (FET control). Logged whether or not it is carried
-        out; carried out only when ``allowed`` (the emulator's --allow-control)."""
+        out; carried out only when ``allowed`` (the emulator's --allow-control).
+
+        A FET write that names only one of ``charge_on`` / ``discharge_on`` (Daly 0xD9 / 0xDA, JK
+        0xAB / 0xAC each address one FET) leaves the other at the operator's standing command,
+        never at the FETs' physical state: that state changes only at the next step, so reading
+        it let a second write within one step undo the first. Writes apply in arrival order and
+        each is logged with both values as they stand after it.
+        """
+        if what == "fet":
+            request = {
+                "charge_on": not bool(self.bms.operator_charge_off[pack]),
+                "discharge_on": not bool(self.bms.operator_discharge_off[pack]),
+                **request,
+            }
         accepted = bool(allowed and self.running[pack] and not self.bms.sleeping[pack])
         self._board_event(pack, "control_write", {"protocol": protocol, "what": what, "accepted": accepted, **request})
         if accepted and what == "fet":
