@@ -9,7 +9,8 @@ machine does not fail it (the measured figures are printed). The speed the twin 
 reported below the speed asked.
 
 An emulator that keeps pace (a small pack at a modest speed) answers as promptly and reports
-nothing.
+nothing. ``openbms emulate`` itself answers as promptly, prints a status line with the achieved
+speed on SIGUSR1 and one more when it stops.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from __future__ import annotations
 import os
 import re
 import select
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -164,3 +168,42 @@ def test_a_twin_that_keeps_pace_answers_as_promptly_and_reports_nothing(tmp_path
     assert lines == []
     assert "cannot keep pace" not in status
     assert speed == pytest.approx(EASY_SPEED, rel=0.2)
+
+
+STATUS_LINE = re.compile(r"twin running at ([0-9.e+]+)× \(asked 100000×, cannot keep pace\)")
+
+
+def test_openbms_emulate_answers_and_states_its_achieved_speed_when_asked(tmp_path: Path) -> None:
+    path = tmp_path / "slow.yaml"
+    path.write_text(SLOW)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "openbms.cli", "emulate", str(path), "--protocol", "jbd", "--speed", "100000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "the emulator printed nothing"
+        client = os.open(proc.stdout.readline().strip(), os.O_RDWR | os.O_NOCTTY)
+        try:
+            measured = latencies(client, count=REQUESTS // 4)
+        finally:
+            os.close(client)
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=5)
+    print(summary("openbms emulate, twin behind", measured))
+    print(stderr)
+    assert proc.returncode == 0, stderr
+    assert max(measured) < BOUND_S, summary("openbms emulate, twin behind", measured)
+    assert "kill -USR1" in stderr
+    statuses = STATUS_LINE.findall(" ".join(stderr.split()))
+    assert len(statuses) == 2, stderr  # the one asked for and the one at the end
+    assert all(0 < float(speed) < SLOW_SPEED for speed in statuses)
