@@ -9,7 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import signal
 import sys
+import threading
 import time
 from importlib import resources
 from pathlib import Path
@@ -485,17 +488,33 @@ def _serve(
         err.print(f"[red]error:[/] cannot open the port: {escape(str(exc))}")
         return EXIT_INVALID
     print(port.path, flush=True)
+    status_signal = getattr(signal, "SIGUSR1", None)
     err.print(
         f"emulating a {protocol.upper()} BMS on {port.path} (scenario {name!r}, {speed:g}× real time"
         + (", FET control allowed" if allow_control else ", FET control refused")
         + "); Ctrl-C to stop"
+        + (f", kill -USR1 {os.getpid()} for a status line" if status_signal is not None else "")
     )
+
+    def say(line: str) -> None:
+        err.print(escape(line))
+
+    def status(*_: object) -> None:
+        if emulator.pacer is not None:
+            say(emulator.pacer.status())
+
+    previous = None
+    if status_signal is not None and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(status_signal, status)
     try:
-        run_emulator(emulator, port, speed=speed, linger_s=linger_s)
+        run_emulator(emulator, port, speed=speed, linger_s=linger_s, report=say)
     except KeyboardInterrupt:
         pass
     finally:
+        if previous is not None and status_signal is not None:
+            signal.signal(status_signal, previous)
         port.close()
+    status()
     return EXIT_OK
 
 

@@ -42,6 +42,7 @@ class Emulator:
         self._pending = b""
         self.requests_seen = 0
         self.frames_rejected = 0
+        self.pacer: Pacer | None = None  # set by run_emulator
 
     # ------------------------------------------------------------------ the board's view
     def live_state(self) -> LiveState:
@@ -116,21 +117,95 @@ class Emulator:
 
 
 class Pacer:
-    """Runs the scenario at ``speed`` × real time, serving the port between control cycles."""
+    """Runs the scenario at ``speed`` × real time, serving the port between control cycles.
 
-    def __init__(self, emulator: Emulator, speed: float, serve: Callable[[float], None]) -> None:
+    The runner calls the pacer after every control cycle. Ahead of schedule it waits on the port
+    (``serve`` with a timeout) until the cycle is due; behind schedule it still looks at the port
+    (non-blocking) at least every ``POLL_S`` of wall time, so a request is answered within about
+    one control cycle whatever ``speed`` is, and the twin runs as fast as it can. A schedule more
+    than ``SLACK_S`` behind is moved up: after a stall the twin never sprints to catch up. The
+    speed achieved is measured every ``report_every_s``; while the twin cannot keep pace,
+    ``report`` gets a line saying so (and one when it keeps pace again).
+    """
+
+    POLL_S = 0.005  # behind schedule: look at the port at least this often (wall time)
+    SLACK_S = 0.25  # most the schedule may lag (wall time) before it is moved up
+    LAG_S = 0.05  # lagging more than this (wall time) counts as not keeping pace
+
+    def __init__(
+        self,
+        emulator: Emulator,
+        speed: float,
+        serve: Callable[[float], None],
+        report: Callable[[str], None] | None = None,
+        report_every_s: float = 5.0,
+    ) -> None:
         self.emulator = emulator
         self.speed = speed
         self.serve = serve
-        self.start = time.monotonic()
+        self.report = report
+        self.report_every_s = report_every_s
+        now = time.monotonic()
+        self._anchor = (now, emulator.twin.t_s)  # wall time, pack time at which they coincide
+        self._window = (now, emulator.twin.t_s)
+        self._last_serve = now
+        self._lagging = False  # in the current measuring window
+        self.behind = False  # in the last complete window
+        self.achieved_speed: float | None = None  # over the last complete window
 
     def __call__(self, t_s: float) -> None:
-        due = self.start + t_s / self.speed
-        while True:
-            left = due - time.monotonic()
-            if left <= 0:
-                return
-            self.serve(min(left, 0.05))
+        now = time.monotonic()
+        wall0, sim0 = self._anchor
+        due = wall0 + (t_s - sim0) / self.speed
+        if due <= now:
+            lag = now - due
+            if lag > self.LAG_S:
+                self._lagging = True
+            if lag > self.SLACK_S:
+                self._anchor = (now - self.SLACK_S, t_s)
+            if now - self._last_serve >= self.POLL_S:
+                self.serve(0.0)
+                self._last_serve = time.monotonic()
+        else:
+            while True:
+                left = due - time.monotonic()
+                if left <= 0:
+                    break
+                self.serve(min(left, 0.05))
+            self._last_serve = now = time.monotonic()
+        self._measure(t_s, now)
+
+    def _measure(self, t_s: float, now: float) -> None:
+        w_wall, w_sim = self._window
+        if now - w_wall < self.report_every_s:
+            return
+        self.achieved_speed = (t_s - w_sim) / (now - w_wall)
+        was_behind, self.behind = self.behind, self._lagging
+        self._window, self._lagging = (now, t_s), False
+        if self.report is None:
+            return
+        if self.behind:
+            self.report(f"twin running at {self.achieved_speed:.4g}× (asked {self.speed:g}×): it cannot keep pace")
+        elif was_behind:
+            self.report(f"twin keeping pace again at {self.achieved_speed:.4g}× (asked {self.speed:g}×)")
+
+    def current_speed(self) -> float | None:
+        """The speed over the last complete window, or so far in this one."""
+        if self.achieved_speed is not None:
+            return self.achieved_speed
+        w_wall, w_sim = self._window
+        elapsed = time.monotonic() - w_wall
+        return (self.emulator.twin.t_s - w_sim) / elapsed if elapsed > 0 else None
+
+    def status(self) -> str:
+        """One line: pack time, the speed achieved against the speed asked, requests seen."""
+        speed = self.current_speed()
+        running = "not yet measured" if speed is None else f"running at {speed:.4g}×"
+        pace = ", cannot keep pace" if self.behind or self._lagging else ""
+        return (
+            f"pack time {self.emulator.twin.t_s:.0f} s, twin {running} (asked {self.speed:g}×{pace}), "
+            f"{self.emulator.requests_seen} requests"
+        )
 
 
 class PtyPort:
@@ -209,9 +284,13 @@ def run_emulator(
     speed: float = 1.0,
     stop: threading.Event | None = None,
     linger_s: float | None = None,
+    report: Callable[[str], None] | None = None,
+    report_every_s: float = 5.0,
 ) -> None:
     """Play the scenario in (scaled) real time while answering ``port``; afterwards keep the
-    twin running at rest for ``linger_s`` (None: until ``stop`` is set)."""
+    twin running at rest for ``linger_s`` (None: until ``stop`` is set). When the twin cannot
+    keep pace it runs as fast as it can, still answering, and ``report`` is told the speed it
+    achieves; ``emulator.pacer.status()`` says it at any time."""
     stop = stop or threading.Event()
 
     def serve(timeout_s: float) -> None:
@@ -219,7 +298,8 @@ def run_emulator(
             raise _Stopped
         port.serve(emulator, timeout_s)
 
-    pacer = Pacer(emulator, speed, serve)
+    pacer = Pacer(emulator, speed, serve, report, report_every_s)
+    emulator.pacer = pacer
     runner = emulator.runner
     try:
         runner.pace = pacer
