@@ -41,7 +41,7 @@ EPS = 1e-6
 # A 10 A load on an LFP pack with spread cells (distinct voltages), a noise-free AFE.
 SCENARIO = f"""\
 name: third-party-readers
-pack: {{chemistry: lfp, series: {SERIES}, capacity_ah: 50, soc: 0.6, temperature_c: 25,
+pack: {{chemistry: lfp, series: {SERIES}, capacity_ah: 50, soc: 0.6, temperature_c: 31.6,
        spread: {{soc: 0.03, capacity: 0.01, resistance: 0.05, seed: 5}}}}
 bms:
   profile: lfp
@@ -274,3 +274,74 @@ def test_pydalybms_reads_the_daly_emulator(scenario_path: Path, fets: tuple[bool
     assert len(cells.cells) == SERIES
     for k, (got, want) in enumerate(zip(cells.cells, state.cell_v, strict=True), start=1):
         close(got, want, 0.001, f"cell {k}")
+
+
+# ----------------------------------------------------------------------------- a protection, by each reader's own names
+
+# The same pack below 0 degC: the BMS holds the charge FET off for charge under-temperature
+# (SPEC §3 ``charge_undertemperature``) while the load keeps discharging.
+COLD_SCENARIO = SCENARIO.replace("temperature_c: 31.6", "temperature_c: -4.6")
+
+
+@pytest.fixture
+def cold_scenario_path(tmp_path: Path) -> Path:
+    assert COLD_SCENARIO != SCENARIO
+    path = tmp_path / "cold.yaml"
+    path.write_text(COLD_SCENARIO)
+    return path
+
+
+def check_cold(state: LiveState) -> None:
+    assert state.faults == ["charge_undertemperature"]
+    assert (state.charge_fet, state.discharge_fet) == (False, True)
+    assert all(t < 0 for t in state.temperature_c)
+
+
+def test_bmstools_reads_a_charge_undertemperature_protection(cold_scenario_path: Path) -> None:
+    jbd_module = pytest.importorskip("bmstools.jbd", reason="bmstools not installed (pip install -e '.[readers]')")
+    serial = pytest.importorskip("serial")
+    with paused_emulator("jbd", cold_scenario_path, None) as (emulator, path):
+        basic = jbd_module.JBD(serial.Serial(path), timeout=1).readBasicInfo()
+        state = truth(emulator)
+    check_cold(state)
+    assert [name for name, on in basic.items() if name.endswith("_err") and on] == ["chgut_err"]
+    assert (basic["chg_fet_en"], basic["dsg_fet_en"]) == (False, True)
+    for k, want in enumerate(state.temperature_c):
+        close(basic[f"ntc{k}"], want, 0.1, f"NTC {k + 1}")
+
+
+def test_dalybms_reads_a_charge_undertemperature_protection(cold_scenario_path: Path) -> None:
+    dalybms = pytest.importorskip("dalybms", reason="dalybms not installed (pip install -e '.[readers]')")
+    with paused_emulator("daly", cold_scenario_path, None) as (emulator, path):
+        bms = dalybms.DalyBMS(request_retries=1, address=4)
+        bms.connect(path)
+        try:
+            errors = bms.get_errors()
+            mosfets = bms.get_mosfet_status()
+            temperatures = bms.get_temperatures()
+        finally:
+            bms.disconnect()
+        state = truth(emulator)
+    check_cold(state)
+    # 0x98 byte 1 bits 2 and 3, in dalybms's own words (the emulator sets both alarm levels for a protection)
+    codes = pytest.importorskip("dalybms.error_codes").ERROR_CODES
+    assert sorted(errors) == sorted([codes[1][2], codes[1][3]])
+    assert (mosfets["charging_mosfet"], mosfets["discharging_mosfet"]) == (False, True)
+    for k, want in enumerate(state.temperature_c, start=1):
+        close(temperatures[k], want, 1.0, f"temperature {k}")
+
+
+def test_pydalybms_reads_a_charge_undertemperature_protection(cold_scenario_path: Path) -> None:
+    pydalybms = pytest.importorskip("pydalybms", reason="pydalybms not installed (pip install -e '.[readers]')")
+    with paused_emulator("daly", cold_scenario_path, None) as (emulator, path):
+        bms = pydalybms.DalyBMS(path, timeout=0.5)
+        failures = bms.get_battery_failure_status()
+        temperature_range = bms.get_temperature_min_max_cell()
+        state = truth(emulator)
+    check_cold(state)
+    assert [k for k, v in vars(failures).items() if k != "fault_code" and v] == [
+        "chg_temp_low_level_1",
+        "chg_temp_low_level_2",
+    ]
+    close(temperature_range.min.temperature, min(state.temperature_c), 1.0, "lowest temperature")
+    close(temperature_range.max.temperature, max(state.temperature_c), 1.0, "highest temperature")
