@@ -17,11 +17,16 @@ test is skipped (``pytest.importorskip``).
 The twin is *paused* while a reader reads it: the scenario is run to its end, then the port is
 served with exactly what ``run_emulator`` serves it with (``PtyPort.serve`` → ``Emulator.handle_bytes``)
 but without stepping the twin, so the truth (``Emulator.live_state``) cannot move between a
-reader's requests and the comparison can be as tight as the protocol's resolution.
+reader's requests and the comparison can be as tight as the protocol's resolution. A last test
+per reader runs the real command, ``openbms emulate --protocol jbd|daly SCENARIO``, in a subprocess
+and reads the pty path it prints.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +36,9 @@ from typing import Any
 import pytest
 
 from openbms.devices.emulator import Emulator, PtyPort
+from openbms.devices.model import DeviceReading
 from openbms.devices.protocols import LiveState
+from openbms.devices.reader import DeviceReader
 from openbms.scenario.runner import ScenarioRunner
 from openbms.scenario.schema import load_scenario
 
@@ -345,3 +352,88 @@ def test_pydalybms_reads_a_charge_undertemperature_protection(cold_scenario_path
     ]
     close(temperature_range.min.temperature, min(state.temperature_c), 1.0, "lowest temperature")
     close(temperature_range.max.temperature, max(state.temperature_c), 1.0, "highest temperature")
+
+
+# ----------------------------------------------------------------------------- the real `openbms emulate`
+
+# The command itself, as a user runs it: a pack at rest, its pty path read from stdout. The twin
+# lives in another process, so the reference is our own reader (DeviceReader, itself checked against
+# the twin in test_end_to_end.py) polled right after the third-party reader; at rest with a
+# noise-free AFE the values hardly move between the two.
+REST_SCENARIO = SCENARIO.replace("  - load: {current_a: 10}\n", "")
+
+
+@contextmanager
+def openbms_emulate(protocol: str, tmp_path: Path) -> Iterator[str]:
+    import openbms
+
+    assert "load" not in REST_SCENARIO
+    scenario = tmp_path / "rest.yaml"
+    scenario.write_text(REST_SCENARIO)
+    env = {**os.environ, "PYTHONPATH": str(Path(openbms.__file__).resolve().parents[1])}
+    code = "import sys; from openbms.cli import main; sys.argv[0] = 'openbms'; main()"
+    argv = [sys.executable, "-c", code, "emulate", "--protocol", protocol, str(scenario), "--speed", "1"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        path = proc.stdout.readline().strip()
+        assert path.startswith("/dev/"), f"openbms emulate printed {path!r}"
+        yield path
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def our_reading(protocol: str, path: str) -> DeviceReading:
+    reader = DeviceReader(f"{protocol}:{path}", timeout_s=1.0, retries=2)
+    try:
+        poll = reader.poll()
+    finally:
+        reader.close()
+    assert poll.ok and poll.reading is not None, poll.error
+    return poll.reading
+
+
+def test_bmstools_reads_openbms_emulate(tmp_path: Path) -> None:
+    jbd_module = pytest.importorskip("bmstools.jbd", reason="bmstools not installed (pip install -e '.[readers]')")
+    serial = pytest.importorskip("serial")
+    with openbms_emulate("jbd", tmp_path) as path:
+        bms = jbd_module.JBD(serial.Serial(path), timeout=2)
+        basic, cells = bms.readBasicInfo(), bms.readCellInfo()
+        ours = our_reading("jbd", path)
+    assert ours.cell_v is not None and ours.pack_v is not None and ours.temperature_c is not None
+    assert [cells[f"cell{k}_mv"] / 1000 for k in range(len(cells))] == pytest.approx(ours.cell_v, abs=0.002)
+    close(basic["pack_mv"] / 1000, ours.pack_v, 0.02, "pack voltage")
+    close(basic["pack_ma"] / 1000, 0.0, 0.01, "current at rest")
+    assert [basic[f"ntc{k}"] for k in range(basic["ntc_cnt"])] == pytest.approx(ours.temperature_c, abs=0.1)
+    assert (basic["chg_fet_en"], basic["dsg_fet_en"]) == (ours.charge_fet, ours.discharge_fet) == (True, True)
+
+
+def test_dalybms_reads_openbms_emulate(tmp_path: Path) -> None:
+    dalybms = pytest.importorskip("dalybms", reason="dalybms not installed (pip install -e '.[readers]')")
+    with openbms_emulate("daly", tmp_path) as path:
+        bms = dalybms.DalyBMS(request_retries=3, address=4)
+        bms.connect(path)
+        try:
+            soc, cell_v, mosfets = bms.get_soc(), bms.get_cell_voltages(), bms.get_mosfet_status()
+        finally:
+            bms.disconnect()
+        ours = our_reading("daly", path)
+    assert ours.cell_v is not None and ours.pack_v is not None and ours.soc is not None
+    assert [cell_v[k] for k in sorted(cell_v)] == pytest.approx(ours.cell_v, abs=0.002)
+    close(soc["total_voltage"], ours.pack_v, 0.1, "pack voltage")
+    close(soc["current"], 0.0, 0.1, "current at rest")
+    close(soc["soc_percent"] / 100, ours.soc, 0.002, "SOC")
+    assert (mosfets["charging_mosfet"], mosfets["discharging_mosfet"]) == (True, True)
+
+
+def test_pydalybms_reads_openbms_emulate(tmp_path: Path) -> None:
+    pydalybms = pytest.importorskip("pydalybms", reason="pydalybms not installed (pip install -e '.[readers]')")
+    with openbms_emulate("daly", tmp_path) as path:
+        bms = pydalybms.DalyBMS(path, timeout=1.0)
+        soc, cells = bms.get_soc(), bms.get_cell_voltages(cell_count=SERIES)
+        ours = our_reading("daly", path)
+    assert ours.cell_v is not None and ours.pack_v is not None and ours.soc is not None
+    assert cells.cells == pytest.approx(ours.cell_v, abs=0.002)
+    close(soc.cumulative_total_voltage, ours.pack_v, 0.1, "pack voltage")
+    close(soc.soc / 100, ours.soc, 0.002, "SOC")
