@@ -187,6 +187,17 @@ RECORDS: dict[int, Record] = {
     PROTOCOL_VERSION: _u8("protocol_version"),
 }
 
+# The records of a real board's read-all answer, in its order (the recorded 14-cell answer in
+# tests/devices/vectors/jk.json): every readable id from 0x79 to 0xBA except 0x88, then 0xC0.
+# Readers such as dbus-serialbattery look values up at fixed offsets of this layout.
+READ_ALL_RECORDS: tuple[int, ...] = (
+    CELLS,
+    *range(0x80, 0x88),
+    *range(0x89, 0x8D),
+    *range(0x8E, 0xBB),
+    PROTOCOL_VERSION,
+)
+
 # A frame holds each record at most once, so no real frame is longer than this: a longer length field
 # is garbage (find_frame skips it instead of waiting for bytes that will never make sense).
 MAX_FRAME_LEN = _HEADER + _TRAILER + 2 + 255 + sum(1 + r.size for i, r in RECORDS.items() if i != CELLS)
