@@ -588,6 +588,8 @@ def to_reading(frame: JkFrame) -> DeviceReading:
     ``temperature_c`` is [box sensor (0x81), battery sensor (0x82)] — JK's sensors 1 and 2; the FET
     temperature (0x80) is not a cell temperature, so it is not in that list (``frame.value(0x80)``).
     ``balancing`` stays None: bit 2 of 0x8C says the balancer is enabled, not which cells bleed.
+    ``remaining_ah`` stays None: the answer carries the SOC (0x85), not a remaining charge.
+    ``name`` is the device id (0xB4), ``firmware`` the software version (0xB7).
     """
 
     def number(rid: int) -> float | None:
@@ -603,6 +605,7 @@ def to_reading(frame: JkFrame) -> DeviceReading:
     cycles = number(0x87)
     nominal = number(0xAA)
     name = frame.value(0xB4)
+    firmware = frame.value(0xB7)
     return DeviceReading(
         protocol=PROTOCOL,
         cell_v=cells if isinstance(cells, list) else None,
@@ -619,4 +622,5 @@ def to_reading(frame: JkFrame) -> DeviceReading:
         cycles=None if cycles is None else int(cycles),
         nominal_ah=nominal or None,
         name=(name.strip() or None) if isinstance(name, str) else None,
+        firmware=(firmware.strip() or None) if isinstance(firmware, str) else None,
     )

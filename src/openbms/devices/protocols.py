@@ -12,17 +12,18 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from openbms.bms.profile import Profile, load_profile
 from openbms.devices import daly, jbd, jk
 from openbms.devices.errors import FrameError
 from openbms.devices.model import DeviceReading
-from openbms.devices.transport import SerialTransport
+from openbms.devices.transport import SerialTransport, TransportError
 
 FrameFinder = Callable[[bytes], tuple[bytes | None, int]]
 # A write the server received: (what, fields) -> accepted? The emulator logs and decides.
 ControlHook = Callable[[str, dict[str, object]], bool]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -230,6 +231,12 @@ class DalyClient:
     protocol = "daly"
     find_frame: FrameFinder = staticmethod(daly.find_frame)
 
+    def __init__(self) -> None:
+        # Rated values (0x50) and battery code (0x57) do not change: asked once, as
+        # dbus-serialbattery does at start-up. A board that does not answer them is read without
+        # them (None in the reading), and they are not asked again.
+        self._static: tuple[daly.Rated | None, str | None] | None = None
+
     def _ask(self, transport: SerialTransport, command: int, frames: int = 1) -> list[bytes]:
         def ours(frame: bytes) -> bool:
             return frame[2] == command
@@ -254,9 +261,33 @@ class DalyClient:
         )
         balance = daly.decode_balance(self._ask(transport, daly.CMD_BALANCE)[0])
         failures = daly.decode_failures(self._ask(transport, daly.CMD_FAILURES)[0])
+        if self._static is None:
+            self._static = (self._optional(transport, self._rated), self._optional(transport, self._code))
+        rated, name = self._static
         return daly.to_reading(
-            pack, fets=fets, status=status, cells=cells, temperatures_c=temps, balance=balance, failures=failures
+            pack,
+            fets=fets,
+            status=status,
+            cells=cells,
+            temperatures_c=temps,
+            balance=balance,
+            failures=failures,
+            rated=rated,
+            name=name,
         )
+
+    def _rated(self, transport: SerialTransport) -> daly.Rated:
+        return daly.decode_rated(self._ask(transport, daly.CMD_RATED)[0])
+
+    def _code(self, transport: SerialTransport) -> str:
+        return daly.decode_battery_code(self._ask(transport, daly.CMD_BATTERY_CODE, daly.CODE_FRAMES))
+
+    @staticmethod
+    def _optional(transport: SerialTransport, ask: Callable[[SerialTransport], _T]) -> _T | None:
+        try:
+            return ask(transport)
+        except (TransportError, FrameError):
+            return None
 
 
 class DalyServer:
