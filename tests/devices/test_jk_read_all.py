@@ -178,3 +178,38 @@ def test_emulated_read_all_decodes_to_the_twin(emulated: tuple[Emulator, bytes])
     assert reading.cycles == state.cycles
     assert reading.name == "openbms"
     assert (reading.charge_fet, reading.discharge_fet) == (True, True)
+
+
+# Where dbus-serialbattery (Louisvdw/dbus-serialbattery etc/dbus-serialbattery/bms/jkbms.py,
+# ``read_status_data``) looks for each record id: ``cellbyte_count + n`` into ``frame[10:]``.
+SERIALBATTERY_OFFSETS = {
+    0x80: 3,
+    0x81: 6,
+    0x82: 9,
+    0x83: 12,
+    0x84: 15,
+    0x85: 18,
+    0x87: 22,
+    0x8A: 30,
+    0x8B: 33,
+    0x8C: 36,
+    0x9D: 84,
+    0xAA: 121,
+    0xB4: 155,
+    0xB7: 174,
+}
+
+
+@pytest.mark.parametrize("which", ["recorded", "emulated"])
+def test_dbus_serialbattery_finds_every_record_where_it_looks(emulated: tuple[Emulator, bytes], which: str) -> None:
+    frame = RECORDED if which == "recorded" else emulated[1]
+    length = int.from_bytes(frame[2:4], "big")
+    status = frame[10 : length - 19]  # what its read_serial_data_jkbms hands on
+    cellbyte_count = status[status.find(b"\x79", 1, 2) + 1]
+    assert cellbyte_count == 3 * SERIES
+    for rid, n in SERIALBATTERY_OFFSETS.items():
+        assert status[cellbyte_count + n] == rid, hex(rid)
+    # It decodes the device id and the version as text: both must be ASCII.
+    at_b4, at_b7 = cellbyte_count + 155, cellbyte_count + 174
+    status[at_b4 + 1 : at_b4 + 9].decode("ascii")
+    status[at_b7 + 1 : at_b7 + 16].decode("ascii")
