@@ -636,6 +636,8 @@ def to_reading(
     temperatures_c: Sequence[float] | None = None,
     balance: int | None = None,
     failures: Failures | None = None,
+    rated: Rated | None = None,
+    name: str | None = None,
 ) -> DeviceReading:
     """A reading from whichever replies were read; what was not read stays None."""
     faults, unmapped = failure_names(failures) if failures is not None else ([], [])
@@ -653,6 +655,8 @@ def to_reading(
         balancing=[i + 1 for i in bits(balance, MAX_BALANCE_CELLS)] if balance is not None else None,
         cycles=status.cycles if status else None,
         remaining_ah=fets.remaining_ah if fets else None,
+        nominal_ah=rated.capacity_ah if rated else None,
+        name=name or None,
     )
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 
 from openbms.devices.errors import FrameError
-from openbms.devices.protocols import SERVERS, LiveState
+from openbms.devices.protocols import SERVERS, LiveState, board_settings
 from openbms.scenario.runner import ScenarioRunner
 
 MAX_PENDING = 4096
@@ -69,6 +69,8 @@ class Emulator:
             # current profile charging has no charger object but is a charger to the board).
             charger_present=bool(m.charger_present[0]) or float(np.nan_to_num(m.current_a[0])) > PRESENCE_A,
             load_present=bool(m.load_present[0]) or float(np.nan_to_num(m.current_a[0])) < -PRESENCE_A,
+            settings=board_settings(bms.profile, capacity, self.runner.scenario.pack.chemistry),
+            uptime_s=float(twin.t_s),
         )
 
     def answering(self) -> bool:

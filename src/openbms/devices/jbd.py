@@ -370,6 +370,11 @@ def protection_names(protection: int) -> tuple[list[str], list[str]]:
     return [a.fault for a in hits if a.fault], [a.unmapped for a in hits if a.unmapped]
 
 
+def software_version(raw: int) -> str:
+    """The software version byte as the vendor app shows it: high nibble, dot, low (0x10 -> "1.0")."""
+    return f"{raw >> 4}.{raw & 0x0F}"
+
+
 def to_reading(info: BasicInfo, cells: list[float] | None, name: str | None = None) -> DeviceReading:
     faults, unmapped = protection_names(info.protection)
     return DeviceReading(
@@ -388,6 +393,7 @@ def to_reading(info: BasicInfo, cells: list[float] | None, name: str | None = No
         remaining_ah=info.remaining_ah,
         nominal_ah=info.nominal_ah,
         name=name,
+        firmware=software_version(info.software_version),
     )
 
 

@@ -187,6 +187,17 @@ RECORDS: dict[int, Record] = {
     PROTOCOL_VERSION: _u8("protocol_version"),
 }
 
+# The records of a real board's read-all answer, in its order (the recorded 14-cell answer in
+# tests/devices/vectors/jk.json): every readable id from 0x79 to 0xBA except 0x88, then 0xC0.
+# Readers such as dbus-serialbattery look values up at fixed offsets of this layout.
+READ_ALL_RECORDS: tuple[int, ...] = (
+    CELLS,
+    *range(0x80, 0x88),
+    *range(0x89, 0x8D),
+    *range(0x8E, 0xBB),
+    PROTOCOL_VERSION,
+)
+
 # A frame holds each record at most once, so no real frame is longer than this: a longer length field
 # is garbage (find_frame skips it instead of waiting for bytes that will never make sense).
 MAX_FRAME_LEN = _HEADER + _TRAILER + 2 + 255 + sum(1 + r.size for i, r in RECORDS.items() if i != CELLS)
@@ -577,6 +588,8 @@ def to_reading(frame: JkFrame) -> DeviceReading:
     ``temperature_c`` is [box sensor (0x81), battery sensor (0x82)] — JK's sensors 1 and 2; the FET
     temperature (0x80) is not a cell temperature, so it is not in that list (``frame.value(0x80)``).
     ``balancing`` stays None: bit 2 of 0x8C says the balancer is enabled, not which cells bleed.
+    ``remaining_ah`` stays None: the answer carries the SOC (0x85), not a remaining charge.
+    ``name`` is the device id (0xB4), ``firmware`` the software version (0xB7).
     """
 
     def number(rid: int) -> float | None:
@@ -592,6 +605,7 @@ def to_reading(frame: JkFrame) -> DeviceReading:
     cycles = number(0x87)
     nominal = number(0xAA)
     name = frame.value(0xB4)
+    firmware = frame.value(0xB7)
     return DeviceReading(
         protocol=PROTOCOL,
         cell_v=cells if isinstance(cells, list) else None,
@@ -608,4 +622,5 @@ def to_reading(frame: JkFrame) -> DeviceReading:
         cycles=None if cycles is None else int(cycles),
         nominal_ah=nominal or None,
         name=(name.strip() or None) if isinstance(name, str) else None,
+        firmware=(firmware.strip() or None) if isinstance(firmware, str) else None,
     )

@@ -26,7 +26,8 @@ class DeviceReading:
     cycles: int | None = None
     remaining_ah: float | None = None
     nominal_ah: float | None = None
-    name: str | None = None
+    name: str | None = None  # the device's name / id as it reports it
+    firmware: str | None = None  # its software version as it reports it
 
 
 @dataclass(frozen=True)

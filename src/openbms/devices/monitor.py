@@ -6,10 +6,22 @@ from typing import Any
 
 from rich.table import Table
 
+from openbms.devices.model import DeviceReading
 from openbms.devices.reader import Poll
 
 
+def temperatures(reading: DeviceReading) -> dict[str, float]:
+    """Every temperature the device reported, by sensor: ``sensor_1``… (``temperature_c`` in order;
+    for JK sensor 1 is the box sensor, 2 the battery sensor) and ``fet``."""
+    named = {f"sensor_{i}": t for i, t in enumerate(reading.temperature_c or [], start=1)}
+    if reading.fet_temperature_c is not None:
+        named["fet"] = reading.fet_temperature_c
+    return named
+
+
 def reading_json(poll: Poll) -> dict[str, Any]:
+    """One poll as JSON: every value the protocol's codec decodes, units in the key names; a value
+    the protocol does not carry is null (e.g. JK has no remaining charge, Daly no firmware)."""
     if poll.reading is None:
         return {"ok": False, "faults": ["comm_error"], "error": poll.error, "last_good_age_s": poll.last_good_age_s}
     r = poll.reading
@@ -27,7 +39,13 @@ def reading_json(poll: Poll) -> dict[str, Any]:
         "faults": r.faults,
         "unmapped_alarms": r.unmapped_alarms,
         "balancing": r.balancing,
+        "balancing_cells": r.balancing,
+        "temperatures_c": temperatures(r),
         "cycles": r.cycles,
+        "remaining_ah": r.remaining_ah,
+        "nominal_ah": r.nominal_ah,
+        "device_name": r.name,
+        "firmware": r.firmware,
     }
 
 
@@ -74,4 +92,8 @@ def poll_table(device: str, poll: Poll) -> Table:
     )
     if r.cycles is not None:
         table.add_row("cycles", str(r.cycles))
+    if r.remaining_ah is not None or r.nominal_ah is not None:
+        table.add_row("capacity", f"{_fmt(r.remaining_ah, '.2f', ' Ah')} of {_fmt(r.nominal_ah, '.2f', ' Ah')}")
+    if r.name or r.firmware:
+        table.add_row("device", f"{r.name or '–'}   firmware {r.firmware or '–'}")
     return table

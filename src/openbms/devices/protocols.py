@@ -8,19 +8,96 @@ what the emulator says is exactly what the reader understands.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
+from openbms.bms.profile import Profile, load_profile
 from openbms.devices import daly, jbd, jk
 from openbms.devices.errors import FrameError
 from openbms.devices.model import DeviceReading
-from openbms.devices.transport import SerialTransport
+from openbms.devices.transport import SerialTransport, TransportError
 
 FrameFinder = Callable[[bytes], tuple[bytes | None, int]]
 # A write the server received: (what, fields) -> accepted? The emulator logs and decides.
 ControlHook = Callable[[str, dict[str, object]], bool]
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class BoardSettings:
+    """The board's configured limits in SI units (volts, amps, °C, seconds): what a JK read-all sends
+    as its settings records. ``board_settings`` takes them from the twin's BMS profile."""
+
+    cell_overvoltage_v: float
+    cell_overvoltage_release_v: float
+    cell_overvoltage_delay_s: float
+    cell_undervoltage_v: float
+    cell_undervoltage_release_v: float
+    cell_undervoltage_delay_s: float
+    cell_imbalance_v: float
+    discharge_overcurrent_a: float
+    discharge_overcurrent_delay_s: float
+    charge_overcurrent_a: float
+    charge_overcurrent_delay_s: float
+    balance_start_v: float
+    balance_trigger_delta_v: float
+    fet_overtemperature_c: float
+    fet_overtemperature_release_c: float
+    charge_overtemperature_c: float
+    discharge_overtemperature_c: float
+    charge_undertemperature_c: float
+    charge_undertemperature_release_c: float
+    discharge_undertemperature_c: float
+    discharge_undertemperature_release_c: float
+    sleep_delay_s: float
+    chemistry: str = "lfp"
+
+
+def board_settings(profile: Profile, capacity_ah: float, chemistry: str = "lfp") -> BoardSettings:
+    """The profile's thresholds as a board stores them: current thresholds (C-rates) times the
+    capacity. A protection the profile lacks falls back to the built-in LFP profile's value."""
+    fallback = _lfp_profile().protections
+
+    def prot(name: str, attr: str) -> float:
+        for table in (profile.protections, fallback):
+            value = getattr(table[name], attr) if name in table else None
+            if value is not None:
+                return float(value)
+        raise ValueError(f"no {name}.{attr} in the profile or the LFP default")
+
+    return BoardSettings(
+        cell_overvoltage_v=prot("cell_overvoltage", "trip_v"),
+        cell_overvoltage_release_v=prot("cell_overvoltage", "release_v"),
+        cell_overvoltage_delay_s=prot("cell_overvoltage", "trip_delay_s"),
+        cell_undervoltage_v=prot("cell_undervoltage", "trip_v"),
+        cell_undervoltage_release_v=prot("cell_undervoltage", "release_v"),
+        cell_undervoltage_delay_s=prot("cell_undervoltage", "trip_delay_s"),
+        cell_imbalance_v=prot("cell_imbalance", "trip_v"),
+        discharge_overcurrent_a=prot("discharge_overcurrent", "trip_c_rate") * capacity_ah,
+        discharge_overcurrent_delay_s=prot("discharge_overcurrent", "trip_delay_s"),
+        charge_overcurrent_a=prot("charge_overcurrent", "trip_c_rate") * capacity_ah,
+        charge_overcurrent_delay_s=prot("charge_overcurrent", "trip_delay_s"),
+        balance_start_v=profile.balancing.min_cell_v,
+        balance_trigger_delta_v=profile.balancing.threshold_v,
+        fet_overtemperature_c=prot("fet_overtemperature", "trip_c"),
+        fet_overtemperature_release_c=prot("fet_overtemperature", "release_c"),
+        charge_overtemperature_c=prot("charge_overtemperature", "trip_c"),
+        discharge_overtemperature_c=prot("discharge_overtemperature", "trip_c"),
+        charge_undertemperature_c=prot("charge_undertemperature", "trip_c"),
+        charge_undertemperature_release_c=prot("charge_undertemperature", "release_c"),
+        discharge_undertemperature_c=prot("discharge_undertemperature", "trip_c"),
+        discharge_undertemperature_release_c=prot("discharge_undertemperature", "release_c"),
+        sleep_delay_s=profile.sleep.delay_s,
+        chemistry=chemistry,
+    )
+
+
+@functools.cache
+def _lfp_profile() -> Profile:
+    return load_profile("lfp")
 
 
 @dataclass(frozen=True)
@@ -45,6 +122,8 @@ class LiveState:
     balancer_enabled: bool = True  # the profile's balancing switch, not "bleeding now"
     charger_present: bool = False  # the board sees a charger (its detect input, or charge current)
     load_present: bool = False  # the board sees a load (its detect input, or discharge current)
+    settings: BoardSettings | None = None  # None: the built-in LFP profile's, at ``nominal_ah``
+    uptime_s: float = 0.0  # how long the board has run
 
 
 class Client(Protocol):
@@ -152,6 +231,12 @@ class DalyClient:
     protocol = "daly"
     find_frame: FrameFinder = staticmethod(daly.find_frame)
 
+    def __init__(self) -> None:
+        # Rated values (0x50) and battery code (0x57) do not change: asked once, as
+        # dbus-serialbattery does at start-up. A board that does not answer them is read without
+        # them (None in the reading), and they are not asked again.
+        self._static: tuple[daly.Rated | None, str | None] | None = None
+
     def _ask(self, transport: SerialTransport, command: int, frames: int = 1) -> list[bytes]:
         def ours(frame: bytes) -> bool:
             return frame[2] == command
@@ -176,9 +261,33 @@ class DalyClient:
         )
         balance = daly.decode_balance(self._ask(transport, daly.CMD_BALANCE)[0])
         failures = daly.decode_failures(self._ask(transport, daly.CMD_FAILURES)[0])
+        if self._static is None:
+            self._static = (self._optional(transport, self._rated), self._optional(transport, self._code))
+        rated, name = self._static
         return daly.to_reading(
-            pack, fets=fets, status=status, cells=cells, temperatures_c=temps, balance=balance, failures=failures
+            pack,
+            fets=fets,
+            status=status,
+            cells=cells,
+            temperatures_c=temps,
+            balance=balance,
+            failures=failures,
+            rated=rated,
+            name=name,
         )
+
+    def _rated(self, transport: SerialTransport) -> daly.Rated:
+        return daly.decode_rated(self._ask(transport, daly.CMD_RATED)[0])
+
+    def _code(self, transport: SerialTransport) -> str:
+        return daly.decode_battery_code(self._ask(transport, daly.CMD_BATTERY_CODE, daly.CODE_FRAMES))
+
+    @staticmethod
+    def _optional(transport: SerialTransport, ask: Callable[[SerialTransport], _T]) -> _T | None:
+        try:
+            return ask(transport)
+        except (TransportError, FrameError):
+            return None
 
 
 class DalyServer:
@@ -297,24 +406,95 @@ class JkServer:
             return [self._frame(request.command, {})] if ok else []
         if request.command != jk.COMMAND_READ_ALL:
             return []
-        status = self.status_bits(state)
         version = 1
-        values: dict[int, object] = {
+        values = self.read_all_values(state)
+        records = {rid: jk.encode_value(rid, values[rid], version) for rid in jk.READ_ALL_RECORDS}
+        return [self._frame(jk.COMMAND_READ_ALL, records)]
+
+    # Values with no equivalent in the twin: plausible fixed values, most as the recorded board
+    # (tests/devices/vectors/jk.json) sends them, so a reader sees an ordinary board.
+    FIXED: dict[int, jk.Value] = {
+        0x86: 2,  # temperature sensors: box (0x81) and battery (0x82), as we send them
+        0xA0: 100,  # box over-temperature protection, °C (no box sensor limit in the profile)
+        0xA1: 100,  # and its release, °C (recorded board)
+        0xA2: 20,  # temperature difference protection, °C (recorded board)
+        0xAB: 1,  # charge FET switch setting: on (the live FET state is in 0x8C)
+        0xAC: 1,  # discharge FET switch setting: on
+        0xAD: 1.041,  # current calibration, A (recorded board; the twin's shunt needs none)
+        0xAE: 1,  # board address (recorded board)
+        0xB1: 0.2,  # low capacity alarm at 20 % SOC (recorded board)
+        0xB2: "123456",  # password: the JK factory default, as the recorded board
+        0xB3: 0,  # dedicated charger switch: off (recorded board)
+        0xB5: "2511",  # manufacture date YYMM, the date our JBD and Daly emulations report
+        0xB7: "H6.X__S6.1.3S__",  # software version: the recorded board's, a format readers know
+        0xB8: 0,  # current calibration start: off (recorded board)
+        0xBA: "OPENBMS-TWIN-0000000001",  # manufacturer id (24 bytes; a real one is a serial)
+    }
+    BATTERY_TYPES = {"lfp": 0, "nmc": 1, "lto": 2}  # 0xAF: 0 LFP, 1 ternary, 2 LTO
+
+    @classmethod
+    def read_all_values(cls, state: LiveState) -> dict[int, jk.Value]:
+        """Every record of a real board's read-all answer (``jk.READ_ALL_RECORDS``), in SI units:
+        live values from the twin, settings from its profile, fixed values where it has none."""
+        s = state.settings or board_settings(_lfp_profile(), state.nominal_ah)
+        series = len(state.cell_v)
+
+        def u16(value: float, scale: float = 1.0) -> float:
+            """Clipped to what an unsigned 16-bit record of this scale carries."""
+            return round(_clip(value, 0, 0xFFFF * scale) / scale) * scale
+
+        def celsius(value: float) -> int:
+            return round(_clip(value, -32768, 32767))
+
+        values: dict[int, jk.Value] = {
             jk.CELLS: [round(_clip(v, 0, 65.535), 3) for v in state.cell_v],
             0x80: round(_clip(state.fet_temperature_c, -99, 100)),
             0x81: round(_clip(max(state.temperature_c, default=25.0), -99, 100)),
             0x82: round(_clip(min(state.temperature_c, default=25.0), -99, 100)),
-            0x83: round(_clip(state.pack_v, 0, 655.35), 2),
+            0x83: round(u16(state.pack_v, 0.01), 2),
             jk.CURRENT: round(_clip(state.current_a, -327.67, 327.67), 2),
             0x85: round(_clip(state.soc, 0, 1), 2),
-            0x87: state.cycles,
-            0x8A: len(state.cell_v),
-            jk.ALARMS: _mask(state.faults, self._BITS),
-            jk.STATUS: status,
-            jk.PROTOCOL_VERSION: version,
+            0x87: round(u16(state.cycles)),
+            # Total cycle capacity: the Ah discharged over the board's life, ~ cycles × capacity.
+            0x89: round(_clip(state.cycles * state.nominal_ah, 0, 0xFFFFFFFF)),
+            0x8A: series,
+            jk.ALARMS: _mask(state.faults, cls._BITS),
+            jk.STATUS: cls.status_bits(state),
+            0x8E: round(u16(series * s.cell_overvoltage_v, 0.01), 2),  # pack = series × cell limit
+            0x8F: round(u16(series * s.cell_undervoltage_v, 0.01), 2),
+            0x90: round(u16(s.cell_overvoltage_v, 0.001), 3),
+            0x91: round(u16(s.cell_overvoltage_release_v, 0.001), 3),
+            0x92: u16(math.ceil(s.cell_overvoltage_delay_s)),
+            0x93: round(u16(s.cell_undervoltage_v, 0.001), 3),
+            0x94: round(u16(s.cell_undervoltage_release_v, 0.001), 3),
+            0x95: u16(math.ceil(s.cell_undervoltage_delay_s)),
+            0x96: round(u16(s.cell_imbalance_v, 0.001), 3),
+            0x97: u16(s.discharge_overcurrent_a),
+            0x98: u16(math.ceil(s.discharge_overcurrent_delay_s)),
+            0x99: u16(s.charge_overcurrent_a),
+            0x9A: u16(math.ceil(s.charge_overcurrent_delay_s)),
+            0x9B: round(u16(s.balance_start_v, 0.001), 3),
+            0x9C: round(u16(s.balance_trigger_delta_v, 0.001), 3),
+            0x9D: int(state.balancer_enabled),
+            0x9E: u16(s.fet_overtemperature_c),
+            0x9F: u16(s.fet_overtemperature_release_c),
+            0xA3: u16(s.charge_overtemperature_c),
+            0xA4: u16(s.discharge_overtemperature_c),
+            0xA5: celsius(s.charge_undertemperature_c),
+            0xA6: celsius(s.charge_undertemperature_release_c),
+            0xA7: celsius(s.discharge_undertemperature_c),
+            0xA8: celsius(s.discharge_undertemperature_release_c),
+            0xA9: min(series, 0xFF),
+            0xAA: round(_clip(state.nominal_ah, 0, 0xFFFFFFFF)),
+            0xAF: cls.BATTERY_TYPES.get(s.chemistry.split("_")[0], 0),
+            0xB0: u16(s.sleep_delay_s),
+            0xB4: state.name.encode("latin-1", "replace")[:8].decode("latin-1"),  # device id: 8 bytes
+            0xB6: round(_clip(state.uptime_s, 0, 0xFFFFFFFF * 60) / 60) * 60,  # sent in minutes
+            0xB9: round(_clip(state.nominal_ah, 0, 0xFFFFFFFF)),  # actual capacity: the twin's
+            jk.PROTOCOL_VERSION: 1,
         }
-        records = {rid: jk.encode_value(rid, value, version) for rid, value in values.items()}  # type: ignore[arg-type]
-        return [self._frame(jk.COMMAND_READ_ALL, records)]
+        values.update(cls.FIXED)
+        return values
 
     @staticmethod
     def status_bits(state: LiveState) -> int:
