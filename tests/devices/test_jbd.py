@@ -286,6 +286,63 @@ def test_emulator_answers_register_5_with_the_bare_name() -> None:
     assert JbdServer().answer(request, twin, refuse) == [_by_hand(0x05, b"openbms twin")]
 
 
+def _lfp_100ah_state(**changes: Any) -> LiveState:
+    state = LiveState(
+        cell_v=[3.3] * 8,
+        temperature_c=[25.0],
+        fet_temperature_c=25.0,
+        current_a=-10.0,
+        pack_v=26.4,
+        soc=0.6,
+        charge_fet=True,
+        discharge_fet=True,
+        faults=[],
+        warnings=[],
+        balancing_mask=0,
+        cycles=0,
+        remaining_ah=60.0,
+        nominal_ah=100.0,
+    )
+    return LiveState(**{**vars(state), **changes})
+
+
+def test_factory_mode_and_settings_reads_answer_as_dbus_serialbattery_expects() -> None:
+    # dbus-serialbattery lltjbd.py at start-up: write 0x5678 to register 0x00 (enter factory mode),
+    # read 0x11 cycle capacity, 0x28 / 0x29 over-current trips and 0x2D function config, leave with
+    # 0x0000 to register 0x01. Requests and replies written out byte by byte; the checksum is
+    # 0x10000 - sum(span) (see _by_hand). The built-in LFP profile trips at 1 C charge and
+    # 1.5 C discharge: 100 A and 150 A on 100 Ah.
+    refuse: ControlHook = lambda what, fields: False  # noqa: E731 - control is not allowed
+    server, state = JbdServer(), _lfp_100ah_state()
+    exchanges = [
+        ("dd5a00025678ff3077", "dd000000000077"),  # enter factory mode: ok, empty payload
+        ("dda51100ffef77", "dd1100022710ffc777"),  # 0x2710 = 10000 x 10 mAh = 100 Ah
+        ("dda52800ffd877", "dd2800022710ffc777"),  # 0x2710 = 10000 x 10 mA = 100 A
+        ("dda52900ffd777", "dd290002c568fed177"),  # 0xC568 = -15000 x 10 mA = -150 A
+        ("dda52d00ffd377", "dd2d0002000cfff277"),  # balance_en (bit 2) | chg_balance_en (bit 3)
+        ("dd5a01020000fffd77", "dd010000000077"),  # leave factory mode
+        ("dd5a01022828ffad77", "dd010000000077"),  # leave and save (nothing was written)
+    ]
+    for request, reply in exchanges:
+        assert server.answer(bytes.fromhex(request), state, refuse) == [bytes.fromhex(reply)], request
+    no_balancer = _lfp_100ah_state(balancer_enabled=False)
+    assert server.answer(bytes.fromhex("dda52d00ffd377"), no_balancer, refuse) == [bytes.fromhex("dd2d00020000fffe77")]
+
+
+def test_a_factory_mode_write_with_a_wrong_code_is_a_control_write() -> None:
+    asked: list[tuple[str, dict[str, object]]] = []
+
+    def refuse(what: str, fields: dict[str, object]) -> bool:
+        asked.append((what, fields))
+        return False
+
+    # DD 5A 00 02 12 34 chk 77: not the 0x5678 code, so an ordinary (refused) write.
+    request = jbd.encode_write(0x00, b"\x12\x34")
+    assert request == bytes.fromhex("dd5a00021234ffb877")
+    assert JbdServer().answer(request, _lfp_100ah_state(), refuse) == [bytes.fromhex("dd008000ff8077")]
+    assert asked == [("write", {"register": 0x00})]
+
+
 def test_requests_and_replies_are_not_confused() -> None:
     with pytest.raises(FrameError):
         jbd.decode_reply(jbd.encode_request(3))

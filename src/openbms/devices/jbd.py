@@ -44,6 +44,22 @@ REG_CELLS: Final = 0x04
 REG_NAME: Final = 0x05
 REG_FET_CONTROL: Final = 0xE1
 
+# Factory mode and the EEPROM settings registers (bms-tools ``JBD_REGISTER_MAP.md``; the values
+# dbus-serialbattery's ``lltjbd.py`` reads at start-up). A reader enters factory mode by writing
+# 0x5678 to register 0x00, reads settings, then writes 0x0000 (leave) or 0x2828 (leave and save)
+# to register 0x01.
+REG_ENTER_FACTORY: Final = 0x00
+REG_EXIT_FACTORY: Final = 0x01
+ENTER_FACTORY: Final = b"\x56\x78"
+EXIT_FACTORY: Final = b"\x00\x00"
+EXIT_FACTORY_SAVE: Final = b"\x28\x28"
+REG_CYCLE_CAP: Final = 0x11  # u16, 10 mAh
+REG_CHGOC: Final = 0x28  # charge over-current trip, i16, 10 mA
+REG_DSGOC: Final = 0x29  # discharge over-current trip, i16, 10 mA, stored negative (discharge)
+REG_FUNC_CONFIG: Final = 0x2D  # bit 0 switch, 1 scrl, 2 balance_en, 3 chg_balance_en, 4 led_en, 5 led_num
+FUNC_BALANCE_EN: Final = 1 << 2
+FUNC_CHG_BALANCE_EN: Final = 1 << 3
+
 STATUS_OK: Final = 0x00
 STATUS_ERROR: Final = 0x80
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -180,6 +181,11 @@ class JbdServer:
     def answer(self, frame: bytes, state: LiveState, control: ControlHook) -> list[bytes]:
         request = jbd.decode_request(frame)
         if request.write:
+            if self._factory_session(request.register, request.data):
+                # Entering or leaving factory mode writes no setting (the twin takes none unless
+                # control is allowed, through the hook below): a reader that opens it only to read
+                # settings, as dbus-serialbattery does at start-up, must not be refused.
+                return [jbd.encode_reply(request.register, b"")]
             if request.register == 0xE1:
                 charge_on, discharge_on = jbd.decode_fet_control(request.data)
                 ok = control("fet", {"register": 0xE1, "charge_on": charge_on, "discharge_on": discharge_on})
@@ -208,7 +214,32 @@ class JbdServer:
             return [jbd.encode_reply(0x04, jbd.encode_cells([round(_clip(v, 0, 65.535), 3) for v in state.cell_v]))]
         if request.register == 0x05:
             return [jbd.encode_reply(0x05, jbd.encode_name(state.name))]
+        setting = self._setting(request.register, state)
+        if setting is not None:
+            return [jbd.encode_reply(request.register, setting)]
         return [jbd.encode_reply(request.register, b"", 0x80)]
+
+    @staticmethod
+    def _factory_session(register: int, data: bytes) -> bool:
+        if register == jbd.REG_ENTER_FACTORY:
+            return data == jbd.ENTER_FACTORY
+        return register == jbd.REG_EXIT_FACTORY and data in (jbd.EXIT_FACTORY, jbd.EXIT_FACTORY_SAVE)
+
+    @staticmethod
+    def _setting(register: int, state: LiveState) -> bytes | None:
+        """The EEPROM settings a reader asks for, from the twin's profile. Answered in or out of
+        factory mode (the emulator keeps no session state)."""
+        s = state.settings or board_settings(_lfp_profile(), state.nominal_ah)
+        if register == jbd.REG_CYCLE_CAP:
+            return struct.pack(">H", round(_clip(state.nominal_ah, 0, 655.35) * 100))
+        if register == jbd.REG_CHGOC:
+            return struct.pack(">h", round(_clip(s.charge_overcurrent_a, 0, 327.67) * 100))
+        if register == jbd.REG_DSGOC:
+            return struct.pack(">h", -round(_clip(s.discharge_overcurrent_a, 0, 327.68) * 100))
+        if register == jbd.REG_FUNC_CONFIG:
+            balance = jbd.FUNC_BALANCE_EN | jbd.FUNC_CHG_BALANCE_EN
+            return struct.pack(">H", balance if state.balancer_enabled else 0)
+        return None
 
 
 # ----------------------------------------------------------------------------- Daly
