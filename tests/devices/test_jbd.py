@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from live_states import live_state
 from stream_checks import drain, feed_in_chunks, fuzz, is_subsequence
 
 from openbms.bms.events import FAULT_NAMES
@@ -262,48 +263,18 @@ def test_encode_name_refuses_what_could_not_be_read_back() -> None:
 
 
 def test_emulator_answers_register_5_with_the_bare_name() -> None:
-    state = LiveState(
-        cell_v=[3.3] * 4,
-        temperature_c=[25.0],
-        fet_temperature_c=25.0,
-        current_a=0.0,
-        pack_v=13.2,
-        soc=0.5,
-        charge_fet=True,
-        discharge_fet=True,
-        faults=[],
-        warnings=[],
-        balancing_mask=0,
-        cycles=0,
-        remaining_ah=50.0,
-        nominal_ah=100.0,
-        name="JBD-SP10S009-L8S-100A-B-K",
-    )
+    state = live_state(name="JBD-SP10S009-L8S-100A-B-K")
     request = jbd.encode_request(jbd.REG_NAME)
     refuse: ControlHook = lambda what, fields: False  # noqa: E731 - a name read never writes
     assert JbdServer().answer(request, state, refuse) == [bytes.fromhex(REAL_NAME_VECTOR["hex"])]
-    twin = LiveState(**{**vars(state), "name": "openbms twin"})
+    twin = live_state(name="openbms twin")
     assert JbdServer().answer(request, twin, refuse) == [_by_hand(0x05, b"openbms twin")]
 
 
 def _lfp_100ah_state(**changes: Any) -> LiveState:
-    state = LiveState(
-        cell_v=[3.3] * 8,
-        temperature_c=[25.0],
-        fet_temperature_c=25.0,
-        current_a=-10.0,
-        pack_v=26.4,
-        soc=0.6,
-        charge_fet=True,
-        discharge_fet=True,
-        faults=[],
-        warnings=[],
-        balancing_mask=0,
-        cycles=0,
-        remaining_ah=60.0,
-        nominal_ah=100.0,
+    return live_state(
+        **{"cell_v": [3.3] * 8, "current_a": -10.0, "pack_v": 26.4, "soc": 0.6, "remaining_ah": 60.0} | changes
     )
-    return LiveState(**{**vars(state), **changes})
 
 
 def test_factory_mode_and_settings_reads_answer_as_dbus_serialbattery_expects() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from live_states import live_state
 
 from openbms.bms.events import FAULT_NAMES
 from openbms.devices import jk
@@ -193,23 +194,7 @@ def test_status_bits_give_the_fets(status: int, charge: bool, discharge: bool) -
 
 
 def _twin(charge: bool, discharge: bool, balancer: bool = True) -> LiveState:
-    return LiveState(
-        cell_v=[3.3] * 4,
-        temperature_c=[25.0],
-        fet_temperature_c=25.0,
-        current_a=0.0,
-        pack_v=13.2,
-        soc=0.5,
-        charge_fet=charge,
-        discharge_fet=discharge,
-        faults=[],
-        warnings=[],
-        balancing_mask=0,
-        cycles=0,
-        remaining_ah=50.0,
-        nominal_ah=100.0,
-        balancer_enabled=balancer,
-    )
+    return live_state(charge_fet=charge, discharge_fet=discharge, balancer_enabled=balancer)
 
 
 def _emulated_status(state: LiveState) -> int:
