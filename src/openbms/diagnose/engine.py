@@ -437,11 +437,15 @@ def _service(s: Snapshot, faults: list[str], assumptions: list[str]) -> Diagnosi
             )
             steps += [
                 ProcedureStep(
-                    text=f"Recharge slowly: the BMS allows a recovery charge of at most {t.recovery_charge_a:.1f} A "
-                    f"until the cells are above {t.deep_discharge_v:.2f} V.",
+                    text=(
+                        f"Recharge slowly: the BMS allows a recovery charge of at most {t.recovery_charge_a:.1f} A "
+                        if t.recovery_charge_a is not None
+                        else "Recharge slowly (about 0.05 C: 5 A for a 100 Ah pack) "
+                    )
+                    + f"until the cells are above {t.deep_discharge_v:.2f} V.",
                     safety="A fast charge of deeply discharged lithium cells can damage them; check for swelling "
                     "or heat first.",
-                    action=f"recovery charge {t.recovery_charge_a:.3f}",
+                    action=f"recovery charge {t.recovery_charge_a if t.recovery_charge_a is not None else 0.0:.3f}",
                 ),
                 ProcedureStep(
                     text="Then a technician checks the cells and clears the fault with the BMS's authenticated "

@@ -24,12 +24,17 @@ SAFETY_GENERAL = (
 )
 
 
-def soft_reset_steps(charger_v: float, asleep: bool, button: bool = True) -> list[ProcedureStep]:
+def soft_reset_steps(charger_v: float | None, asleep: bool, button: bool = True) -> list[ProcedureStep]:
+    limit = (
+        f"charge voltage no higher than {charger_v:.1f} V"
+        if charger_v is not None
+        else "charge voltage no higher than the one on the battery's label"
+    )
     steps = [
         ProcedureStep(text="Disconnect all loads from the battery.", action="disconnect load"),
         ProcedureStep(
             text=(
-                f"Connect a compatible charger (charge voltage no higher than {charger_v:.1f} V). Its "
+                f"Connect a compatible charger ({limit}). Its "
                 "voltage is often enough to wake the BMS and reset its protection state."
             ),
             safety="Use a charger made for this battery's chemistry and voltage.",

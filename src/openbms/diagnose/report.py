@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 
 from openbms.diagnose.apply import ApplyResult
@@ -77,7 +78,7 @@ def print_applied(console: Console, applied: ApplyResult) -> None:
 def print_guide_question(console: Console, question: Question) -> str:
     """Ask one question on the terminal; an empty answer means "don't know"."""
     choices = f" [{' / '.join(question.choices)} / don't know]" if question.choices else " (Enter: don't know)"
-    console.print(f"[bold]{question.text}[/]{choices}")
+    console.print(f"[bold]{escape(question.text)}[/]{escape(choices)}")
     console.print("> ", end="")
     line = sys.stdin.readline()
     return line.rstrip("\n")

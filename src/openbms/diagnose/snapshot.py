@@ -49,8 +49,8 @@ class Thresholds(BaseModel):
     discharge_undertemperature_release_c: float = -15.0
     fet_overtemperature_release_c: float = 70.0
     cell_v_max_plausible_v: float = 4.5
-    charge_voltage_v: float = 55.2
-    recovery_charge_a: float = 5.0
+    charge_voltage_v: float | None = 55.2  # None: unknown (the guide without chemistry or cell count)
+    recovery_charge_a: float | None = 5.0  # None: unknown (no capacity known)
     hold_up_s: float = 600.0
 
     @staticmethod
