@@ -513,7 +513,8 @@ def _latched_after_hard_reset(s: Snapshot) -> list[Reason]:
     again = sorted({str(e.get("fault")) for e in after if e.get("kind") == "fault_set"} & latched_now)
     return [
         Reason(
-            text=f"{fault} latched again after a complete hard reset at t={s.events[hard[-1]].get('t_s')} s",
+            text=f"{fault} latched again after a complete hard reset"
+            + (f" at t={s.events[hard[-1]]['t_s']} s" if s.events[hard[-1]].get("t_s") is not None else ""),
             fault=fault,
         )
         for fault in again
