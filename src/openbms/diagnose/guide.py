@@ -634,7 +634,8 @@ def ask_until_read(ask: Ask, q: Question, ctx: dict[str, str]) -> tuple[str, str
         value = read_answer(q, answer, ctx)
         if value is not None:
             return value, None
-        hint = f" Please answer with {q.hint}." if q.hint else ""
+        accepted = q.hint or " or ".join(q.choices)
+        hint = f" Please answer with {accepted}." if accepted else ""
         shown = replace(q, text=f'I could not read "{answer.strip()}".{hint} {q.text}')
     return UNKNOWN, f'{q.name}: could not read "{answer.strip()}" after {MAX_TRIES} tries: taken as don\'t know'
 
