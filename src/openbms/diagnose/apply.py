@@ -2,14 +2,16 @@
 
 Each step's ``action`` is done with the twin's own hands (unplug, wait, press, charge); its
 ``check`` says what must hold afterwards. The first step whose check fails stops the procedure,
-with the reason. A person's charger and loads are remembered, so "reconnect your loads" puts back
-what was there.
+with the reason. Some steps only a person can do (replace the BMS board, call a technician): the
+twin stops there and hands over, reported as "for a person to do", which is not a failure. A
+person's charger and loads are remembered, so "reconnect your loads" puts back what was there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -26,6 +28,10 @@ RECONNECT_SOC = 0.2  # charge a flat pack this far before the loads come back
 TEST_S = 180.0  # a test run long enough for a fault that comes straight back to show
 LONG_WAIT_S = 4 * 3600.0
 DEFAULT_CHARGER_C_RATE = 0.2
+# Steps the twin's hands cannot do and that a person must: the procedure is handed over there.
+PERSON_ACTIONS = frozenset({"replace the BMS board", "call service"})
+
+Outcome = Literal["done", "failed", "for_a_person"]
 
 
 @dataclass(frozen=True)
@@ -34,14 +40,20 @@ class StepOutcome:
     text: str
     ok: bool
     detail: str
+    for_a_person: bool = False
 
 
 @dataclass(frozen=True)
 class ApplyResult:
+    """``ok`` is False only when a step or the final check failed; a hand-over to a person is ok,
+    with ``outcome`` "for_a_person" and the steps left in ``for_a_person``."""
+
     ok: bool
     outcomes: list[StepOutcome]
     final_state: str
     message: str
+    outcome: Outcome = "done"
+    for_a_person: list[str] = field(default_factory=list)
 
 
 Progress = Callable[[int, int, str], None]
@@ -222,16 +234,41 @@ def apply(twin: Twin, diagnosis: Diagnosis, pack: int = 0, progress: Progress | 
     for i, step in enumerate(steps, start=1):
         if progress is not None:
             progress(i, len(steps), step.text)
+        if step.action in PERSON_ACTIONS:
+            return _hand_over(twin, pack, outcomes, steps, i)
         ok, detail = runner.do(step)
         outcomes.append(StepOutcome(i, step.text, ok, detail))
         if not ok:
-            return ApplyResult(False, outcomes, twin.state_name(pack), f"step {i} did not work: {detail}")
+            return ApplyResult(
+                False, outcomes, twin.state_name(pack), f"step {i} did not work: {detail}", outcome="failed"
+            )
     state = twin.state_name(pack)
     if diagnosis.recommendation in ("soft_reset", "hard_reset", "replace_cells", "fix_root_cause", "service"):
         ok, detail = runner.verify(ProcedureStep(text="the battery works again", check="normal"))
         if not ok:
-            return ApplyResult(False, outcomes, state, f"after the procedure the BMS is not back: {detail}")
+            return ApplyResult(
+                False, outcomes, state, f"after the procedure the BMS is not back: {detail}", outcome="failed"
+            )
     return ApplyResult(True, outcomes, state, f"done: state {state}")
+
+
+def _hand_over(
+    twin: Twin, pack: int, outcomes: list[StepOutcome], steps: list[ProcedureStep], first: int
+) -> ApplyResult:
+    """Step ``first`` is a person's: it and every step after it are left for a person to do."""
+    state = twin.state_name(pack)
+    left = steps[first - 1 :]
+    outcomes = outcomes + [
+        StepOutcome(i, step.text, True, "for a person to do", for_a_person=True)
+        for i, step in enumerate(left, start=first)
+    ]
+    message = (
+        f"for a person to do from step {first} on: {left[0].text} The twin cannot do this, so it cannot "
+        f"check the result; the BMS is {state} until then."
+    )
+    return ApplyResult(
+        True, outcomes, state, message, outcome="for_a_person", for_a_person=[step.text for step in left]
+    )
 
 
 def _with_twin_actions(diagnosis: Diagnosis) -> list[ProcedureStep]:
@@ -265,4 +302,4 @@ def _with_twin_actions(diagnosis: Diagnosis) -> list[ProcedureStep]:
     return steps
 
 
-__all__ = ["ApplyResult", "StepOutcome", "apply"]
+__all__ = ["PERSON_ACTIONS", "ApplyResult", "StepOutcome", "apply"]

@@ -475,7 +475,11 @@ def _service(s: Snapshot, faults: list[str], assumptions: list[str]) -> Diagnosi
             )
         else:
             reasons.append(Reason(text=f"{fault} is a persistent fault kept in non-volatile memory", fault=fault))
-            steps.append(ProcedureStep(text="Have a qualified technician inspect the pack and clear the fault."))
+            steps.append(
+                ProcedureStep(
+                    text="Have a qualified technician inspect the pack and clear the fault.", action="call service"
+                )
+            )
     for event in _resets(s, {"soft", "button", "charger", "hard", "service"}, {"refused"}):
         reasons.append(
             Reason(text=f"an earlier {event.get('method')} reset was refused: {event.get('reason', '')}".strip())

@@ -36,10 +36,16 @@ def diagnosis_json(diagnosis: Diagnosis, applied: ApplyResult | None = None) -> 
     if applied is not None:
         doc["applied"] = {
             "ok": applied.ok,
+            "outcome": applied.outcome,
             "message": applied.message,
             "final_state": applied.final_state,
-            "steps": [{"index": o.index, "ok": o.ok, "detail": o.detail} for o in applied.outcomes],
+            "steps": [
+                {"index": o.index, "ok": o.ok, "detail": o.detail} | ({"for_a_person": True} if o.for_a_person else {})
+                for o in applied.outcomes
+            ],
         }
+        if applied.for_a_person:
+            doc["applied"]["for_a_person"] = applied.for_a_person
     return doc
 
 
@@ -69,9 +75,9 @@ def print_diagnosis(console: Console, diagnosis: Diagnosis, state: str | None = 
 
 def print_applied(console: Console, applied: ApplyResult) -> None:
     for outcome in applied.outcomes:
-        mark = "[green]✓[/]" if outcome.ok else "[red]✗[/]"
+        mark = "[yellow]☞[/]" if outcome.for_a_person else "[green]✓[/]" if outcome.ok else "[red]✗[/]"
         console.print(f"  {mark} {outcome.index}. {outcome.text[:90]} → {outcome.detail}")
-    colour = "green" if applied.ok else "red"
+    colour = {"done": "green", "for_a_person": "yellow"}.get(applied.outcome, "red")
     console.print(f"[bold {colour}]{applied.message}[/]")
 
 
