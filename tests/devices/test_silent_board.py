@@ -246,3 +246,11 @@ def test_probe_refuses_a_missing_port_in_one_sentence() -> None:
     from tests.devices.test_cli_devices import assert_refused, run
 
     assert_refused(run("probe", "/dev/openbms-no-such-port"), "cannot open /dev/openbms-no-such-port")
+
+
+def test_monitor_of_a_board_that_never_answered_points_at_probe(hung_port: str) -> None:
+    result = CliRunner().invoke(app, ["monitor", "--device", f"jbd:{hung_port}", "--count", "1"])
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.stdout.split())
+    assert "comm_error" in text and "no values shown" in text
+    assert f"openbms probe {hung_port}" in text
