@@ -43,6 +43,8 @@ NVM_HELP = (
     "the BMS powers on from what it holds. One process at a time."
 )
 
+BAUD_HELP = "Serial baud rate (default per protocol: JBD 9600, Daly 9600, JK 115200)."
+
 
 class UserError(Exception):
     """A problem the user can fix; printed as one sentence."""
@@ -256,6 +258,7 @@ def _diagnose(
     json_out: bool,
     apply_it: bool,
     guide: bool,
+    baud: int | None = None,
 ) -> int:
     from openbms.diagnose.apply import apply as apply_procedure
     from openbms.diagnose.engine import diagnose
@@ -269,6 +272,9 @@ def _diagnose(
     if len(sources) + int(guide) != 1:
         err.print("[red]error:[/] give exactly one of SCENARIO, --state FILE, --device URL or --guide")
         return EXIT_INVALID
+    if baud is not None and device is None:
+        err.print("[red]error:[/] --baud goes with --device (the serial port's rate)")
+        return EXIT_INVALID
     if apply_it and scenario is None:
         err.print("[red]error:[/] --apply works on a scenario (the twin); a saved state or a device has no twin")
         return EXIT_INVALID
@@ -280,7 +286,7 @@ def _diagnose(
         from openbms.devices.reader import DEVICE_ERRORS, read_device_snapshot
 
         try:
-            snapshot = read_device_snapshot(device)
+            snapshot = read_device_snapshot(device, baud)
         except DEVICE_ERRORS as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}")
             return EXIT_INVALID
@@ -331,10 +337,11 @@ def diagnose(
         bool, typer.Option("--apply", help="Carry the procedure out in the twin and check it.")
     ] = False,
     guide: Annotated[bool, typer.Option("--guide", help="Ask questions instead of reading a BMS.")] = False,
+    baud: Annotated[int | None, typer.Option("--baud", help=BAUD_HELP)] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """What is wrong with the BMS, which reset is safe, and the steps (SPEC §10)."""
-    _exit(lambda: _diagnose(scenario, state, device, json_out, apply_it, guide), debug)
+    _exit(lambda: _diagnose(scenario, state, device, json_out, apply_it, guide, baud), debug)
 
 
 def demo_scenario_path() -> Path:
@@ -350,21 +357,23 @@ def demo(
     _exit(lambda: _simulate([demo_scenario_path()], False, out, None, debug), debug)
 
 
-def _monitor(device: str, interval_s: float, count: int | None, json_out: bool) -> int:
+def _monitor(device: str, interval_s: float, count: int | None, json_out: bool, baud: int | None = None) -> int:
     from rich.live import Live
 
     from openbms.devices.ble import read_ble
     from openbms.devices.monitor import poll_table, reading_json
-    from openbms.devices.reader import DEVICE_ERRORS, DeviceReader, Poll, parse_url
+    from openbms.devices.reader import DEVICE_ERRORS, DeviceError, DeviceReader, Poll, parse_url
 
     console, err = _consoles(json_out)
     try:
         protocol, port = parse_url(device)
         if protocol == "ble":
+            if baud is not None:
+                raise DeviceError("--baud applies to serial ports; a BLE device has no baud rate")
             reading = read_ble(port)
             polls_source = None
         else:
-            reader = DeviceReader(device)
+            reader = DeviceReader(device, baud=baud)
             polls_source = reader
     except DEVICE_ERRORS as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
@@ -410,6 +419,7 @@ def monitor(
     interval: Annotated[str, typer.Option("--interval", help="Time between polls.")] = "1s",
     count: Annotated[int | None, typer.Option("--count", help="Stop after this many polls.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON line per poll.")] = False,
+    baud: Annotated[int | None, typer.Option("--baud", help=BAUD_HELP)] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Read a real BMS (or an emulated one) live: cells, temperatures, current, SOC, FETs, faults."""
@@ -423,7 +433,75 @@ def monitor(
         if count is not None and count < 1:
             Console(stderr=True).print("[red]error:[/] --count must be at least 1")
             return EXIT_INVALID
-        return _monitor(device, interval_s, count, json_out)
+        return _monitor(device, interval_s, count, json_out, baud)
+
+    _exit(body, debug)
+
+
+def _probe(port: str, timeout_s: float, baud: int | None, json_out: bool) -> int:
+    from openbms.devices.reader import DEVICE_ERRORS, DeviceError, probe
+
+    console, err = _consoles(json_out)
+    if not (timeout_s > 0 and math.isfinite(timeout_s)):
+        err.print("[red]error:[/] --timeout must be a positive duration")
+        return EXIT_INVALID
+    tried: list[dict[str, object]] = []
+    found = None
+    try:
+        if baud is not None and baud <= 0:
+            raise DeviceError(f"--baud {baud} is not a baud rate; JBD and Daly boards use 9600, JK RS485 115200")
+        for attempt in probe(port, timeout_s, None if baud is None else (baud,)):
+            tried.append({"protocol": attempt.protocol, "baud": attempt.baud, "answered": attempt.reading is not None})
+            if not json_out:
+                mark = "[green]answered[/]" if attempt.reading is not None else "no reply"
+                err.print(f"  {attempt.protocol} at {attempt.baud} baud: {mark}")
+            if attempt.reading is not None:
+                found = attempt
+    except DEVICE_ERRORS as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        return EXIT_INVALID
+    if json_out:
+        doc: dict[str, object] = {"port": port, "found": None, "tried": tried}
+        if found is not None and found.reading is not None:
+            doc["found"] = {
+                "protocol": found.protocol,
+                "baud": found.baud,
+                "device_name": found.reading.name,
+                "device": f"{found.protocol}:{port}",
+            }
+        sys.stdout.write(json_line(doc))
+    elif found is not None and found.reading is not None:
+        name = found.reading.name or "not reported"
+        console.print(
+            f"{escape(port)}: a {found.protocol.upper()} BMS answered at {found.baud} baud (device name: "
+            f"{escape(name)}); read it with --device {escape(found.protocol)}:{escape(port)} --baud {found.baud}"
+        )
+    else:
+        console.print(
+            f"{escape(port)}: nothing answered (tried {len(tried)} protocol and baud combinations); check the "
+            "port, the TX/RX wiring and that the BMS has power"
+        )
+    return EXIT_OK if found is not None else EXIT_FAILED
+
+
+@app.command()
+def probe(
+    port: Annotated[str, typer.Argument(help="A serial port or URL, e.g. /dev/ttyUSB0 or socket://127.0.0.1:7000.")],
+    timeout: Annotated[str, typer.Option("--timeout", help="How long to wait for each reply.")] = "0.3s",
+    baud: Annotated[int | None, typer.Option("--baud", help="Try only this rate (default: 9600 and 115200).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON line.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Find which BMS answers on PORT: tries JBD, Daly and JK at the usual baud rates in turn; exit 0
+    when one answered, 1 when none did."""
+
+    def body() -> int:
+        try:
+            timeout_s = parse_duration_s(timeout)
+        except ValueError as exc:
+            Console(stderr=True).print(f"[red]error:[/] --timeout: {escape(str(exc))}")
+            return EXIT_INVALID
+        return _probe(port, timeout_s, baud, json_out)
 
     _exit(body, debug)
 

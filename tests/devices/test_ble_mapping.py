@@ -343,3 +343,14 @@ def test_monitor_ble_without_aiobmsble_names_the_extra_to_install() -> None:
     )
     assert proc.returncode == 2
     assert "pip install 'openbms[ble]'" in _one_sentence(proc.stderr)
+
+
+@needs_no_ble
+def test_diagnose_ble_without_aiobmsble_exits_2_with_one_sentence() -> None:
+    result = CliRunner().invoke(app, ["diagnose", "--device", f"ble:{ADDRESS}", "--json"])
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    text = _one_sentence(result.stderr)
+    assert text.startswith("error: BLE devices need")
+    assert text.count("error:") == 1
+    assert "pip install 'openbms[ble]'" in text

@@ -165,6 +165,30 @@ def test_monitor_refuses_a_bad_device_in_one_sentence(device: str, words: tuple[
     assert proc.stdout == ""
 
 
+@pytest.mark.parametrize(
+    "device, words",
+    [
+        ("foo:/dev/x", ("unknown protocol 'foo'", "jbd, daly, jk, ble")),
+        ("nocolon", ("'nocolon' is not a device URL", "jbd:/dev/ttyUSB0")),
+        ("jbd:", ("'jbd:' is not a device URL",)),
+        ("jk:/dev/openbms-no-such-port", ("cannot open /dev/openbms-no-such-port: no such port",)),
+        ("daly:socket://127.0.0.1", ("needs a host and a port number",)),
+    ],
+    ids=["unknown-protocol", "no-colon", "no-port", "missing-port", "socket-without-port"],
+)
+def test_diagnose_refuses_a_bad_device_in_one_sentence(device: str, words: tuple[str, ...]) -> None:
+    """The same mistakes, the same one sentence and exit 2 as monitor (issue 10 item 5)."""
+    proc = run("diagnose", "--device", device, "--json")
+    assert_refused(proc, *words)
+    assert proc.stdout == ""
+
+
+def test_a_missing_port_is_named_once_with_what_to_check() -> None:
+    text = _one_sentence(run("monitor", "--device", "jk:/dev/openbms-no-such-port").stderr)
+    assert text.count("/dev/openbms-no-such-port") == 1
+    assert "Errno" not in text
+
+
 def test_a_refusal_as_a_separate_process_is_one_sentence_too() -> None:
     proc = run_process("monitor", "--device", "foo:/dev/x", "--count", "1", "--json")
     assert_refused(proc, "unknown protocol 'foo'")

@@ -54,11 +54,13 @@ def test_diagnose_device_reads_the_protection_bits_and_names_the_cause(hot_devic
     assert any("°C" in r["text"] for r in doc["reasons"])
 
 
-def test_diagnose_a_silent_device_advises_the_soft_reset_first(tmp_path: Path) -> None:
+def test_diagnose_a_silent_device_checks_the_link_before_any_reset(tmp_path: Path) -> None:
     port = PtyPort()  # nobody answers on it
     try:
         result = CliRunner().invoke(app, ["diagnose", "--device", f"jbd:{port.path}", "--json"])
     finally:
         port.close()
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout.strip().splitlines()[-1])["recommendation"] == "soft_reset"
+    doc = json.loads(result.stdout.strip().splitlines()[-1])
+    assert doc["recommendation"] == "fix_root_cause"
+    assert not any("asleep after" in r["text"] for r in doc["reasons"])

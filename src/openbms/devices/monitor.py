@@ -59,7 +59,11 @@ def poll_table(device: str, poll: Poll) -> Table:
     if poll.reading is None:
         table.add_column("status")
         age = "never" if poll.last_good_age_s is None else f"{poll.last_good_age_s:.0f} s ago"
-        table.add_row(f"[bold red]comm_error[/]: {poll.error} (last good reading: {age}; no values shown)")
+        hint = ""
+        protocol, _, port = device.partition(":")
+        if poll.last_good_age_s is None and protocol != "ble" and port:
+            hint = f"\nnever answered: `openbms probe {port}` finds the protocol and baud rate that do"
+        table.add_row(f"[bold red]comm_error[/]: {poll.error} (last good reading: {age}; no values shown){hint}")
         return table
     r = poll.reading
     table.add_column("quantity")

@@ -8,7 +8,9 @@ as new ones.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from openbms.devices.ble import BleUnavailable, read_ble
 from openbms.devices.errors import FrameError
@@ -41,6 +43,11 @@ PROTOCOL_CLASSES = {
 class DeviceError(ValueError):
     """A device URL that cannot be used; one sentence says why."""
 
+
+# The rate each protocol's boards usually ship with (JK RS485 boards run at 115200).
+DEFAULT_BAUD = {"jbd": 9600, "daly": 9600, "jk": 115200}
+# What `openbms probe` tries: each protocol at its usual rate first, then at the other one.
+PROBE_RATES = (9600, 115200)
 
 # Everything opening or reading a device raises for a problem the user fixes (the URL, the port,
 # the adapter); monitor and diagnose both refuse these in one sentence.
@@ -84,14 +91,18 @@ def _check_socket(port: str) -> None:
 class DeviceReader:
     """Polls one serial (or TCP) device with its protocol's client."""
 
-    def __init__(self, url: str, timeout_s: float = 1.0, retries: int = 2) -> None:
+    def __init__(self, url: str, timeout_s: float = 1.0, retries: int = 2, baud: int | None = None) -> None:
         protocol, port = parse_url(url)
         if protocol == "ble":
             raise DeviceError("BLE devices are read with `openbms monitor --device ble:ADDRESS` via aiobmsble")
+        if baud is not None and baud <= 0:
+            raise DeviceError(f"--baud {baud} is not a baud rate; JBD and Daly boards use 9600, JK RS485 115200")
         self.url = url
+        self.port_name = port
         self.protocol = protocol
+        self.baud = baud or DEFAULT_BAUD[protocol]
         self.client = CLIENTS[protocol]()
-        self.transport = SerialTransport(open_port(port), self.client.find_frame, timeout_s, retries)
+        self.transport = SerialTransport(open_port(port, self.baud), self.client.find_frame, timeout_s, retries)
         self._last_good: float | None = None
 
     def poll(self) -> Poll:
@@ -107,17 +118,26 @@ class DeviceReader:
         self.transport.close()
 
 
-def snapshot_from_reading(reading: DeviceReading | None, error: str | None = None) -> Snapshot:
-    """What the diagnosis sees of a real device (fewer facts than a twin: no history)."""
+def snapshot_from_reading(
+    reading: DeviceReading | None,
+    error: str | None = None,
+    link: dict[str, str | int] | None = None,
+    history: list[dict[str, Any]] | None = None,
+) -> Snapshot:
+    """What the diagnosis sees of a real device (fewer facts than a twin). ``link`` says how it was
+    asked (protocol, port, baud); ``history`` is earlier events of this board, when there are any."""
     if reading is None:
-        # Silence looks the same whether the BMS sleeps or hangs; the seed says try a soft reset
-        # (a charger) before a hard one, so silence is treated as sleep.
+        # Silence is all that was observed: a sleeping BMS, a hung one, the wrong protocol, port or
+        # baud rate and swapped wires all look alike, so the state says only "no reply".
         return Snapshot(
             source="device",
-            state="sleep",
+            state="no_reply",
             faults=[],
             responds=None,
-            events=[{"kind": "warning", "warning": "no_answer", "detail": error or ""}],
+            events=[
+                *(history or []),
+                {"kind": "warning", "warning": "no_answer", "detail": error or "", **(link or {})},
+            ],
         )
     faults = [
         ActiveFault.model_validate({"fault": f, "class": PROTOCOL_CLASSES.get(f, "auto")}) for f in reading.faults
@@ -149,14 +169,45 @@ def snapshot_from_reading(reading: DeviceReading | None, error: str | None = Non
     )
 
 
-def read_device_snapshot(url: str) -> Snapshot:
+def read_device_snapshot(url: str, baud: int | None = None) -> Snapshot:
     """One reading of the device at ``url`` as a snapshot; raises one of DEVICE_ERRORS."""
     protocol, port = parse_url(url)
     if protocol == "ble":
-        return snapshot_from_reading(read_ble(port))
-    reader = DeviceReader(url)
+        if baud is not None:
+            raise DeviceError("--baud applies to serial ports; a BLE device has no baud rate")
+        return snapshot_from_reading(read_ble(port), link={"protocol": "ble", "port": port})
+    reader = DeviceReader(url, baud=baud)
     try:
         poll = reader.poll()
     finally:
         reader.close()
-    return snapshot_from_reading(poll.reading, poll.error)
+    link: dict[str, str | int] = {"protocol": protocol, "port": port, "baud": reader.baud}
+    return snapshot_from_reading(poll.reading, poll.error, link)
+
+
+@dataclass(frozen=True)
+class ProbeAttempt:
+    protocol: str
+    baud: int
+    reading: DeviceReading | None
+    error: str | None = None
+
+
+def probe(port: str, timeout_s: float = 0.3, rates: tuple[int, ...] | None = None) -> Iterator[ProbeAttempt]:
+    """Ask ``port`` with each protocol at each rate in turn (usual rate first) until one answers;
+    yields every attempt. A port that cannot be opened raises one of DEVICE_ERRORS."""
+    if port.startswith("socket://"):
+        _check_socket(port)
+    tries = [(p, DEFAULT_BAUD[p]) for p in CLIENTS]
+    tries += [(p, b) for b in PROBE_RATES for p in CLIENTS if (p, b) not in tries]
+    if rates is not None:
+        tries = [(p, b) for b in rates for p in CLIENTS]
+    for protocol, baud in tries:
+        reader = DeviceReader(f"{protocol}:{port}", timeout_s=timeout_s, retries=0, baud=baud)
+        try:
+            poll = reader.poll()
+        finally:
+            reader.close()
+        yield ProbeAttempt(protocol, baud, poll.reading, poll.error)
+        if poll.ok:
+            return

@@ -8,6 +8,8 @@ as ``socket://127.0.0.1:7000`` (the emulator's TCP port) or ``loop://``.
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -44,8 +46,20 @@ def open_port(url: str, baudrate: int = 9600, timeout_s: float = 0.05) -> Port:
     try:
         port: Port = serial.serial_for_url(url, baudrate=baudrate, timeout=timeout_s)
     except (*PORT_ERRORS, ValueError) as err:
-        raise TransportError(f"cannot open {url}: {err}") from None
+        raise TransportError(f"cannot open {url}: {_why(err)}") from None
     return port
+
+
+def _why(err: Exception) -> str:
+    """Why a port did not open, plainly: pyserial repeats the path and the errno in its message."""
+    code = err.errno if isinstance(err, OSError) else err.args[0] if err.args else None
+    if code == errno.ENOENT:
+        return "no such port; check its name (ls /dev/serial/by-id/)"
+    if code == errno.EACCES:
+        return "permission denied; add your user to the group that owns the port (often dialout)"
+    if isinstance(code, int) and code > 0:
+        return os.strerror(code)
+    return str(err)
 
 
 class SerialTransport:

@@ -11,7 +11,7 @@ data and history, never from what a scenario is called.
 from __future__ import annotations
 
 import statistics
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -328,6 +328,8 @@ def present_conditions(s: Snapshot) -> list[tuple[str, Reason, list[ProcedureSte
 
 # ----------------------------------------------------------------------------- the decision
 def diagnose(s: Snapshot) -> Diagnosis:
+    if s.state == "no_reply":
+        return _no_reply(s)
     assumptions = _assumptions(s)
     damaged = damaged_cells(s)
     if damaged:
@@ -416,6 +418,105 @@ def diagnose(s: Snapshot) -> Diagnosis:
             assumptions=assumptions,
         )
     return _none(s, assumptions)
+
+
+def _cut_off_before_silence(s: Snapshot) -> dict[str, Any] | None:
+    """The last recorded low-voltage cut-off (a ``sleep`` event, or an under-voltage fault set)
+    with no wake after it, from the board's history; None when the history shows none."""
+    found: dict[str, Any] | None = None
+    for event in s.events:
+        kind = event.get("kind")
+        if kind == "sleep" or (kind == "fault_set" and event.get("fault") in ("cell_undervoltage", "deep_discharge")):
+            found = event
+        elif kind in ("wake", "reset") or (kind == "fault_cleared" and event.get("fault") == "cell_undervoltage"):
+            found = None
+    return found
+
+
+def _no_reply(s: Snapshot) -> Diagnosis:
+    """The board did not answer: report that, the likely causes in order and how to tell them
+    apart. A reset is advised only when the board's history shows a cut-off before the silence."""
+    asked: dict[str, Any] = next((e for e in reversed(s.events) if e.get("warning") == "no_answer"), {})
+    protocol, port, baud = asked.get("protocol"), asked.get("port"), asked.get("baud")
+    how = " ".join(
+        part
+        for part in (
+            f"as {str(protocol).upper()}" if protocol else "",
+            f"on {port}" if port else "",
+            f"at {baud} baud" if baud else "",
+        )
+        if part
+    )
+    detail = str(asked.get("detail") or "").removeprefix("comm_error: ")
+    observed = Reason(
+        text=f"the BMS did not reply when asked {how}".rstrip()
+        + (f" ({detail})" if detail else "")
+        + "; nothing was measured",
+        fault="comm_error",
+    )
+    probe = f"openbms probe {port}" if port else "openbms probe PORT"
+    checks = [
+        ProcedureStep(
+            text=f"Wrong protocol or baud rate (most likely on a first connection): run `{probe}`; it asks as "
+            "JBD, Daly and JK at 9600 and 115200 baud and says what answers. JK RS485 boards usually run at "
+            "115200, JBD and Daly at 9600 (--baud sets the rate)."
+        ),
+        ProcedureStep(
+            text="Wrong port: the adapter's TX LED should blink at every request; if it stays dark you are "
+            "talking to another port (list them in /dev/serial/by-id/)."
+        ),
+        ProcedureStep(
+            text="Wiring: TX blinks but RX never does: swap TX and RX (A and B on RS485), check the common "
+            "ground and that the BMS's UART/RS485 port (not its CAN port) is used."
+        ),
+        ProcedureStep(
+            text="The BMS's own power: measure the pack voltage at the BMS's B- and balance connector with a "
+            "meter. A BMS with no supply is silent; one asleep after a low-voltage cut-off wakes when a "
+            "charger is connected — only if the meter shows low cells.",
+            safety="Measure with the loads off; a deeply discharged pack needs a slow recovery charge.",
+        ),
+        ProcedureStep(
+            text="Only when the link answers another board and the BMS has power but stays silent is its "
+            "firmware hung: then a hard reset (full power-down) is the remedy."
+        ),
+    ]
+    cut_off = _cut_off_before_silence(s)
+    if cut_off is not None:
+        when = cut_off.get("t_s")
+        return Diagnosis(
+            recommendation="soft_reset",
+            summary="The BMS did not reply, and its history shows a low-voltage cut-off before the silence: it "
+            "is most likely asleep; a charger's voltage wakes it.",
+            reasons=[
+                observed,
+                Reason(
+                    text="the recorded history shows a low-voltage cut-off"
+                    + (f" at t={when} s" if when is not None else "")
+                    + " and no wake after it",
+                    fault="cell_undervoltage",
+                ),
+            ],
+            steps=[
+                *soft_reset_steps(s.thresholds.charge_voltage_v, asleep=True),
+                ProcedureStep(text="If it stays silent with the charger on, check the link:"),
+                *checks,
+            ],
+            assumptions=["nothing was measured now: the cut-off is known only from the recorded history"],
+        )
+    return Diagnosis(
+        recommendation="fix_root_cause",
+        summary="The BMS did not reply. Silence alone cannot tell a sleeping or unpowered BMS from a link "
+        "problem: check the link first, in this order; no reset is advised yet.",
+        reasons=[
+            observed,
+            Reason(
+                text="a wrong protocol, baud rate or port, swapped wires, a BMS without power or asleep, and a "
+                "hung BMS all look like this; there is no history of a cut-off before the silence"
+            ),
+        ],
+        steps=checks,
+        assumptions=["nothing was measured: cell voltages, temperatures and faults are unknown"],
+    )
 
 
 def _service(s: Snapshot, faults: list[str], assumptions: list[str]) -> Diagnosis:
@@ -565,9 +666,10 @@ def _soft_reset_reasons(s: Snapshot) -> list[Reason]:
             Reason(
                 text=text + "; a charger's voltage wakes it",
                 fault="cell_undervoltage",
-                measurement="min_cell_v",
+                # a limit is cited only beside the measurement it was compared with
+                measurement="min_cell_v" if low is not None else None,
                 value=low,
-                limit=s.thresholds.cell_undervoltage_v,
+                limit=s.thresholds.cell_undervoltage_v if low is not None else None,
             )
         )
     for f in s.faults:

@@ -22,6 +22,8 @@ _TITLES = {
     "service": ("red", "Service needed"),
 }
 
+_STATE_WORDS = {"no_reply": "unknown (no reply; nothing measured)"}
+
 
 def diagnosis_json(diagnosis: Diagnosis, applied: ApplyResult | None = None) -> dict[str, Any]:
     doc: dict[str, Any] = {
@@ -53,7 +55,7 @@ def print_diagnosis(console: Console, diagnosis: Diagnosis, state: str | None = 
     colour, title = _TITLES[diagnosis.recommendation]
     lines = [f"[bold]{diagnosis.summary}[/]"]
     if state:
-        lines.append(f"BMS state: {state}")
+        lines.append(f"BMS state: {_STATE_WORDS.get(state, state)}")
     lines.append("")
     lines.append("[bold]Why[/]")
     lines += [f"  • {r.text}" for r in diagnosis.reasons]
