@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from openbms.scenario.output import temp_file  # noqa: E402
 from openbms.scenario.runner import RunResult  # noqa: E402
 
 _MARKED_EVENTS = {
@@ -85,7 +85,7 @@ def plot_run(result: RunResult, path: Path) -> None:
     fig.suptitle(f"{result.name} ({status})", fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    fd, tmp = temp_file(path, suffix=".png")
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110)
