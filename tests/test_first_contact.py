@@ -8,12 +8,16 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from typer.testing import CliRunner
 
 from openbms import __version__
 from openbms.cli import app
+
+if TYPE_CHECKING:
+    from openbms.scenario.runner import RunResult
 
 FILES = Path(__file__).parent / "scenario" / "files"
 SRC = Path(__file__).parents[1] / "src"
@@ -74,3 +78,54 @@ def test_out_in_an_unwritable_folder_exits_2_before_running(tmp_path: Path) -> N
         locked.chmod(0o755)
     assert result.exit_code == 2, result.output
     assert "not writable" in result.output
+
+
+def _run(path: Path) -> RunResult:
+    from openbms.scenario.runner import ScenarioRunner
+    from openbms.scenario.schema import load_scenario
+
+    scenario, steps = load_scenario(path)
+    return ScenarioRunner(scenario, steps).run()
+
+
+def test_plot_names_the_trip_shows_the_short_and_draws_the_fets_on_their_own_axis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import matplotlib.pyplot as plt
+
+    from openbms.scenario import plot
+
+    scenario = tmp_path / "short.yaml"
+    scenario.write_text(
+        "name: short on a small pack\n"
+        "pack: {chemistry: lfp, series: 4, capacity_ah: 50, soc: 0.5}\n"
+        "dt: 100ms\n"
+        "timeline:\n"
+        "  - load: {current_a: 70}\n"  # 1.4 C: the discharge over-current warning (1.3 C)
+        "  - run: 5s\n"
+        "  - disconnect: load\n"
+        "  - short: {resistance_ohm: 0.005}\n"
+        "  - run: 1s\n"
+    )
+    result = _run(scenario)
+    figures: list[Any] = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to look at
+    labels = plot.plot_run(result, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 10_000
+    assert any(label.startswith("▲ short_circuit") for label in labels)
+    assert any("warning discharge_overcurrent" in label for label in labels)
+    short = [label for label in labels if label.startswith("short circuit peaked at")]
+    assert short and " A and was cut within one control step" in short[0]
+    (figure,) = figures
+    fet_axes = [ax for ax in figure.axes if ax.get_ylabel() == "FET"]
+    assert len(fet_axes) == 1
+    assert {line.get_label() for line in fet_axes[0].get_lines()} >= {"charge FET", "discharge FET"}
+    monkeypatch.undo()
+    plt.close(figure)
+
+
+def test_plot_labels_the_cell_that_tripped() -> None:
+    from openbms.scenario.plot import event_label
+
+    event = {"t_s": 1.0, "kind": "fault_set", "fault": "cell_undervoltage", "cell": 15}
+    assert event_label(event, 100.0) == "▲ cell_undervoltage (cell 15)"
