@@ -16,7 +16,7 @@ import threading
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -25,12 +25,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from openbms import __version__
 from openbms.bms.nvm import NonVolatileMemory, NvmError
-from openbms.scenario.output import OutputSet, slug
-from openbms.scenario.plot import plot_run
-from openbms.scenario.report import print_summary
-from openbms.scenario.runner import RunResult, ScenarioRunner, TelemetrySink, telemetry_columns
-from openbms.scenario.schema import Scenario, ScenarioError, Step, load_scenario
 from openbms.units import parse_duration_s
+
+if TYPE_CHECKING:  # the simulation, numpy and matplotlib load only when a command needs them
+    from openbms.scenario.runner import RunResult, ScenarioRunner, TelemetrySink
+    from openbms.scenario.schema import Scenario, Step
 
 app = typer.Typer(
     add_completion=False,
@@ -44,6 +43,22 @@ NVM_HELP = (
 )
 
 BAUD_HELP = "Serial baud rate (default per protocol: JBD 9600, Daly 9600, JK 115200)."
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the openbms version and exit."),
+    ] = False,
+) -> None:
+    """openbms: a battery management system with a digital twin of the pack."""
 
 
 class UserError(Exception):
@@ -92,6 +107,10 @@ def _run_one(
 ) -> tuple[RunResult, float, ScenarioRunner, list[Path]]:
     """Run one scenario; with ``output`` its files are staged while it runs (the telemetry
     streams to disk) and swapped into that folder as a set at the end."""
+    from openbms.scenario.output import OutputSet
+    from openbms.scenario.plot import plot_run
+    from openbms.scenario.runner import telemetry_columns
+
     scenario, steps = loaded
     staged = OutputSet(output, telemetry_columns(scenario.pack.series)) if output is not None else None
     try:
@@ -114,6 +133,8 @@ def _play(
     nvm: NonVolatileMemory | None,
     sink: TelemetrySink | None,
 ) -> tuple[RunResult, float, ScenarioRunner]:
+    from openbms.scenario.runner import ScenarioRunner
+
     runner = ScenarioRunner(scenario, steps, every_s=every_s, nvm=nvm, telemetry_sink=sink)
     planned = max(runner.planned_duration_s(), 1.0)
     start = time.perf_counter()
@@ -135,6 +156,26 @@ def _play(
     return result, time.perf_counter() - start, runner
 
 
+def _out_problem(out: Path) -> str | None:
+    """Why the results could not be written to folder ``out`` (None when they can), found before
+    the simulation runs rather than after it. Missing folders are created, so the nearest existing
+    ancestor must be a folder this process may write in."""
+    if out.exists():
+        if not out.is_dir():
+            return "is a file, not a folder; name a folder for the results"
+        if not os.access(out, os.W_OK | os.X_OK):
+            return "this folder is not writable"
+        return None
+    ancestor = out.absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is a file, so no folder can be created there"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"cannot create the folder: {ancestor} is not writable"
+    return None
+
+
 def _simulate(
     scenarios: list[Path],
     json_out: bool,
@@ -144,6 +185,8 @@ def _simulate(
     save_state: Path | None = None,
     nvm_path: Path | None = None,
 ) -> int:
+    from openbms.scenario.schema import ScenarioError, load_scenario
+
     console, err = _consoles(json_out)
     try:
         every_s = parse_duration_s(every) if every is not None else None
@@ -151,6 +194,9 @@ def _simulate(
             raise ValueError("--every must be a positive duration")
     except ValueError as exc:
         err.print(f"[red]error:[/] --every: {escape(str(exc))}")
+        return EXIT_INVALID
+    if out is not None and (problem := _out_problem(out)) is not None:
+        err.print(f"[red]error:[/] --out {escape(str(out))}: {problem}", soft_wrap=True)
         return EXIT_INVALID
     # Validate every file before running any, so a typo in the last one costs no simulation time.
     try:
@@ -181,6 +227,10 @@ def _simulate_each(
     err: Console,
 ) -> int:
     """Run the scenarios one after another (on one board when they share ``nvm``)."""
+    from openbms.scenario.output import slug
+    from openbms.scenario.report import print_summary
+    from openbms.scenario.schema import ScenarioError
+
     code = EXIT_OK
     used: set[str] = set()
     for path, scenario in zip(scenarios, loaded, strict=True):
@@ -266,6 +316,7 @@ def _diagnose(
     from openbms.diagnose.guide import run_guide
     from openbms.diagnose.report import diagnosis_json, print_applied, print_diagnosis, print_guide_question
     from openbms.diagnose.snapshot import SnapshotError, load_state
+    from openbms.scenario.schema import ScenarioError, load_scenario
 
     console, err = _consoles(json_out)
     sources = [x for x in (scenario, state, device) if x is not None]
@@ -516,6 +567,8 @@ def _emulate(
     nvm_path: Path | None = None,
 ) -> int:
     from openbms.devices.protocols import SERVERS
+    from openbms.scenario.runner import ScenarioRunner
+    from openbms.scenario.schema import ScenarioError, load_scenario
 
     err = Console(stderr=True, highlight=False)
     if protocol not in SERVERS:

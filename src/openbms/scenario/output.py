@@ -30,10 +30,40 @@ INCOMPLETE = "INCOMPLETE"  # present while a set is being replaced: the files ma
 STAGING_PREFIX = ".openbms-partial-"
 
 
+def current_umask() -> int:
+    """The process's umask (reading it means setting it, so it is put straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode ``open()`` would give a new file: what the user expects of an output file, where
+    ``tempfile`` would leave it private (0600)."""
+    return 0o666 & ~current_umask()
+
+
+def folder_mode() -> int:
+    return 0o777 & ~current_umask()
+
+
+def temp_file(path: Path, suffix: str = "") -> tuple[int, str]:
+    """A temporary file beside ``path`` (same file system, so it can be renamed onto it) with the
+    permissions of a file the user created."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        os.fchmod(fd, file_mode())
+    except BaseException:
+        os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return fd, tmp
+
+
 @contextmanager
 def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[str]]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = temp_file(path)
     try:
         with os.fdopen(fd, mode, encoding="utf-8", newline="") as handle:
             yield handle
@@ -84,7 +114,7 @@ def _jsonable(value: object) -> object:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def write_outputs(result: RunResult, folder: Path, plot: Callable[[RunResult, Path], None]) -> list[Path]:
+def write_outputs(result: RunResult, folder: Path, plot: Callable[[RunResult, Path], object]) -> list[Path]:
     """Write every output of one run into ``folder`` file by file; return the paths written."""
     paths = [folder / name for name in OUTPUT_NAMES]
     write_telemetry_csv(result, paths[0])
@@ -106,6 +136,7 @@ class OutputSet:
         folder.mkdir(parents=True, exist_ok=True)
         _remove_abandoned_staging(folder)
         self.staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=folder))
+        self.staging.chmod(folder_mode())
         self._csv: IO[str] | None = (self.staging / OUTPUT_NAMES[0]).open("w", encoding="utf-8", newline="")
         self._csv.write(",".join(columns) + "\n")
 
@@ -113,7 +144,7 @@ class OutputSet:
         assert self._csv is not None, "the output set is already committed"
         self._csv.write(telemetry_line(row, state))
 
-    def commit(self, result: RunResult, plot: Callable[[RunResult, Path], None]) -> list[Path]:
+    def commit(self, result: RunResult, plot: Callable[[RunResult, Path], object]) -> list[Path]:
         """Finish the staged set, then move it into ``folder``; return the paths written."""
         self._close_csv(sync=True)
         write_events_jsonl(result, self.staging / OUTPUT_NAMES[1])

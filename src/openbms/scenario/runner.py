@@ -120,6 +120,7 @@ class RunResult:
     final: dict[str, Any]
     telemetry: Telemetry
     error: str | None = None
+    capacity_ah: float | None = None  # what the BMS counts C-rates against (for the plot's amps)
 
     @property
     def passed(self) -> bool:
@@ -277,6 +278,7 @@ class ScenarioRunner:
             final=self.final_state(),
             telemetry=self.telemetry,
             error=error,
+            capacity_ah=self.twin.bms.pack.capacity_ah,
         )
 
     def final_state(self) -> dict[str, Any]:
