@@ -240,7 +240,9 @@ class LoadSpec(_Strict):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> LoadSpec:
-        if len(self.model_fields_set) != 1:
+        # Count values, not keys: ``current_a: null`` names a key but gives no load.
+        given = [v for v in (self.current_a, self.power_w, self.resistance_ohm) if v is not None]
+        if len(given) != 1:
             raise ValueError("give exactly one of current_a, power_w, resistance_ohm")
         return self
 
