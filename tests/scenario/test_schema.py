@@ -100,6 +100,13 @@ def test_every_step_and_expect_key_is_accepted(tmp_path: Path) -> None:
         ("charge_fet: on,", "charge_fet: maybe,", 41, "timeline.33.expect.charge_fet", "on or off"),
         ("soc: [0.1, 0.9]", "soc: [0.9, 0.1]", 41, "timeline.33.expect.soc", "low ≤ high"),
         ("{reset: {method: soft}}", "{explosion: {}}", 43, "timeline.33.expect.events", "explosion"),
+        (
+            "repair: {fault: open_balance_wire, cell: 3}",
+            "repair: {fault: sensor_stuck, sensor: x}",
+            32,
+            "timeline.25.repair.sensor",
+            "pattern",
+        ),
         # A key with no value is no load (it once reached the physics as NaN and crashed it).
         ("load: {current_a: 10}", "load: {current_a: null}", 8, "timeline.1.load", "exactly one"),
     ],

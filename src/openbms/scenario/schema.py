@@ -265,14 +265,16 @@ class AmbientSpec(_Strict):
     temperature_c: float = Field(ge=-60, le=120)
 
 
+# A sensor of the pack: one of its cells' voltage or temperature taps (from 1), or the current.
+SensorName = Annotated[str, Field(max_length=40, pattern=r"^(cell_v_[1-9][0-9]*|cell_t_[1-9][0-9]*|current)$")]
+
+
 class InjectSpec(_Strict):
     fault: Literal[INJECTABLE_FAULTS]  # type: ignore[valid-type]
     cell: int | None = Field(default=None, ge=1)
     resistance_ohm: float | None = Field(default=None, gt=0, le=1e9)
     soh: float | None = Field(default=None, gt=0, le=1)
-    sensor: str | None = Field(
-        default=None, max_length=40, pattern=r"^(cell_v_[1-9][0-9]*|cell_t_[1-9][0-9]*|current)$"
-    )
+    sensor: SensorName | None = None
     # A stuck sensor may report anything a broken ADC can, NaN and infinity included: the brain
     # must then see an unreadable sensor.
     value: float | None = Field(default=None, allow_inf_nan=True)
@@ -298,7 +300,7 @@ class InjectSpec(_Strict):
 class RepairSpec(_Strict):
     fault: Literal[INJECTABLE_FAULTS]  # type: ignore[valid-type]
     cell: int | None = Field(default=None, ge=1)
-    sensor: str | None = Field(default=None, max_length=40)
+    sensor: SensorName | None = None
     fet: Literal["charge", "discharge"] | None = None
 
 
