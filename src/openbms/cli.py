@@ -87,6 +87,14 @@ def _finite_or_null(value: object) -> object:
     return value
 
 
+def _duration_option(text: str, option: str) -> float:
+    """A duration given on the command line (``30s``, ``2min``); refused in one sentence."""
+    try:
+        return parse_duration_s(text)
+    except ValueError as exc:
+        raise UserError(f"{option}: {exc}") from None
+
+
 def _open_nvm(path: Path | None) -> NonVolatileMemory | None:
     """The event log the user named (``--nvm``), or None for one in memory."""
     if path is None:
@@ -476,11 +484,7 @@ def monitor(
     """Read a real BMS (or an emulated one) live: cells, temperatures, current, SOC, FETs, faults."""
 
     def body() -> int:
-        try:
-            interval_s = parse_duration_s(interval)
-        except ValueError as exc:
-            Console(stderr=True).print(f"[red]error:[/] --interval: {escape(str(exc))}")
-            return EXIT_INVALID
+        interval_s = _duration_option(interval, "--interval")
         if count is not None and count < 1:
             Console(stderr=True).print("[red]error:[/] --count must be at least 1")
             return EXIT_INVALID
@@ -547,11 +551,7 @@ def probe(
     when one answered, 1 when none did."""
 
     def body() -> int:
-        try:
-            timeout_s = parse_duration_s(timeout)
-        except ValueError as exc:
-            Console(stderr=True).print(f"[red]error:[/] --timeout: {escape(str(exc))}")
-            return EXIT_INVALID
+        timeout_s = _duration_option(timeout, "--timeout")
         return _probe(port, timeout_s, baud, json_out)
 
     _exit(body, debug)
