@@ -882,6 +882,9 @@ def test_a_conversation_gives_the_seed_advice_with_the_packs_own_limits(
     for wrong in ALL_LIMITS - {own, own.removesuffix(" V")}:
         assert wrong not in text, (wrong, text)
     assert not any("could not read" in a for a in d.assumptions), d.assumptions
+    # The guide measures nothing: every reason is the person's account or an assumption, and says so.
+    assert {r.source for r in d.reasons} <= {"user", "assumed"}, [(r.text, r.source) for r in d.reasons]
+    assert all(("(from your answers)" in line or "(assumed)" in line) for line in text.splitlines() if "•" in line)
 
 
 def test_run_flat_at_low_voltage_is_not_called_an_over_current() -> None:

@@ -41,10 +41,22 @@ OPEN_WIRE_MIN_MEDIAN_V = 1.0
 MIN_SOH = 0.6
 
 
+# Where a reason's evidence comes from, so an owner can weigh it: a reading of the BMS now, its
+# recorded history, what the person told the guide, or something assumed for want of either.
+Source = Literal["measured", "history", "user", "assumed"]
+SOURCE_WORDS: dict[str, str] = {
+    "measured": "measured now",
+    "history": "from the history",
+    "user": "from your answers",
+    "assumed": "assumed",
+}
+
+
 class Reason(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     text: str
+    source: Source
     fault: str | None = None
     measurement: str | None = None
     value: float | None = None
@@ -63,6 +75,19 @@ class Diagnosis(BaseModel):
 
 
 # ----------------------------------------------------------------------------- evidence
+def seen(s: Snapshot, *fields: str) -> Source:
+    """The source of a reason drawn from these snapshot fields: assumed when any of them is
+    unknown or was filled in by an assumption, else read now (or told by the person)."""
+    if any(f in s.assumed_fields or getattr(s, f) is None for f in fields):
+        return "assumed"
+    return "user" if s.source == "guide" else "measured"
+
+
+def recalled(s: Snapshot) -> Source:
+    """The source of a reason drawn from the event history (in the guide, the person's account)."""
+    return "user" if s.source == "guide" else "history"
+
+
 def _numbers(values: list[float | None] | None) -> list[float]:
     return [v for v in values or [] if v is not None]
 
@@ -102,6 +127,7 @@ def damaged_cells(s: Snapshot) -> list[tuple[int, Reason]]:
     for cell in s.failed_cells:
         found[cell] = Reason(
             text=f"the BMS has learned that cell {cell} is failing (self-discharge or capacity far outside its group)",
+            source=seen(s, "failed_cells"),
             fault="cell_failure",
             measurement=f"cell {cell}",
         )
@@ -109,6 +135,7 @@ def damaged_cells(s: Snapshot) -> list[tuple[int, Reason]]:
         cell = s.failed_cells[0]
         found[cell] = Reason(
             text=f"learned capacity is only {s.soh:.0%} of rated, limited by cell {cell}",
+            source=seen(s, "soh"),
             measurement="soh",
             value=round(s.soh, 3),
             limit=MIN_SOH,
@@ -125,6 +152,7 @@ def damaged_cells(s: Snapshot) -> list[tuple[int, Reason]]:
                 found[k + 1] = Reason(
                     text=f"cell {k + 1} reads {v:.2f} V, far below the {t.deep_discharge_v:.2f} V deep-discharge "
                     "limit: it has collapsed",
+                    source=seen(s, "cell_v"),
                     measurement=f"cell_v_{k + 1}",
                     value=round(v, 4),
                     limit=t.deep_discharge_v,
@@ -133,6 +161,7 @@ def damaged_cells(s: Snapshot) -> list[tuple[int, Reason]]:
                 found[k + 1] = Reason(
                     text=f"cell {k + 1} reads {v:.2f} V while the others sit near {median:.2f} V: it is "
                     "discharging itself",
+                    source=seen(s, "cell_v"),
                     measurement=f"cell_v_{k + 1}",
                     value=round(v, 4),
                     limit=round(median - COLLAPSED_BELOW_MEDIAN_V, 4),
@@ -142,6 +171,20 @@ def damaged_cells(s: Snapshot) -> list[tuple[int, Reason]]:
 
 def _resets(s: Snapshot, method: set[str], result: set[str]) -> list[dict[str, object]]:
     return [e for e in s.events if e.get("kind") == "reset" and e.get("method") in method and e.get("result") in result]
+
+
+# The snapshot fields each measurement a reason cites is read from (``cell_v_N``: the cells).
+_EVIDENCE_FIELDS: dict[str, tuple[str, ...]] = {
+    "max_cell_v": ("cell_v",),
+    "min_cell_v": ("cell_v",),
+    "max_cell_t": ("temperature_c",),
+    "min_cell_t": ("temperature_c",),
+    "fet_t": ("fet_temperature_c",),
+    "load_present": ("load_connected",),
+    "current_a": ("current_a", "charger_connected"),
+    "link_ok": ("link_ok",),
+    "sensor_fault_reason": (),
+}
 
 
 def present_conditions(s: Snapshot) -> list[tuple[str, Reason, list[ProcedureStep]]]:
@@ -162,7 +205,10 @@ def present_conditions(s: Snapshot) -> list[tuple[str, Reason, list[ProcedureSte
         value: float | None = None,
         limit: float | None = None,
     ) -> None:
-        found.append((fault, Reason(text=text, fault=fault, measurement=measurement, value=value, limit=limit), steps))
+        cited = measurement or ""
+        source = seen(s, "faults", *_EVIDENCE_FIELDS.get(cited, ("cell_v",) if cited.startswith("cell_v_") else ()))
+        reason = Reason(text=text, source=source, fault=fault, measurement=measurement, value=value, limit=limit)
+        found.append((fault, reason, steps))
 
     if "cell_overvoltage_latched" in names and volts and max(volts) >= t.cell_overvoltage_v:
         add(
@@ -366,7 +412,10 @@ def diagnose(s: Snapshot) -> Diagnosis:
             recommendation="hard_reset",
             summary="A cell was replaced: finish with a hard reset so the BMS re-learns the pack.",
             reasons=[
-                Reason(text="a cell was just replaced: the BMS must detect it when it boots after a full power-down")
+                Reason(
+                    text="a cell was just replaced: the BMS must detect it when it boots after a full power-down",
+                    source=seen(s, "cell_replaced"),
+                )
             ],
             steps=hard_reset_steps(s.thresholds.hold_up_s)[4:],
             assumptions=assumptions,
@@ -375,7 +424,11 @@ def diagnose(s: Snapshot) -> Diagnosis:
         return Diagnosis(
             recommendation="fix_root_cause",
             summary="The BMS has no power.",
-            reasons=[Reason(text="the BMS is off: its supply through the balance connector is missing")],
+            reasons=[
+                Reason(
+                    text="the BMS is off: its supply through the balance connector is missing", source=seen(s, "state")
+                )
+            ],
             steps=[
                 ProcedureStep(
                     text="Check that the balance connector is plugged in, then the main leads.",
@@ -452,6 +505,7 @@ def _no_reply(s: Snapshot) -> Diagnosis:
         text=f"the BMS did not reply when asked {how}".rstrip()
         + (f" ({detail})" if detail else "")
         + "; nothing was measured",
+        source="measured",
         fault="comm_error",
     )
     probe = f"openbms probe {port}" if port else "openbms probe PORT"
@@ -482,7 +536,9 @@ def _no_reply(s: Snapshot) -> Diagnosis:
     ]
     cut_off = _cut_off_before_silence(s)
     if cut_off is not None:
-        when = cut_off.get("t_s")
+        when = f" at {cut_off['time']}" if cut_off.get("time") else ""
+        if not when and cut_off.get("t_s") is not None:
+            when = f" at t={cut_off['t_s']} s"
         return Diagnosis(
             recommendation="soft_reset",
             summary="The BMS did not reply, and its history shows a low-voltage cut-off before the silence: it "
@@ -490,9 +546,8 @@ def _no_reply(s: Snapshot) -> Diagnosis:
             reasons=[
                 observed,
                 Reason(
-                    text="the recorded history shows a low-voltage cut-off"
-                    + (f" at t={when} s" if when is not None else "")
-                    + " and no wake after it",
+                    text=f"the recorded history shows a low-voltage cut-off{when} and no wake after it",
+                    source=recalled(s),
                     fault="cell_undervoltage",
                 ),
             ],
@@ -506,16 +561,27 @@ def _no_reply(s: Snapshot) -> Diagnosis:
     return Diagnosis(
         recommendation="fix_root_cause",
         summary="The BMS did not reply. Silence alone cannot tell a sleeping or unpowered BMS from a link "
-        "problem: check the link first, in this order; no reset is advised yet.",
-        reasons=[
-            observed,
-            Reason(
-                text="a wrong protocol, baud rate or port, swapped wires, a BMS without power or asleep, and a "
-                "hung BMS all look like this; there is no history of a cut-off before the silence"
-            ),
-        ],
+        "problem (a wrong protocol, baud rate or port, swapped wires, a BMS without power or asleep and a hung "
+        "BMS all look like this): check the link first, in this order; no reset is advised yet.",
+        reasons=[observed, _silence_history(s)],
         steps=checks,
         assumptions=["nothing was measured: cell voltages, temperatures and faults are unknown"],
+    )
+
+
+def _silence_history(s: Snapshot) -> Reason:
+    """What the history says about the silence: no cut-off before it, or that there is none to read."""
+    recorded = [e for e in s.events if e.get("warning") != "no_answer"]
+    if recorded:
+        return Reason(
+            text=f"the recorded history ({len(recorded)} events) shows no low-voltage cut-off left standing "
+            "before the silence",
+            source=recalled(s),
+        )
+    return Reason(
+        text="no history of this board was given, so a cut-off before the silence cannot be known (`openbms "
+        "monitor --record FILE` keeps one; `diagnose --history FILE` reads it)",
+        source="assumed",
     )
 
 
@@ -534,7 +600,14 @@ def _service(s: Snapshot, faults: list[str], assumptions: list[str]) -> Diagnosi
                 else "deep_discharge is kept in non-volatile memory; no reset clears it"
             )
             reasons.append(
-                Reason(text=text, fault=fault, measurement="min_cell_v", value=low, limit=t.deep_discharge_v)
+                Reason(
+                    text=text,
+                    source=seen(s, "faults", *(("cell_v",) if low is not None else ())),
+                    fault=fault,
+                    measurement="min_cell_v" if low is not None else None,
+                    value=low,
+                    limit=t.deep_discharge_v if low is not None else None,
+                )
             )
             steps += [
                 ProcedureStep(
@@ -564,6 +637,7 @@ def _service(s: Snapshot, faults: list[str], assumptions: list[str]) -> Diagnosi
             reasons.append(
                 Reason(
                     text="the BMS's measuring front end (AFE) or a FET is damaged: the fault is permanent",
+                    source=seen(s, "faults"),
                     fault=fault,
                 )
             )
@@ -575,7 +649,13 @@ def _service(s: Snapshot, faults: list[str], assumptions: list[str]) -> Diagnosi
                 )
             )
         else:
-            reasons.append(Reason(text=f"{fault} is a persistent fault kept in non-volatile memory", fault=fault))
+            reasons.append(
+                Reason(
+                    text=f"{fault} is a persistent fault kept in non-volatile memory",
+                    source=seen(s, "faults"),
+                    fault=fault,
+                )
+            )
             steps.append(
                 ProcedureStep(
                     text="Have a qualified technician inspect the pack and clear the fault.", action="call service"
@@ -583,7 +663,10 @@ def _service(s: Snapshot, faults: list[str], assumptions: list[str]) -> Diagnosi
             )
     for event in _resets(s, {"soft", "button", "charger", "hard", "service"}, {"refused"}):
         reasons.append(
-            Reason(text=f"an earlier {event.get('method')} reset was refused: {event.get('reason', '')}".strip())
+            Reason(
+                text=f"an earlier {event.get('method')} reset was refused: {event.get('reason', '')}".strip(),
+                source=recalled(s),
+            )
         )
     return Diagnosis(
         recommendation="service",
@@ -620,6 +703,7 @@ def _latched_after_hard_reset(s: Snapshot) -> list[Reason]:
         Reason(
             text=f"{fault} latched again after a complete hard reset"
             + (f" at t={s.events[hard[-1]]['t_s']} s" if s.events[hard[-1]].get("t_s") is not None else ""),
+            source=recalled(s),
             fault=fault,
         )
         for fault in again
@@ -629,30 +713,63 @@ def _latched_after_hard_reset(s: Snapshot) -> list[Reason]:
 def _hard_reset_reasons(s: Snapshot) -> list[Reason]:
     reasons: list[Reason] = []
     if s.state == "unresponsive" or (s.responds is False and s.state not in ("sleep", "off")):
-        reasons.append(Reason(text="the BMS does not respond at all (firmware hang): only a power-down restarts it"))
+        reasons.append(
+            Reason(
+                text="the BMS does not respond at all (firmware hang): only a power-down restarts it",
+                source=seen(s, "responds"),
+            )
+        )
     for f in s.faults:
         if f.klass == "latched":
             detail = "erratic or implausible readings" if f.fault == "sensor_fault" else f.fault
             reasons.append(
                 Reason(
                     text=f"{f.fault} is latched ({detail}); a soft reset cannot clear a latched fault",
+                    source=seen(s, "faults"),
                     fault=f.fault,
                 )
             )
     refused = _resets(s, {"soft", "button", "charger"}, {"refused"})
     if refused and reasons:
         last = refused[-1]
-        reasons.append(Reason(text=f"an earlier {last.get('method')} soft reset was refused: {last.get('reason', '')}"))
+        reasons.append(
+            Reason(
+                text=f"an earlier {last.get('method')} soft reset was refused: {last.get('reason', '')}",
+                source=recalled(s),
+            )
+        )
     if _resets(s, {"hard"}, {"incomplete"}) and reasons:
         reasons.append(
             Reason(
                 text="an earlier hard reset was too short: the BMS kept its memory; wait longer this time",
+                source=recalled(s),
                 limit=s.thresholds.hold_up_s,
             )
         )
     if s.cell_replaced:
-        reasons.append(Reason(text="a cell was just replaced: the BMS must re-learn the pack after a hard reset"))
+        reasons.append(
+            Reason(
+                text="a cell was just replaced: the BMS must re-learn the pack after a hard reset",
+                source=seen(s, "cell_replaced"),
+            )
+        )
     return reasons
+
+
+# What shows that a fault's cause has passed: the reading a soft-reset reason rests on.
+_CAUSE_FIELDS: dict[str, tuple[str, ...]] = {
+    "cell_overvoltage": ("cell_v",),
+    "cell_undervoltage": ("cell_v",),
+    "charge_overcurrent": ("current_a",),
+    "discharge_overcurrent": ("load_connected",),
+    "short_circuit": ("load_connected",),
+    "charge_overtemperature": ("temperature_c",),
+    "charge_undertemperature": ("temperature_c",),
+    "discharge_overtemperature": ("temperature_c",),
+    "discharge_undertemperature": ("temperature_c",),
+    "fet_overtemperature": ("fet_temperature_c",),
+    "comm_error": ("link_ok",),
+}
 
 
 def _soft_reset_reasons(s: Snapshot) -> list[Reason]:
@@ -665,6 +782,7 @@ def _soft_reset_reasons(s: Snapshot) -> list[Reason]:
         reasons.append(
             Reason(
                 text=text + "; a charger's voltage wakes it",
+                source=seen(s, "state", *(("cell_v",) if low is not None else ())),
                 fault="cell_undervoltage",
                 # a limit is cited only beside the measurement it was compared with
                 measurement="min_cell_v" if low is not None else None,
@@ -680,17 +798,19 @@ def _soft_reset_reasons(s: Snapshot) -> list[Reason]:
                 "soft": "a stale code from a problem that has passed (the link is healthy again)",
                 "load-removal": "the load or short that caused it is gone",
             }.get(f.klass, "its cause has passed")
-            reasons.append(Reason(text=f"{f.fault} is still shown although {why}", fault=f.fault))
+            source = seen(s, "faults", *_CAUSE_FIELDS.get(f.fault, ()))
+            reasons.append(Reason(text=f"{f.fault} is still shown although {why}", source=source, fault=f.fault))
     return reasons
 
 
 def _none(s: Snapshot, assumptions: list[str]) -> Diagnosis:
-    reasons = [Reason(text="no fault blocks the battery: it is working normally")]
+    reasons = [Reason(text="no fault blocks the battery: it is working normally", source=seen(s, "state", "faults"))]
     steps: list[ProcedureStep] = []
     if "cell_undervoltage" in s.fault_names:
         reasons = [
             Reason(
                 text="a charger is lifting the cells; discharge resumes once they are high enough",
+                source=seen(s, "faults", "charger_connected"),
                 fault="cell_undervoltage",
             )
         ]
@@ -699,12 +819,18 @@ def _none(s: Snapshot, assumptions: list[str]) -> Diagnosis:
         reasons.append(
             Reason(
                 text="the cells are out of balance; a full charge lets the BMS balance them",
+                source=seen(s, "faults"),
                 fault="cell_imbalance",
             )
         )
         steps.append(ProcedureStep(text="Give the battery a full charge and let it rest at the top so it balances."))
     if s.soc_uncertain:
-        reasons.append(Reason(text="the SOC reading is uncertain since a reset: a full charge recalibrates it"))
+        reasons.append(
+            Reason(
+                text="the SOC reading is uncertain since a reset: a full charge recalibrates it",
+                source=seen(s, "soc_uncertain"),
+            )
+        )
         steps.append(ProcedureStep(text="Charge fully once: the BMS recalibrates its SOC at the end of the charge."))
     return Diagnosis(
         recommendation="none",

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from openbms.diagnose.engine import Diagnosis, diagnose
+from openbms.diagnose.engine import Diagnosis, Reason, diagnose
 from openbms.diagnose.procedures import ProcedureStep
 from openbms.diagnose.snapshot import ActiveFault, Snapshot, Thresholds
 
@@ -513,10 +513,12 @@ def build_snapshot(answers: dict[str, str], thresholds: Thresholds | None = None
     def fault(name: str, klass: str) -> None:
         faults.append(ActiveFault.model_validate({"fault": name, "class": klass}))
 
+    guessed: list[str] = []  # snapshot fields filled in by an assumption
     responds = {"yes": True, "no": False}.get(known.get("responds", ""))
     if responds is None:
         assumed.append("assumed the BMS responds (you did not know)")
         responds = True
+        guessed.append("responds")
     cells: list[float | None] | None = None
     if "cell_v" in known:
         cells = [float(x) for x in known["cell_v"].split()]
@@ -543,6 +545,7 @@ def build_snapshot(answers: dict[str, str], thresholds: Thresholds | None = None
         if before == "ran flat" and not (tried_charger and known.get("soft_reset_tried") == "yes, no change"):
             state = "sleep"
             fault("cell_undervoltage", "charger")
+            guessed.append("state")  # inferred from silence after running flat, not seen
         else:
             state = "unresponsive"
     elif app_state == "sleep":
@@ -577,6 +580,9 @@ def build_snapshot(answers: dict[str, str], thresholds: Thresholds | None = None
         else:
             assumed.append("the fault is unknown: assumed a protection whose cause has passed")
             fault("discharge_overcurrent", "load-removal")
+            guessed.append("faults")
+    if state == "normal" and "app_state" not in known and not code:
+        guessed.append("state")  # nobody said the BMS shows normal operation
     known_cells = [v for v in cells or [] if v is not None]
     if known_cells and max(known_cells) < t.deep_discharge_v:
         fault("deep_discharge", "persistent")
@@ -614,6 +620,7 @@ def build_snapshot(answers: dict[str, str], thresholds: Thresholds | None = None
         cell_replaced=before == "cell replaced",
         events=events,
         thresholds=t,
+        assumed_fields=guessed,
     )
     if snapshot.load_connected is None:
         assumed.append("assumed the loads are disconnected")
@@ -680,9 +687,10 @@ def run_guide(ask: Ask, thresholds: Thresholds | None = None) -> Diagnosis:
         update |= {
             "summary": "Nothing is known yet: no fault can be named, and nothing shows the battery is working.",
             "reasons": [
-                type(result.reasons[0])(
+                Reason(
                     text="no answer shows the BMS responding normally or gives a measurement: no advice can be "
-                    "drawn from that, and no claim that the battery works"
+                    "drawn from that, and no claim that the battery works",
+                    source="user",
                 )
             ],
             "steps": _what_to_check(answers, snapshot.thresholds),

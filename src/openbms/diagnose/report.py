@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.panel import Panel
 
 from openbms.diagnose.apply import ApplyResult
-from openbms.diagnose.engine import Diagnosis
+from openbms.diagnose.engine import SOURCE_WORDS, Diagnosis
 from openbms.diagnose.guide import Question
 
 _TITLES = {
@@ -58,7 +58,7 @@ def print_diagnosis(console: Console, diagnosis: Diagnosis, state: str | None = 
         lines.append(f"BMS state: {_STATE_WORDS.get(state, state)}")
     lines.append("")
     lines.append("[bold]Why[/]")
-    lines += [f"  • {r.text}" for r in diagnosis.reasons]
+    lines += [f"  • {escape(r.text)} [dim]({SOURCE_WORDS[r.source]})[/]" for r in diagnosis.reasons]
     if diagnosis.steps:
         lines.append("")
         lines.append("[bold]What to do[/]")

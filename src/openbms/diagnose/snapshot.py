@@ -122,6 +122,9 @@ class Snapshot(BaseModel):
     cell_replaced: bool | None = None  # the person says a cell was just replaced
     sensor_reason: str | None = None  # why the BMS distrusts its readings now (erratic, stuck, …)
     events: list[dict[str, Any]] = Field(default_factory=list)
+    # Fields whose value was filled in by an assumption (the guide, for what the person did not
+    # know); a reason drawn from them says it is assumed.
+    assumed_fields: list[str] = Field(default_factory=list)
     thresholds: Thresholds = Field(default_factory=Thresholds)
 
     @field_validator("events")
