@@ -87,7 +87,8 @@ CASES = [
     (
         "silent for no visible reason",
         {"responds": "no", "app_state": "", "before": "nothing"},
-        "hard_reset",
+        # nothing tried yet: the soft reset "should always be your first troubleshooting step"
+        "soft_reset",
     ),
     (
         "silent, a charger and a soft reset changed nothing",
@@ -199,7 +200,8 @@ def test_the_damaged_cell_is_named() -> None:
 
 
 def test_a_hard_reset_that_was_too_short_is_pointed_out() -> None:
-    d, _ = scripted(KNOWN | {"responds": "no", "app_state": "", "hard_reset_tried": "2"})
+    silent_after_soft_reset = {"responds": "no", "app_state": "", "soft_reset_tried": "yes, no change"}
+    d, _ = scripted(KNOWN | silent_after_soft_reset | {"hard_reset_tried": "2"})
     assert d.recommendation == "hard_reset"
     assert any("too short" in r.text for r in d.reasons)
     assert any("Wait at least 15 minutes" in s.text for s in d.steps)
@@ -207,9 +209,26 @@ def test_a_hard_reset_that_was_too_short_is_pointed_out() -> None:
 
 
 def test_a_long_enough_hard_reset_is_not_called_too_short() -> None:
-    d, _ = scripted(KNOWN | {"responds": "no", "app_state": "", "hard_reset_tried": "20"})
+    silent_after_soft_reset = {"responds": "no", "app_state": "", "soft_reset_tried": "yes, no change"}
+    d, _ = scripted(KNOWN | silent_after_soft_reset | {"hard_reset_tried": "20"})
     assert d.recommendation == "hard_reset"
     assert not any("too short" in r.text for r in d.reasons)
+
+
+def test_silent_with_only_a_too_short_hard_reset_tried_gets_the_soft_reset_first_and_a_longer_wait() -> None:
+    d, _ = scripted(KNOWN | {"responds": "no", "app_state": "", "hard_reset_tried": "2"})
+    assert d.recommendation == "soft_reset"
+    assert any("too short" in r.text and r.source == "user" for r in d.reasons)
+    texts = [s.text for s in d.steps]
+    charger = next(i for i, t in enumerate(texts) if "Connect a compatible charger" in t)
+    wait = next(i for i, t in enumerate(texts) if "Wait at least 15 minutes" in t)
+    assert charger < wait, texts
+
+
+def test_silent_after_a_complete_hard_reset_is_not_sent_round_the_resets_again() -> None:
+    d, _ = scripted(KNOWN | {"responds": "no", "app_state": "", "hard_reset_tried": "20"})
+    assert d.recommendation == "fix_root_cause"
+    assert any("balance connector" in s.text for s in d.steps)
 
 
 # ----------------------------------------------------------------------------- don't know
@@ -302,7 +321,9 @@ def test_the_guide_prints_a_report_a_person_reads() -> None:
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert QUESTIONS[0].text in out
-    assert "Hard reset" in out and "(hard_reset)" in out
+    # silent and nothing tried: the soft reset first, the hard reset (with its safety notes) if it fails
+    assert "Soft reset" in out and "(soft_reset)" in out
+    assert "Connect a compatible charger" in out and "do a hard reset" in out
     assert "Never connect the main leads before the balance connector" in out  # a safety note
     assert "Assumed" in out and "cell voltages unknown" in out and "temperature unknown" in out
     assert "Traceback" not in result.output
@@ -557,7 +578,43 @@ CONVERSATIONS: list[tuple[str, tuple[str, int], dict[str, str], str]] = [
             "cell_v": "3.30 3.30 3.31 3.30",
             "temperature_c": "22",
         },
+        # seed: the soft reset "should always be your first troubleshooting step"; the hard reset
+        # "only ... after a soft reset has failed" ("does not wake up after connecting a charger")
+        "soft_reset",
+    ),
+    (
+        "4S silent, the charger and a rest-and-reconnect changed nothing",
+        ("lfp", 4),
+        NORMAL
+        | {
+            "chemistry": "lfp",
+            "series": "4S",
+            "responds": "no",
+            "app_state": "",
+            "before": "nothing, it just stopped",
+            "cell_v": "3.30 3.30 3.31 3.30",
+            "temperature_c": "22",
+            "charger_tried": "yes",
+            "charger_result": "nothing",
+            "soft_reset_tried": "tried it, no change",
+        },
         "hard_reset",
+    ),
+    (
+        "8S silent even after a 20-minute hard reset",
+        ("lfp", 8),
+        NORMAL
+        | {
+            "chemistry": "LiFePO4",
+            "series": "24V",
+            "responds": "no",
+            "app_state": "",
+            "before": "nothing",
+            "cell_v": "3.29 3.30 3.30 3.31 3.30 3.30 3.29 3.30",
+            "temperature_c": "20",
+            "hard_reset_tried": "yes, 20 min",
+        },
+        "fix_root_cause",
     ),
     (
         "4S bluetooth error",

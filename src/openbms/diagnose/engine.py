@@ -407,6 +407,8 @@ def diagnose(s: Snapshot) -> Diagnosis:
             ],
             assumptions=assumptions,
         )
+    if s.state == "silent":
+        return _silent(s, assumptions)
     if s.state == "off" and s.cell_replaced:
         return Diagnosis(
             recommendation="hard_reset",
@@ -566,6 +568,66 @@ def _no_reply(s: Snapshot) -> Diagnosis:
         reasons=[observed, _silence_history(s)],
         steps=checks,
         assumptions=["nothing was measured: cell voltages, temperatures and faults are unknown"],
+    )
+
+
+def _silent(s: Snapshot, assumptions: list[str]) -> Diagnosis:
+    """A person sees no sign of life and no soft reset has been tried: a sleeping BMS and a hung one
+    look alike until a charger has been tried, and the soft reset is the cheap, low-risk first step
+    (the hard reset only when it fails)."""
+    seen_dead = Reason(
+        text="the BMS shows no sign of life (no lights, app connection or display)", source=seen(s, "state")
+    )
+    if _resets(s, {"hard"}, {"ok"}):
+        return Diagnosis(
+            recommendation="fix_root_cause",
+            summary="The BMS stays silent even after a complete hard reset: it has no supply or is broken.",
+            reasons=[
+                seen_dead,
+                Reason(text="a complete hard reset was already done and did not bring it back", source=recalled(s)),
+            ],
+            steps=[
+                ProcedureStep(
+                    text="Measure the voltage at the balance connector and at the BMS's B- and B+ with a meter: "
+                    "a BMS without supply is silent (a loose balance plug, a blown fuse, a broken lead).",
+                    safety="Measure with the loads and charger off.",
+                ),
+                ProcedureStep(
+                    text="If the supply is there and it stays silent, have the BMS board checked or replaced.",
+                    action="replace the BMS board",
+                ),
+                ProcedureStep(text=SAFETY_GENERAL),
+            ],
+            assumptions=assumptions,
+        )
+    too_short = [
+        Reason(
+            text="the hard reset already tried was too short: the BMS kept its memory; if one is needed, wait "
+            "longer this time",
+            source=recalled(s),
+            limit=s.thresholds.hold_up_s,
+        )
+        for _ in _resets(s, {"hard"}, {"incomplete"})[-1:]
+    ]
+    return Diagnosis(
+        recommendation="soft_reset",
+        summary="The BMS shows no sign of life and no soft reset has been tried: try it first (a charger's "
+        "voltage wakes a sleeping BMS); only if it stays silent, a hard reset.",
+        reasons=[
+            seen_dead,
+            Reason(
+                text="no soft reset has been tried yet: a BMS asleep after a cut-off or a protection wakes on a "
+                "charger's voltage, and a soft reset is the low-risk first step",
+                source=seen(s, "state"),
+            ),
+            *too_short,
+        ],
+        steps=[
+            *soft_reset_steps(s.thresholds.charge_voltage_v, asleep=True),
+            ProcedureStep(text="If it still shows no sign of life, its firmware is hung: do a hard reset:"),
+            *hard_reset_steps(s.thresholds.hold_up_s),
+        ],
+        assumptions=assumptions,
     )
 
 

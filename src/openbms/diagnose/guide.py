@@ -540,14 +540,18 @@ def build_snapshot(answers: dict[str, str], thresholds: Thresholds | None = None
 
     state = "normal"
     if not responds:
-        # Silence: asleep after a cut-off, or hung. A charger that changed nothing tells them apart.
+        # Silence: asleep after a cut-off or a protection, or hung. Only a soft reset that changed
+        # nothing tells them apart; until one was tried the BMS is just "silent" (soft reset first).
         tried_charger = known.get("charger_tried") == "yes"
-        if before == "ran flat" and not (tried_charger and known.get("soft_reset_tried") == "yes, no change"):
+        soft_failed = known.get("soft_reset_tried") == "yes, no change"
+        if before == "ran flat" and not (tried_charger and soft_failed):
             state = "sleep"
             fault("cell_undervoltage", "charger")
             guessed.append("state")  # inferred from silence after running flat, not seen
-        else:
+        elif soft_failed:
             state = "unresponsive"
+        else:
+            state = "silent"
     elif app_state == "sleep":
         state = "sleep"
         fault("cell_undervoltage", "charger")

@@ -22,7 +22,10 @@ _TITLES = {
     "service": ("red", "Service needed"),
 }
 
-_STATE_WORDS = {"no_reply": "unknown (no reply; nothing measured)"}
+_STATE_WORDS = {
+    "no_reply": "unknown (no reply; nothing measured)",
+    "silent": "no sign of life (as you describe it)",
+}
 
 
 def diagnosis_json(diagnosis: Diagnosis, applied: ApplyResult | None = None) -> dict[str, Any]:
