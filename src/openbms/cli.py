@@ -28,6 +28,8 @@ from openbms.bms.nvm import NonVolatileMemory, NvmError
 from openbms.units import parse_duration_s
 
 if TYPE_CHECKING:  # the simulation, numpy and matplotlib load only when a command needs them
+    from openbms.devices.history import HistoryRecorder
+    from openbms.devices.reader import DeviceReader, Poll
     from openbms.scenario.runner import RunResult, ScenarioRunner, TelemetrySink
     from openbms.scenario.schema import Scenario, Step
 
@@ -317,6 +319,7 @@ def _diagnose(
     apply_it: bool,
     guide: bool,
     baud: int | None = None,
+    history: Path | None = None,
 ) -> int:
     from openbms.diagnose.apply import apply as apply_procedure
     from openbms.diagnose.engine import diagnose
@@ -334,6 +337,9 @@ def _diagnose(
     if baud is not None and device is None:
         err.print("[red]error:[/] --baud goes with --device (the serial port's rate)")
         return EXIT_INVALID
+    if history is not None and device is None:
+        err.print("[red]error:[/] --history goes with --device (the recorded history of that board)")
+        return EXIT_INVALID
     if apply_it and scenario is None:
         err.print("[red]error:[/] --apply works on a scenario (the twin); a saved state or a device has no twin")
         return EXIT_INVALID
@@ -342,11 +348,14 @@ def _diagnose(
         verdict = run_guide(lambda q: print_guide_question(console, q))
         snapshot_state = None
     elif device is not None:
+        from openbms.devices.history import HistoryError, load_history
         from openbms.devices.reader import DEVICE_ERRORS, read_device_snapshot
 
         try:
-            snapshot = read_device_snapshot(device, baud)
-        except DEVICE_ERRORS as exc:
+            # the file first: a wrong --history is refused before the port is opened
+            events = None if history is None else load_history(history, device)
+            snapshot = read_device_snapshot(device, baud, events)
+        except (*DEVICE_ERRORS, HistoryError) as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}")
             return EXIT_INVALID
         verdict, snapshot_state = diagnose(snapshot), snapshot.state
@@ -397,10 +406,14 @@ def diagnose(
     ] = False,
     guide: Annotated[bool, typer.Option("--guide", help="Ask questions instead of reading a BMS.")] = False,
     baud: Annotated[int | None, typer.Option("--baud", help=BAUD_HELP)] = None,
+    history: Annotated[
+        Path | None,
+        typer.Option("--history", help="The board's history recorded by monitor --record (with --device)."),
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """What is wrong with the BMS, which reset is safe, and the steps (SPEC §10)."""
-    _exit(lambda: _diagnose(scenario, state, device, json_out, apply_it, guide, baud), debug)
+    _exit(lambda: _diagnose(scenario, state, device, json_out, apply_it, guide, baud, history), debug)
 
 
 def demo_scenario_path() -> Path:
@@ -416,57 +429,98 @@ def demo(
     _exit(lambda: _simulate([demo_scenario_path()], False, out, None, debug), debug)
 
 
-def _monitor(device: str, interval_s: float, count: int | None, json_out: bool, baud: int | None = None) -> int:
-    from rich.live import Live
-
+def _monitor(
+    device: str,
+    interval_s: float,
+    count: int | None,
+    json_out: bool,
+    baud: int | None = None,
+    record: Path | None = None,
+) -> int:
     from openbms.devices.ble import read_ble
-    from openbms.devices.monitor import poll_table, reading_json
+    from openbms.devices.history import HistoryError, HistoryRecorder
     from openbms.devices.reader import DEVICE_ERRORS, DeviceError, DeviceReader, Poll, parse_url
 
     console, err = _consoles(json_out)
+    recorder = None
     try:
         protocol, port = parse_url(device)
+        if protocol == "ble" and baud is not None:
+            raise DeviceError("--baud applies to serial ports; a BLE device has no baud rate")
+        # the history file before the device: a file that cannot be recorded into is refused first
+        recorder = None if record is None else HistoryRecorder(record, device)
         if protocol == "ble":
-            if baud is not None:
-                raise DeviceError("--baud applies to serial ports; a BLE device has no baud rate")
             reading = read_ble(port)
             polls_source = None
         else:
-            reader = DeviceReader(device, baud=baud)
-            polls_source = reader
-    except DEVICE_ERRORS as exc:
+            polls_source = DeviceReader(device, baud=baud)
+    except (*DEVICE_ERRORS, HistoryError) as exc:
+        if recorder is not None:
+            recorder.close()
         err.print(f"[red]error:[/] {escape(str(exc))}")
         return EXIT_INVALID
-    if polls_source is None:
-        poll = Poll(reading)
-        if json_out:
-            sys.stdout.write(json_line(reading_json(poll)))
-        else:
-            console.print(poll_table(device, poll))
-        return EXIT_OK
+    try:
+        if polls_source is None:
+            return _show_one(Poll(reading), device, json_out, console, recorder)
+        return _poll_loop(polls_source, device, interval_s, count, json_out, console, recorder)
+    except HistoryError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        return EXIT_INVALID
+    finally:
+        if polls_source is not None:
+            polls_source.close()
+        if recorder is not None:
+            recorder.close()
+
+
+def _show_one(poll: Poll, device: str, json_out: bool, console: Console, recorder: HistoryRecorder | None) -> int:
+    """A single reading (BLE): shown, and recorded when asked."""
+    from openbms.devices.monitor import poll_table, reading_json
+
+    if recorder is not None:
+        recorder.record(poll, time.time())
+    if json_out:
+        sys.stdout.write(json_line(reading_json(poll)))
+    else:
+        console.print(poll_table(device, poll))
+    return EXIT_OK
+
+
+def _poll_loop(
+    source: DeviceReader,
+    device: str,
+    interval_s: float,
+    count: int | None,
+    json_out: bool,
+    console: Console,
+    recorder: HistoryRecorder | None,
+) -> int:
+    """Poll every ``interval_s`` until ``count``: each poll shown, and recorded when asked (a
+    failed poll too: the silence is part of the history); exit 1 when any poll failed."""
+    from rich.live import Live
+
+    from openbms.devices.monitor import poll_table, reading_json
+
     done = 0
     worst = EXIT_OK
-    try:
-        with (
-            Live(console=console, auto_refresh=False, transient=False)
-            if not json_out
-            else contextlib.nullcontext() as live
-        ):
-            while count is None or done < count:
-                started = time.monotonic()
-                poll = polls_source.poll()
-                done += 1
-                if not poll.ok:
-                    worst = EXIT_FAILED
-                if json_out:
-                    sys.stdout.write(json_line(reading_json(poll)))
-                    sys.stdout.flush()
-                elif live is not None:
-                    live.update(poll_table(device, poll), refresh=True)
-                if count is None or done < count:
-                    time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
-    finally:
-        polls_source.close()
+    with (
+        Live(console=console, auto_refresh=False, transient=False) if not json_out else contextlib.nullcontext() as live
+    ):
+        while count is None or done < count:
+            started = time.monotonic()
+            poll = source.poll()
+            done += 1
+            if recorder is not None:
+                recorder.record(poll, time.time())
+            if not poll.ok:
+                worst = EXIT_FAILED
+            if json_out:
+                sys.stdout.write(json_line(reading_json(poll)))
+                sys.stdout.flush()
+            elif live is not None:
+                live.update(poll_table(device, poll), refresh=True)
+            if count is None or done < count:
+                time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
     return worst
 
 
@@ -479,6 +533,10 @@ def monitor(
     count: Annotated[int | None, typer.Option("--count", help="Stop after this many polls.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON line per poll.")] = False,
     baud: Annotated[int | None, typer.Option("--baud", help=BAUD_HELP)] = None,
+    record: Annotated[
+        Path | None,
+        typer.Option("--record", help="Keep a history of every poll in this file (SQLite) for diagnose --history."),
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Read a real BMS (or an emulated one) live: cells, temperatures, current, SOC, FETs, faults."""
@@ -488,7 +546,7 @@ def monitor(
         if count is not None and count < 1:
             Console(stderr=True).print("[red]error:[/] --count must be at least 1")
             return EXIT_INVALID
-        return _monitor(device, interval_s, count, json_out, baud)
+        return _monitor(device, interval_s, count, json_out, baud, record)
 
     _exit(body, debug)
 

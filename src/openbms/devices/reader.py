@@ -169,20 +169,22 @@ def snapshot_from_reading(
     )
 
 
-def read_device_snapshot(url: str, baud: int | None = None) -> Snapshot:
-    """One reading of the device at ``url`` as a snapshot; raises one of DEVICE_ERRORS."""
+def read_device_snapshot(url: str, baud: int | None = None, history: list[dict[str, Any]] | None = None) -> Snapshot:
+    """One reading of the device at ``url`` as a snapshot; raises one of DEVICE_ERRORS. ``history``
+    (``openbms.devices.history.load_history``) is what was recorded of the board before: it is what
+    tells a board asleep after a cut-off from one that is merely silent."""
     protocol, port = parse_url(url)
     if protocol == "ble":
         if baud is not None:
             raise DeviceError("--baud applies to serial ports; a BLE device has no baud rate")
-        return snapshot_from_reading(read_ble(port), link={"protocol": "ble", "port": port})
+        return snapshot_from_reading(read_ble(port), link={"protocol": "ble", "port": port}, history=history)
     reader = DeviceReader(url, baud=baud)
     try:
         poll = reader.poll()
     finally:
         reader.close()
     link: dict[str, str | int] = {"protocol": protocol, "port": port, "baud": reader.baud}
-    return snapshot_from_reading(poll.reading, poll.error, link)
+    return snapshot_from_reading(poll.reading, poll.error, link, history)
 
 
 @dataclass(frozen=True)
