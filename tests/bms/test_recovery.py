@@ -641,6 +641,28 @@ def test_sleep_count_starts_again_after_a_charge() -> None:
     assert of(d.run(2.0, **UV), "sleep")
 
 
+def test_current_noise_around_zero_does_not_keep_a_flat_pack_awake() -> None:
+    """Current noise crosses the rest current (0.02 C: 0.1 A on a 5 Ah pack, where the lfp AFE's noise
+    is σ 0.05 A) now and then; one sample 1.5× over it every 2 s is not a charger: the BMS still sleeps
+    300 s after the trip."""
+    d, t_trip = _under_voltage()
+    over = 1.5 * d.bms.rest_current_a
+    quiet, blip = measurements(cell_v=2.45, current_a=-0.03), measurements(cell_v=2.45, current_a=over)
+    events: list[Event] = []
+    for i in range(round((SLEEP_DELAY_S + 5.0) / DT_S)):
+        events += d.steps(1, blip if i % round(2.0 / DT_S) == 0 else quiet)
+    (event,) = of(events, "sleep")
+    assert event.t_s == pytest.approx(t_trip + SLEEP_DELAY_S, abs=2 * DT_S)
+
+
+def test_a_charge_shorter_than_the_confirmation_does_not_restart_the_count() -> None:
+    d, t_trip = _under_voltage()
+    d.run(200.0, **UV)
+    d.run(3.0, cell_v=2.45, current_a=10.0)  # under the profile's 5 s: not yet a charger
+    (event,) = of(d.run(SLEEP_DELAY_S, **UV), "sleep")
+    assert event.t_s == pytest.approx(t_trip + SLEEP_DELAY_S, abs=2 * DT_S)
+
+
 def test_no_sleep_without_under_voltage() -> None:
     d = healthy_start()
     events = d.run(2 * SLEEP_DELAY_S, cell_v=2.60)  # low, yet above the trip

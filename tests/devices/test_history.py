@@ -31,13 +31,11 @@ from openbms.scenario.schema import load_scenario
 from tests.devices.test_cli_devices import assert_refused, run
 
 # A 4S 5 Ah pack at 3 % under a 3 A load: cell_undervoltage trips at about t=160 s and the board
-# sleeps sleep.delay_s (300 s) later, then stays silent. The current sensor's noise is off: with
-# the profile's 0.05 A noise a single sample above the 0.1 A rest current restarts the sleep timer,
-# so the twin would never fall asleep under a load its discharge FET has cut off.
+# sleeps sleep.delay_s (300 s) later, then stays silent — with the profile's current noise on
+# (σ 0.05 A against a 0.1 A rest current: single samples above it must not keep it awake).
 CUT_OFF = """\
 name: cut off, then asleep
 pack: {series: 4, capacity_ah: 5, soc: 0.03}
-bms: {set: {hardware.afe.current_noise_a: 0.0}}
 timeline:
   - load: {current_a: 3}
   - run: 2h
@@ -139,7 +137,9 @@ def test_a_board_silent_after_a_recorded_cut_off_gets_soft_reset_advice(cut_off_
     alone = _diagnose_json("--device", device)
     assert alone["recommendation"] == "fix_root_cause"
     alone_texts = " ".join(r["text"] for r in alone["reasons"])
-    assert "recorded history shows" not in alone_texts and "no history of a cut-off" in alone_texts
+    assert "recorded history shows" not in alone_texts and "no history of this board was given" in alone_texts
+    assert [r["source"] for r in doc["reasons"]] == ["measured", "history"]
+    assert [r["source"] for r in alone["reasons"]] == ["measured", "assumed"]
 
 
 def test_a_board_silent_from_the_start_gets_no_reset_from_its_history(hung_port: str, tmp_path: Path) -> None:

@@ -197,3 +197,13 @@ def test_no_reason_states_a_reading_that_was_not_made(
             assert reason.source != "measured", reason
         if cells is None and temp is None and fet_t is None:
             assert not READING.search(reason.text) or reason.limit is None, reason
+
+
+def test_an_answering_board_diagnosed_with_its_history_reads_the_history_too() -> None:
+    # A board that answers with a latched sensor fault, whose history shows a soft reset refused:
+    # the hard reset is advised, and the refusal is cited from the history.
+    latched = _reading(faults=["sensor_fault"], charge_fet=False, discharge_fet=False)
+    history = [{"kind": "reset", "method": "soft", "result": "refused", "reason": "latched", "t_s": 40.0}]
+    d = diagnose(snapshot_from_reading(latched, history=history))
+    assert d.recommendation == "hard_reset"
+    assert [r.source for r in d.reasons] == ["measured", "history"]

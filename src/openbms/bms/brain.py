@@ -73,6 +73,7 @@ class Bms:
     sleeping: BoolArray
     sleep_timer_s: FloatArray
     _sleep_seen: BoolArray
+    charging_s: FloatArray
     _overrate_seen: BoolArray
     charger_away_s: FloatArray
     _charger_was_present: BoolArray
@@ -189,6 +190,7 @@ class Bms:
             "sleeping": np.zeros(n, dtype=bool),
             "sleep_timer_s": np.zeros(n),
             "_sleep_seen": np.zeros(n, dtype=bool),
+            "charging_s": np.zeros(n),
             "_overrate_seen": np.zeros(n, dtype=bool),
             "charger_away_s": np.zeros(n),
             "_charger_was_present": np.zeros(n, dtype=bool),
@@ -550,7 +552,10 @@ class Bms:
         edge (after it was away ``rearm_s``) or the reset button (SPEC §4)."""
         settings = self.profile.sleep
         uv = self.active[:, self._j_uv] if self._j_uv >= 0 else np.zeros(self.packs, dtype=bool)
-        charging = stats.current_a > self.rest_current_a
+        # Charge current counts only once it has flowed ``charge_confirm_s``: measurement noise around
+        # 0 A crosses the rest current now and then, and must not keep a flat pack awake for ever.
+        self.charging_s = np.where(stats.current_a > self.rest_current_a, self.charging_s + dt_s, 0.0)
+        charging = self.charging_s >= settings.charge_confirm_s
         asleep_soon = uv & ~charging & ~self.sleeping
         self.sleep_timer_s = np.where(asleep_soon, self.sleep_timer_s + np.where(self._sleep_seen, dt_s, 0.0), 0.0)
         self._sleep_seen = asleep_soon

@@ -172,6 +172,9 @@ class Sensors(_Strict):
 class Sleep(_Strict):
     delay_s: float = _in(0.0, MAX_DELAY_S)
     rearm_s: float = _in(0.0, MAX_DELAY_S)
+    # Charge current must flow this long to count as a charger (and restart the countdown): a
+    # single noisy sample above the rest current is not one.
+    charge_confirm_s: float = _in(0.0, MAX_DELAY_S)
 
 
 class Reset(_Strict):

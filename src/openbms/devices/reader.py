@@ -166,6 +166,7 @@ def snapshot_from_reading(
         load_connected=None if reading.current_a is None else reading.current_a < -0.5,
         charger_connected=None if reading.current_a is None else reading.current_a > 0.5,
         responds=True,
+        events=list(history or []),
     )
 
 
