@@ -1,7 +1,9 @@
 """Cell parameter sets for the equivalent-circuit twin.
 
-A parameter set is data (CSV tables in ``data/`` with their provenance in ``PROVENANCE.md``), not
-code: this module only reads the tables and turns them into the arrays the batch model needs. All
+A parameter set is data, not code: a named record per chemistry in ``data/chemistries.yaml`` (every
+number with its unit and source, read by ``openbms.chemistry.records``) and the CSV tables it names,
+whose origins are in ``data/PROVENANCE.md`` and ``data/PROVENANCE-nmc-lto.md``. This module only
+reads them and turns them into the arrays the batch model needs. All
 tables are resampled onto a uniform SOC grid so that a look-up in the hot path is an index
 computation, not a search.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -17,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from openbms.chemistry.records import RECORDS_FILE, ChemistryRecord, chemistry_records
 from openbms.inputs import InputLimitError, read_text_limited
 
 FloatArray = npt.NDArray[np.float64]
@@ -173,101 +177,74 @@ def _uniform(soc: FloatArray, values: FloatArray, points: int = 101) -> FloatArr
     return np.interp(np.linspace(0.0, 1.0, points), soc, values)
 
 
-def _lfp() -> CellParams:
-    """LiFePO4: Sony/Murata US26650FTC1 (3 Ah) tables from SimSES (see data/PROVENANCE.md)."""
-    ocv = _package_table("lfp_ocv_sony_us26650.csv")
-    rint = _package_table("lfp_rint_sony_us26650.csv")
-    soc = rint["SOC"]
-    r_dis_25 = rint["R_DCh(298.15)"]
-    r_ch_25 = rint["R_Ch(T=298.15)"]
-    r_dc_mid = float(np.interp(0.5, soc, r_dis_25))
-    # Arrhenius fit of the mean discharge resistance at 10, 25 and 40 °C (the 60 °C column of the
-    # source repeats 40 °C, so it is left out of the fit).
-    temps_k = np.array([283.15, 298.15, 313.15])
-    mean_r = np.array([rint["R_DCh(T=283.15)"].mean(), r_dis_25.mean(), rint["R_DCh(313.15)"].mean()])
-    slope = np.polyfit(1.0 / temps_k - 1.0 / 298.15, np.log(mean_r), 1)[0]
-    # The source gives one DC resistance; we split it into an ohmic part and two RC pairs
-    # (70 % / 20 % with a 30 s time constant / 10 % with 600 s), typical of LFP pulse tests.
-    r1, r2 = 0.2 * r_dc_mid, 0.1 * r_dc_mid
-    return CellParams(
-        name="lfp",
-        capacity_ah=3.0,
-        ocv=OcvTable.from_points(ocv["soc"], ocv["ocv_v"], "lfp_ocv_sony_us26650.csv"),
-        r0_ohm=0.7 * r_dc_mid,
-        rc=((r1, 30.0 / r1), (r2, 600.0 / r2)),
-        thermal_mass_j_per_k=3.0 * 22.0,
-        cooling_w_per_k=3.0 * 0.01,
-        r0_discharge_factor=_uniform(soc, r_dis_25 / r_dc_mid),
-        r0_charge_factor=_uniform(soc, r_ch_25 / r_dc_mid),
-        arrhenius_k=float(slope),
-        coulombic_efficiency=0.999,
-        self_discharge_per_day=0.001,
-        source="Sony/Murata US26650FTC1 via SimSES 1.3.12 (BSD-3-Clause)",
-    )
+def _split_resistance(record: ChemistryRecord, r_dc_ohm: float) -> tuple[float, tuple[tuple[float, float], ...]]:
+    """R0 and the RC pairs as the record's shares of one DC resistance (C = tau / R)."""
+    pairs = []
+    for pair in record.rc_pairs:
+        r_ohm = pair.fraction_of_dc.value * r_dc_ohm
+        pairs.append((r_ohm, pair.tau_s.value / r_ohm))
+    return record.r0_fraction_of_dc.value * r_dc_ohm, tuple(pairs)
 
 
-def _from_table(
-    name: str,
-    filename: str,
-    capacity_ah: float,
-    r_dc_ohm: float,
-    arrhenius_k: float,
-    self_discharge_per_day: float,
-    source: str,
-) -> CellParams:
-    table = _package_table(filename)
-    r1, r2 = 0.2 * r_dc_ohm, 0.1 * r_dc_ohm
+def _from_record(record: ChemistryRecord) -> CellParams:
+    """The twin's parameters from a named record: the numbers stay in data, with their sources."""
+    ocv = _package_table(record.ocv_csv.value)
+    capacity_ah = record.capacity_ah.value
+    if record.resistance_csv is not None:
+        # A measured resistance table (the LFP cell): R_dc is its 25 °C discharge value at SOC 0.5,
+        # and it shapes R0 over SOC separately for charge and discharge.
+        rint = _package_table(record.resistance_csv.value)
+        soc = rint["SOC"]
+        r_dis_25 = rint["R_DCh(298.15)"]
+        r_ch_25 = rint["R_Ch(T=298.15)"]
+        r_dc_ohm = float(np.interp(0.5, soc, r_dis_25))
+        # Arrhenius fit of the mean discharge resistance at 10, 25 and 40 °C (the 60 °C column of
+        # the source repeats 40 °C, so it is left out of the fit).
+        temps_k = np.array([283.15, 298.15, 313.15])
+        mean_r = np.array([rint["R_DCh(T=283.15)"].mean(), r_dis_25.mean(), rint["R_DCh(313.15)"].mean()])
+        arrhenius_k = float(np.polyfit(1.0 / temps_k - 1.0 / 298.15, np.log(mean_r), 1)[0])
+        discharge_factor = _uniform(soc, r_dis_25 / r_dc_ohm)
+        charge_factor = _uniform(soc, r_ch_25 / r_dc_ohm)
+    else:
+        if record.dc_resistance_ohm is None or record.arrhenius_temperature_k is None:  # checked on load
+            raise ChemistryError(f"{record.name}: the record gives no resistance")
+        r_dc_ohm = record.dc_resistance_ohm.value
+        arrhenius_k = record.arrhenius_temperature_k.value
+        # One figure, no SOC shape: the flat factors CellParams has by default.
+        discharge_factor, charge_factor = np.ones(2), np.ones(2)
+    r0_ohm, rc = _split_resistance(record, r_dc_ohm)
     return CellParams(
-        name=name,
+        name=record.name,
         capacity_ah=capacity_ah,
-        ocv=OcvTable.from_points(table["soc"], table["ocv_v"], filename),
-        r0_ohm=0.7 * r_dc_ohm,
-        rc=((r1, 30.0 / r1), (r2, 600.0 / r2)),
-        thermal_mass_j_per_k=capacity_ah * 22.0,
-        cooling_w_per_k=capacity_ah * 0.01,
+        ocv=OcvTable.from_points(ocv["soc"], ocv["ocv_v"], record.ocv_csv.value),
+        r0_ohm=r0_ohm,
+        rc=rc,
+        thermal_mass_j_per_k=capacity_ah * record.heat_capacity_j_per_k_per_ah.value,
+        cooling_w_per_k=capacity_ah * record.cooling_w_per_k_per_ah.value,
         arrhenius_k=arrhenius_k,
-        coulombic_efficiency=0.999,
-        self_discharge_per_day=self_discharge_per_day,
-        source=source,
+        coulombic_efficiency=record.coulombic_efficiency.value,
+        self_discharge_per_day=record.self_discharge_fraction_per_day.value,
+        r0_discharge_factor=discharge_factor,
+        r0_charge_factor=charge_factor,
+        source=record.description,
     )
 
 
-def _nmc() -> CellParams:
-    return _from_table(
-        "nmc",
-        "nmc_ocv_chen2020.csv",
-        5.0,
-        0.025,
-        2500.0,
-        0.0015,
-        "LG M50 (NMC811/graphite-SiOx), Chen et al. 2020 via PyBaMM (BSD-3-Clause)",
-    )
+def _factory(name: str) -> Callable[[], CellParams]:
+    """A loader for the record ``name``, so ``CHEMISTRIES`` keeps mapping names to callables."""
+
+    def load() -> CellParams:
+        return _from_record(chemistry_records()[name])
+
+    load.__name__ = f"_{name}"
+    load.__doc__ = f"The built-in {name!r} cell, from its record in data/{RECORDS_FILE}."
+    return load
 
 
-def _lto() -> CellParams:
-    return _from_table(
-        "lto",
-        "lto_ocv_yao2024_chen2020.csv",
-        4.2,
-        0.0065,
-        2000.0,
-        0.0005,
-        "constructed NMC811/LTO cell (approximate), see data/PROVENANCE-nmc-lto.md; resistance "
-        "after Toshiba SCiB 4.2 Ah",
-    )
-
-
-def _lfp_prada() -> CellParams:
-    table = _package_table("lfp_ocv_prada2013.csv")
-    return replace(
-        _lfp(),
-        name="lfp_prada2013",
-        ocv=OcvTable.from_points(table["soc"], table["ocv_v"], "lfp_ocv_prada2013.csv"),
-        source="LFP/graphite OCV from PyBaMM's Prada2013 set (BSD-3-Clause); Sony resistances",
-    )
-
-
-CHEMISTRIES = {"lfp": _lfp, "nmc": _nmc, "lto": _lto, "lfp_prada2013": _lfp_prada}
+# Names in the order they were introduced; the records themselves live in data/chemistries.yaml.
+CHEMISTRIES: dict[str, Callable[[], CellParams]] = {
+    name: _factory(name) for name in ("lfp", "nmc", "lto", "lfp_prada2013")
+}
 
 
 def load_chemistry(name: str) -> CellParams:
