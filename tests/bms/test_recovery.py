@@ -32,8 +32,8 @@ from test_protections import (
     of,
 )
 
-from openbms.bms.brain import CLASSES
 from openbms.bms.events import Event
+from openbms.bms.recovery import RECOVERY_CLASSES as CLASSES
 
 # SPEC §4's table: what clears each class (with its condition gone).
 #   self: by itself; soft: soft reset; hard: power removed ≥ hold-up; service: authenticated clear

@@ -91,6 +91,11 @@ class ProtectionTable:
             stops_balancing=np.array([p.stops_balancing for _, p in items]),
         )
 
+    @property
+    def size(self) -> int:
+        """The number of protections (columns)."""
+        return len(self.names)
+
     def index(self, name: str) -> int:
         return self.names.index(name)
 
