@@ -54,10 +54,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from openbms.bms.brain import CLASSES, LATCHED, PERSISTENT, Bms
+from openbms.bms.brain import Bms
 from openbms.bms.events import Event
 from openbms.bms.nvm import NonVolatileMemory
 from openbms.bms.profile import Profile, load_profile
+from openbms.bms.recovery import LATCHED, PERSISTENT
+from openbms.bms.recovery import RECOVERY_CLASSES as CLASSES
 from openbms.chemistry import CellParams, load_chemistry
 from openbms.twin.cells import Spread
 from openbms.twin.external import LOAD_CURRENT, LOAD_NONE
@@ -333,7 +335,7 @@ class Runner:
         self._window: list[Event] = []  # events since the last property-2 check
         self._boots_in_window = 0
         self._prev_active = bms.active[PACK].copy()
-        self._prev_klass = bms.klass[PACK].copy()
+        self._prev_klass = bms.recovery_class[PACK].copy()
         self._ov_since_s: float | None = None
         self._ov_hung = False
         self.max_v = 0.0
@@ -596,7 +598,7 @@ class Runner:
         bms = self.bms
         if bms.booting[PACK]:
             return
-        active, klass = bms.active[PACK], bms.klass[PACK]
+        active, klass = bms.active[PACK], bms.recovery_class[PACK]
         prev_active, prev_klass, booted = self._prev_active, self._prev_klass, self._boots_in_window > 0
         by_service = set()
         for e in self._window:
@@ -813,7 +815,7 @@ def test_p4_checkers_flag_resets_that_ignore_the_load(broken: Any) -> None:
     def forgets_the_root_cause(original: Callable[..., None]) -> Callable[..., None]:
         def soft_reset_one(self: Bms, pack: int, t_s: float, method: str, events: list[Event]) -> None:
             row = np.zeros_like(self.active)
-            row[pack] = self.active[pack] & (self.klass[pack] < LATCHED)
+            row[pack] = self.active[pack] & (self.recovery_class[pack] < LATCHED)
             self._clear(row, t_s, "soft_reset", events)
             original(self, pack, t_s, method, events)
 

@@ -32,8 +32,9 @@ from test_protections import (
     of,
 )
 
-from openbms.bms.brain import CLASSES
 from openbms.bms.events import Event
+from openbms.bms.recovery import CLEARERS
+from openbms.bms.recovery import RECOVERY_CLASSES as CLASSES
 
 # SPEC §4's table: what clears each class (with its condition gone).
 #   self: by itself; soft: soft reset; hard: power removed ≥ hold-up; service: authenticated clear
@@ -262,6 +263,15 @@ SOFT_METHODS = ("soft", "button")
 
 def test_rows_cover_every_class() -> None:
     assert {r.klass for r in ROWS} == set(CLASSES) == set(TABLE)
+
+
+def test_the_brains_clearer_table_is_the_specs() -> None:
+    """The brain reads its rule from ``recovery.CLEARERS``; this file's TABLE is SPEC §4's."""
+    brain = {
+        c.recovery_class: {"self": c.by_itself, "soft": c.soft_reset, "hard": c.hard_reset, "service": c.service}
+        for c in CLEARERS
+    }
+    assert brain == TABLE
 
 
 def _soft_reset(d: Driver, method: str, readings: dict[str, Any]) -> list[Event]:

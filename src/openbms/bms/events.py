@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 # SPEC §3: the fault vocabulary every part of openbms speaks (profiles, protocols, diagnosis).
 FAULT_NAMES = (
     "cell_overvoltage",
@@ -57,3 +59,8 @@ class Event:
 
     def as_dict(self) -> dict[str, Any]:
         return {"t_s": round(self.t_s, 6), "kind": self.kind, **self.fields}
+
+
+def rounded(value: float) -> float | None:
+    """An event or snapshot field's number: 6 decimals, and no value (None) where unreadable."""
+    return None if not np.isfinite(value) else round(value, 6)

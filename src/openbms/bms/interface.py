@@ -7,7 +7,7 @@ AFE. Nothing here knows which.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -67,3 +67,16 @@ class AfeProtectionConfig:
     short_circuit_enabled: bool
     short_circuit_trip_a: float
     short_circuit_delay_s: float
+
+
+_FLOAT_FIELDS = tuple(f.name for f in fields(Measurements) if f.name != "short_circuit_at_s")
+
+
+def finite_or_nan(m: Measurements) -> Measurements:
+    """An infinite reading is no more a value than NaN: the brain sees both as unreadable."""
+    bad = {}
+    for name in _FLOAT_FIELDS:
+        value = getattr(m, name)
+        if value.dtype.kind == "f" and np.isinf(value).any():
+            bad[name] = np.where(np.isinf(value), np.nan, value)
+    return replace(m, **bad) if bad else m

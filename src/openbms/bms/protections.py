@@ -34,7 +34,6 @@ QUANTITIES = (
     "cell_failure_flag",
 )
 RELEASE_MODES = ("hysteresis", "load_removed", "charger_removed", "never")
-SELF_CLEARING = ("auto", "charger", "load-removal")
 _TIMER_EPSILON_S = 1e-9
 
 
@@ -55,7 +54,6 @@ class ProtectionTable:
     blocks_charge: BoolArray
     blocks_discharge: BoolArray
     recovery: tuple[str, ...]
-    self_clearing: BoolArray
     in_afe: BoolArray
     escalate_count: npt.NDArray[np.intp]  # 0: never escalates
     escalate_window_s: FloatArray
@@ -86,13 +84,17 @@ class ProtectionTable:
             blocks_charge=np.array([p.blocks_charge for _, p in items]),
             blocks_discharge=np.array([p.blocks_discharge for _, p in items]),
             recovery=tuple(p.recovery for _, p in items),
-            self_clearing=np.array([p.recovery in SELF_CLEARING for _, p in items]),
             in_afe=np.array([p.in_afe for _, p in items]),
             escalate_count=np.array([p.escalate_count or 0 for _, p in items], dtype=np.intp),
             escalate_window_s=column([p.escalate_window_s for _, p in items]),
             presumed_after_boot_s=column([p.presumed_after_boot_s for _, p in items]),
             stops_balancing=np.array([p.stops_balancing for _, p in items]),
         )
+
+    @property
+    def size(self) -> int:
+        """The number of protections (columns)."""
+        return len(self.names)
 
     def index(self, name: str) -> int:
         return self.names.index(name)

@@ -4,7 +4,3 @@ from __future__ import annotations
 
 STATES = ("off", "sleep", "normal", "protected", "latched", "locked", "unresponsive")
 OFF, SLEEP, NORMAL, PROTECTED, LATCHED, LOCKED, UNRESPONSIVE = range(len(STATES))
-
-
-def state_code(name: str) -> int:
-    return STATES.index(name)
