@@ -140,24 +140,9 @@ CASES = [
 ]
 
 
-BUG_SILENT_SLEEP = (
-    "bug: diagnose/engine.py _hard_reset_reasons: 'responds is False' is read as a firmware hang even when the "
-    "state is sleep; the guide (guide.py build_snapshot) builds state sleep with responds=False for a silent BMS "
-    "that ran flat, so the seed's low-voltage case gets hard_reset: expected soft_reset, got hard_reset"
-)
-KNOWN_BUGS = {"flat and silent: asleep after a low-voltage cut-off": BUG_SILENT_SLEEP}
-
-
 def _params(names: set[str] | None = None) -> list[object]:
     return [
-        pytest.param(
-            changes,
-            expected,
-            id=name,
-            marks=[],
-        )
-        for name, changes, expected in CASES
-        if names is None or name in names
+        pytest.param(changes, expected, id=name) for name, changes, expected in CASES if names is None or name in names
     ]
 
 

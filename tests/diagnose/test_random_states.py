@@ -703,25 +703,9 @@ def outcome(index: int) -> Outcome:
     return run_case(index)
 
 
-# Cases that hit a bug reported to the lead; each also has a minimal reproduction below.
-BUG_ZERO_V = (
-    "bug: bms/plausibility.py SensorWatch.implausible + diagnose/engine.py damaged_cells: a pack drained to "
-    "0 V through a stuck discharge FET reads -0.002..0.001 V, is flagged out_of_range (sensor_fault), so the "
-    "engine distrusts the readings and skips the dead-cell evidence: expected replace_cells, got service"
-)
-BUG_RECONNECT_EMPTY = (
-    "bug: diagnose/apply.py ProcedureRunner.do('reconnect load') (soft_reset_steps): after a low-voltage "
-    "cut-off it charges only until the BMS reads normal (~2 % SOC at the 2.9 V release), disconnects the "
-    "charger and reconnects the load: expected the pack to stay normal for minutes, got cell_undervoltage "
-    "again within 1-2 min"
-)
-KNOWN_BUGS = {27: BUG_RECONNECT_EMPTY, 74: BUG_RECONNECT_EMPTY, 100: BUG_ZERO_V}
-CASES = [
-    pytest.param(i, id=f"case{i:03d}-{family_of(i)}")
-    if i in KNOWN_BUGS
-    else pytest.param(i, id=f"case{i:03d}-{family_of(i)}")
-    for i in range(N_CASES)
-]
+# Cases 27 and 74 (reconnecting the load after a cut-off too early) and 100 (a pack drained to 0 V
+# through a stuck FET) once failed; each has a minimal reproduction below as well.
+CASES = [pytest.param(i, id=f"case{i:03d}-{family_of(i)}") for i in range(N_CASES)]
 
 
 @pytest.mark.parametrize("index", CASES)
@@ -799,15 +783,9 @@ def test_after_a_low_voltage_soft_reset_the_load_does_not_cut_the_pack_off_again
     assert not back, f"within {POST_S:.0f}s: {back}"
 
 
-BUG_GLITCH_DT_1S = (
-    "bug: bms/plausibility.py SensorWatch.implausible / bms/brain.py _record_trips + diagnose/engine.py "
-    "present_conditions: at dt 1 s an AFE glitch latches sensor_fault (1 s delay) before the 3 jumps that make "
-    "it 'erratic' are counted, so fault_set says reason out_of_range or stack_mismatch and the engine calls it "
-    "a steady sensor fault: expected hard_reset, got fix_root_cause (9 of 10 spread seeds)"
-)
-
-
 def test_an_afe_glitch_at_a_one_second_cycle_is_cleared_by_a_hard_reset() -> None:
+    """At dt 1 s a glitch latches sensor_fault before the jumps that make it "erratic" are counted;
+    it must still be read as erratic (a hard reset clears it), not as a steady sensor fault."""
     advice = {}
     for seed in range(10):
         twin = _small_twin(0.6, seed)
