@@ -32,7 +32,6 @@ from openbms.scenario.schema import (
     resolve_relative,
 )
 from openbms.twin.cells import Spread
-from openbms.twin.external import LOAD_CURRENT, LOAD_NONE, LOAD_POWER, LOAD_RESISTANCE
 from openbms.twin.faults import FaultSpec, inject, repair
 from openbms.twin.pack import Topology
 from openbms.twin.simulator import Twin, TwinConfig, TwinError
@@ -237,6 +236,9 @@ class ScenarioRunner:
             ),
             nvm=self.nvm,
         )
+        # The packs a step acts on: every pack of the twin (a scenario describes one pack today;
+        # the schema has no key naming one).
+        self.packs = range(self.twin.config.packs)
         self.telemetry = Telemetry(series=spec.series, every_s=every_s or scenario.dt, sink=telemetry_sink)
         self._next_record_s = 0.0
         self._events_mark = 0
@@ -322,10 +324,12 @@ class ScenarioRunner:
             if k >= len(t_points) - 1 and elapsed_s >= t_points[-1] + (
                 t_points[-1] - t_points[-2] if len(t_points) > 1 else twin.dt_s
             ):
-                twin.pack.external.profile_a[0] = np.nan
                 self._profile = None
+                for p in self.packs:
+                    twin.set_current_profile(p, None)
             else:
-                twin.pack.external.profile_a[0] = currents[max(k, 0)] if k >= 0 else 0.0
+                for p in self.packs:
+                    twin.set_current_profile(p, float(currents[max(k, 0)]) if k >= 0 else 0.0)
         with self.lock:
             twin.step()
             if twin.t_s + 1e-9 >= self._next_record_s:
@@ -454,53 +458,52 @@ class ScenarioRunner:
 
     def _do_load(self, step: Step, progress: Progress | None) -> None:
         spec: LoadSpec = step.value
-        ext = self.twin.pack.external
-        if spec.current_a is not None:
-            ext.load_mode[0], ext.load_value[0] = LOAD_CURRENT, spec.current_a
-        elif spec.power_w is not None:
-            ext.load_mode[0], ext.load_value[0] = LOAD_POWER, spec.power_w
-        else:
-            ext.load_mode[0], ext.load_value[0] = LOAD_RESISTANCE, spec.resistance_ohm
+        for p in self.packs:
+            self.twin.connect_load(
+                p, current_a=spec.current_a, power_w=spec.power_w, resistance_ohm=spec.resistance_ohm
+            )
 
     def _do_charger(self, step: Step, progress: Progress | None) -> None:
         spec: ChargerSpec = step.value
-        ext = self.twin.pack.external
-        ext.charger_connected[0] = True
-        ext.charger_v[0], ext.charger_a[0] = spec.voltage_v, spec.current_a
-        ext.charger_min_battery_v[0] = spec.min_battery_v
+        for p in self.packs:
+            self.twin.connect_charger(p, spec.voltage_v, spec.current_a, spec.min_battery_v)
 
     def _do_short(self, step: Step, progress: Progress | None) -> None:
-        self.twin.pack.external.short_ohm[0] = step.value.resistance_ohm
+        for p in self.packs:
+            self.twin.short(p, step.value.resistance_ohm)
 
     def _do_ambient(self, step: Step, progress: Progress | None) -> None:
-        self.twin.pack.ambient_c[0] = step.value.temperature_c
+        for p in self.packs:
+            self.twin.pack.ambient_c[p] = step.value.temperature_c
 
     def _do_profile(self, step: Step, progress: Progress | None) -> None:
         t_points, currents = self._profiles[step.index]
         self._profile = (self.twin.t_s - t_points[0], t_points, currents)
 
     def _do_disconnect(self, step: Step, progress: Progress | None) -> None:
-        ext = self.twin.pack.external
-        target = step.value
-        if target == "load":
-            ext.load_mode[0], ext.load_value[0] = LOAD_NONE, 0.0
-        elif target == "charger":
-            ext.charger_connected[0] = False
-        elif target == "short":
-            ext.short_ohm[0] = np.inf
-        elif target == "profile":
-            ext.profile_a[0] = np.nan
+        twin, target = self.twin, step.value
+        if target == "profile":
             self._profile = None
-        elif target == "main_leads":
-            self.twin.disconnect_main_leads(0)
-        else:
-            self.twin.disconnect_balance_connector(0)
+        for p in self.packs:
+            if target == "load":
+                twin.disconnect_load(p)
+            elif target == "charger":
+                twin.disconnect_charger(p)
+            elif target == "short":
+                twin.clear_short(p)
+            elif target == "profile":
+                twin.set_current_profile(p, None)
+            elif target == "main_leads":
+                twin.disconnect_main_leads(p)
+            else:
+                twin.disconnect_balance_connector(p)
 
     def _do_connect(self, step: Step, progress: Progress | None) -> None:
-        if step.value == "main_leads":
-            self.twin.connect_main_leads(0)
-        else:
-            self.twin.connect_balance_connector(0)
+        for p in self.packs:
+            if step.value == "main_leads":
+                self.twin.connect_main_leads(p)
+            else:
+                self.twin.connect_balance_connector(p)
 
     def _fault_spec(self, value: Any) -> FaultSpec:
         fields = value.model_dump()
@@ -510,27 +513,32 @@ class ScenarioRunner:
 
     def _do_inject(self, step: Step, progress: Progress | None) -> None:
         try:
-            inject(self.twin, 0, self._fault_spec(step.value))
+            for p in self.packs:
+                inject(self.twin, p, self._fault_spec(step.value))
         except TwinError as err:
             raise ScenarioError(f"{self.scenario.source}, line {step.line}: {err}") from None
 
     def _do_repair(self, step: Step, progress: Progress | None) -> None:
         try:
-            repair(self.twin, 0, self._fault_spec(step.value))
+            for p in self.packs:
+                repair(self.twin, p, self._fault_spec(step.value))
         except TwinError as err:
             raise ScenarioError(f"{self.scenario.source}, line {step.line}: {err}") from None
 
     def _do_replace_cell(self, step: Step, progress: Progress | None) -> None:
-        self.twin.replace_cell(0, step.value.cell - 1, step.value.soc)
+        for p in self.packs:
+            self.twin.replace_cell(p, step.value.cell - 1, step.value.soc)
 
     def _do_press(self, step: Step, progress: Progress | None) -> None:
-        self.twin.press_reset_button(0)
+        for p in self.packs:
+            self.twin.press_reset_button(p)
 
     def _do_command(self, step: Step, progress: Progress | None) -> None:
-        if isinstance(step.value, ServiceClear):
-            self.twin.command_service_clear(0, step.value.service_clear, step.value.authenticated)
-        else:
-            self.twin.command_soft_reset(0)
+        for p in self.packs:
+            if isinstance(step.value, ServiceClear):
+                self.twin.command_service_clear(p, step.value.service_clear, step.value.authenticated)
+            else:
+                self.twin.command_soft_reset(p)
 
 
 def _names(items: set[str]) -> str:

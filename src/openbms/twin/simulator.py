@@ -24,9 +24,16 @@ from openbms.bms.profile import Profile
 from openbms.chemistry import CellParams
 from openbms.twin.afe import AnalogFrontEnd
 from openbms.twin.cells import Spread
+from openbms.twin.external import LOAD_CURRENT, LOAD_NONE, LOAD_POWER, LOAD_RESISTANCE, Charger, Load
 from openbms.twin.pack import Pack, StepResult, Topology
 
 BoolArray = npt.NDArray[np.bool_]
+# Which packs a terminal verb acts on: one index, a slice (``ALL_PACKS``) or an index / mask
+# array, as numpy indexes; a batch (bench, soak) sets up thousands of packs in one call.
+PackIndex = int | slice | npt.NDArray[np.bool_] | npt.NDArray[np.intp]
+Amount = float | npt.NDArray[np.float64]
+ALL_PACKS = slice(None)
+
 UNSAFE_DISCONNECT_A = 0.5  # unplugging the leads with more than this flowing draws an arc
 
 
@@ -215,6 +222,69 @@ class Twin:
         if self.hung[pack]:
             return states.STATES[states.UNRESPONSIVE]
         return self.bms.state_name(pack)
+
+    # ------------------------------------------------------------------ the world at the terminals
+    # Verbs for what is plugged into a pack's terminals, so that callers (the scenario runner, the
+    # procedure runner, tests, bench) never write the ``External`` arrays themselves.
+    def connect_load(
+        self,
+        pack: PackIndex,
+        *,
+        current_a: Amount | None = None,
+        power_w: Amount | None = None,
+        resistance_ohm: Amount | None = None,
+    ) -> None:
+        """Connect a constant-current, constant-power or resistive load (exactly one), replacing
+        whatever load was connected."""
+        given = [
+            (m, v)
+            for m, v in ((LOAD_CURRENT, current_a), (LOAD_POWER, power_w), (LOAD_RESISTANCE, resistance_ohm))
+            if v is not None
+        ]
+        if len(given) != 1:
+            raise TwinError("a load needs exactly one of current_a, power_w and resistance_ohm")
+        ext = self.pack.external
+        ext.load_mode[pack], ext.load_value[pack] = given[0]
+
+    def disconnect_load(self, pack: PackIndex) -> None:
+        ext = self.pack.external
+        ext.load_mode[pack], ext.load_value[pack] = LOAD_NONE, 0.0
+
+    def connected_load(self, pack: int) -> Load | None:
+        """The load on the terminals (None: none), to reconnect it later with ``Load.kwargs``."""
+        ext = self.pack.external
+        mode = int(ext.load_mode[pack])
+        return None if mode == LOAD_NONE else Load(mode, float(ext.load_value[pack]))
+
+    def connect_charger(
+        self, pack: PackIndex, voltage_v: Amount, current_a: Amount, min_battery_v: Amount = 0.0
+    ) -> None:
+        """A CC/CV charger; a smart one (``min_battery_v`` > 0) starts only above that voltage."""
+        ext = self.pack.external
+        ext.charger_connected[pack] = True
+        ext.charger_v[pack], ext.charger_a[pack] = voltage_v, current_a
+        ext.charger_min_battery_v[pack] = min_battery_v
+
+    def disconnect_charger(self, pack: PackIndex) -> None:
+        self.pack.external.charger_connected[pack] = False
+
+    def connected_charger(self, pack: int) -> Charger | None:
+        """The charger on the terminals and its settings (None: none)."""
+        ext = self.pack.external
+        if not ext.charger_connected[pack]:
+            return None
+        return Charger(float(ext.charger_v[pack]), float(ext.charger_a[pack]), float(ext.charger_min_battery_v[pack]))
+
+    def short(self, pack: PackIndex, resistance_ohm: Amount) -> None:
+        self.pack.external.short_ohm[pack] = resistance_ohm
+
+    def clear_short(self, pack: PackIndex) -> None:
+        self.pack.external.short_ohm[pack] = np.inf
+
+    def set_current_profile(self, pack: int, current_a: float | None) -> None:
+        """The current a profile drives through the terminals now (positive charging); None: no
+        profile. A profile is played by its caller, which sets each point when it is due."""
+        self.pack.external.profile_a[pack] = np.nan if current_a is None else current_a
 
     # ------------------------------------------------------------------ a person's hands
     def press_reset_button(self, pack: int) -> None:
