@@ -302,11 +302,15 @@ def run_emulator(
 
     pacer = Pacer(emulator, speed, serve, report, report_every_s)
     emulator.pacer = pacer
-    runner = emulator.runner
+    cycles = emulator.runner.cycles()
     try:
-        runner.pace = pacer
-        runner.lock = emulator.lock
-        runner.run()
+        while True:
+            with emulator.lock:  # the twin steps (and the timeline acts on it) only under the lock
+                try:
+                    t_s = next(cycles)
+                except StopIteration:
+                    break
+            pacer(t_s)
         end = None if linger_s is None else time.monotonic() + linger_s
         while end is None or time.monotonic() < end:
             t_next = emulator.twin.t_s + emulator.twin.dt_s

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from openbms.bms.plausibility import REASONS
+from openbms.diagnose.engine import diagnose
 from openbms.diagnose.snapshot import ActiveFault, Snapshot, Thresholds
 from openbms.twin.simulator import Twin
 
@@ -69,3 +70,10 @@ def snapshot_of(twin: Twin, pack: int = 0, events: list[dict[str, Any]] | None =
         events=history[-RECENT_EVENTS:],
         thresholds=Thresholds.from_profile(bms.profile, bms.pack.series, bms.pack.capacity_ah),
     )
+
+
+def diagnosis_of(twin: Twin, pack: int = 0) -> tuple[str, str]:
+    """What the diagnosis recommends for ``pack`` of the twin and its first reason, from the whole
+    event log: the ``Diagnoser`` the scenario runner checks a ``diagnosis`` expectation with."""
+    verdict = diagnose(snapshot_of(twin, pack, [e.as_dict() for e in twin.events]))
+    return verdict.recommendation, verdict.reasons[0].text

@@ -20,7 +20,9 @@ from openbms.bms.brain import Bms, PackConfig
 from openbms.bms.events import Event
 from openbms.bms.interface import Commands
 from openbms.bms.nvm import NonVolatileMemory, NvmError
+from openbms.bms.plausibility import REASONS
 from openbms.bms.profile import Profile
+from openbms.bms.reading import TWIN_PROTOCOL, PackReading
 from openbms.chemistry import CellParams
 from openbms.twin.afe import AnalogFrontEnd
 from openbms.twin.cells import Spread
@@ -34,6 +36,7 @@ PackIndex = int | slice | npt.NDArray[np.bool_] | npt.NDArray[np.intp]
 Amount = float | npt.NDArray[np.float64]
 ALL_PACKS = slice(None)
 
+TWIN_NAME = "openbms twin"  # the name the twin's board reports
 UNSAFE_DISCONNECT_A = 0.5  # unplugging the leads with more than this flowing draws an arc
 
 
@@ -285,6 +288,58 @@ class Twin:
         """The current a profile drives through the terminals now (positive charging); None: no
         profile. A profile is played by its caller, which sets each point when it is due."""
         self.pack.external.profile_a[pack] = np.nan if current_a is None else current_a
+
+    def reading(self, pack: int) -> PackReading:
+        """What pack ``pack``'s BMS reports now, and what a person at it sees: the one view of a
+        pack that the runner, the diagnosis, the emulator and tests read (never the internals).
+
+        Values are the AFE's measurements as the brain last saw them, not the pack's true physics
+        (the telemetry records those)."""
+        bms, m, pk = self.bms, self.last_measurements, self.pack
+        # The brain keeps SOH, its counters, resets and failed cells in its non-volatile record;
+        # this is the one place the record is read as a getter.
+        memory = bms.persistent_snapshot(pack)
+        capacity_ah = bms.pack.capacity_ah
+        soc = float(bms.pack_soc[pack])
+        return PackReading(
+            protocol=TWIN_PROTOCOL,
+            cell_v=[float(v) for v in m.cell_v[pack]],
+            temperature_c=[float(t) for t in m.cell_t_c[pack]],
+            fet_temperature_c=float(m.fet_t_c[pack]),
+            current_a=float(m.current_a[pack]),
+            pack_v=float(m.stack_v[pack]),
+            soc=soc,
+            charge_fet=bool(pk.charge_fet[pack]),
+            discharge_fet=bool(pk.discharge_fet[pack]),
+            faults=bms.active_faults(pack),
+            balancing=[int(c) + 1 for c in np.nonzero(bms.balance[pack])[0]],
+            cycles=int(memory["counters"]["cycles"]),
+            remaining_ah=soc * capacity_ah,
+            nominal_ah=capacity_ah,
+            name=TWIN_NAME,
+            warnings=bms.active_warnings(pack),
+            balancer_enabled=bool(bms.profile.balancing.enabled),
+            charger_present=bool(m.charger_present[pack]),
+            load_present=bool(m.load_present[pack]),
+            uptime_s=float(self.t_s),
+            t_s=float(self.t_s),
+            state=self.state_name(pack),
+            fault_details=bms.fault_details(pack),
+            soc_uncertain=bool(bms.soc.uncertain[pack]),
+            soh=memory["soh"],
+            charge_current_limit_a=float(self.commands.charge_current_limit_a[pack]),
+            discharge_current_limit_a=float(self.commands.discharge_current_limit_a[pack]),
+            charge_voltage_limit_v=float(self.commands.charge_voltage_limit_v[pack]),
+            reset_counts=memory["reset_counts"],
+            counters=memory["counters"],
+            failed_cells=memory["failed_cells"],
+            link_ok=bool(m.link_ok[pack]),
+            sensor_reason=REASONS[int(bms.sensors.reason[pack])],
+            charger_connected=bool(pk.external.charger_connected[pack]),
+            main_leads=bool(pk.main_leads[pack]),
+            balance_connector=bool(self.balance_connected[pack]),
+            cells_replaced=list(self.cells_replaced[pack]),
+        )
 
     # ------------------------------------------------------------------ a person's hands
     def press_reset_button(self, pack: int) -> None:
