@@ -136,7 +136,7 @@ class _Board:
             discharge_fet=True,
             faults=[],
             warnings=[],
-            balancing_mask=0,
+            balancing=[],
             cycles=3,
             remaining_ah=SOC * CAPACITY_AH,
             nominal_ah=CAPACITY_AH,

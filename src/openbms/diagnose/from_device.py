@@ -36,7 +36,6 @@ PROTOCOL_CLASSES = {
 }
 
 
-
 def snapshot_from_reading(
     reading: DeviceReading | None,
     error: str | None = None,
