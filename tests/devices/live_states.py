@@ -9,6 +9,7 @@ from typing import Any
 from openbms.devices.protocols import LiveState
 
 AT_REST = LiveState(
+    protocol="twin",
     cell_v=[3.3] * 4,
     temperature_c=[25.0],
     fet_temperature_c=25.0,
