@@ -168,7 +168,7 @@ class ProcedureRunner:
                 self._reconnect_load()
             self._run(TEST_S)
         elif action.startswith("ambient "):
-            twin.pack.ambient_c[p] = float(action.split()[1])
+            twin.set_ambient(p, float(action.split()[1]))
             self._disconnect("load")
             self._run(LONG_WAIT_S, lambda: self._state() == "normal")
         elif action.startswith("recovery charge "):

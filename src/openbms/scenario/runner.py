@@ -378,8 +378,16 @@ class ScenarioRunner:
 
     # ------------------------------------------------------------------ conditions
     def check(self, cond: Conditions) -> list[str]:
-        """What does not hold of ``cond`` now (empty when everything holds)."""
-        r = self.twin.reading(self.packs[0])
+        """What does not hold of ``cond`` now (empty when everything holds), on every pack; with
+        more than one pack each problem names its pack."""
+        problems: list[str] = []
+        for p in self.packs:
+            prefix = f"pack {p + 1}: " if len(self.packs) > 1 else ""
+            problems.extend(prefix + problem for problem in self._check_pack(cond, p))
+        return problems + self._check_events(cond)
+
+    def _check_pack(self, cond: Conditions, pack: int) -> list[str]:
+        r = self.twin.reading(pack)
         problems: list[str] = []
         faults = set(r.faults)
         state = r.state
@@ -415,7 +423,11 @@ class ScenarioRunner:
                 shown = f"{values.min():.4g}..{values.max():.4g}" if values.size > 1 else f"{values[0]:.4g}"
                 problems.append(f"{name} is {shown}, expected within [{rng[0]}, {rng[1]}]")
         if cond.diagnosis is not None:
-            problems.extend(self._check_diagnosis(cond.diagnosis))
+            problems.extend(self._check_diagnosis(cond.diagnosis, pack))
+        return problems
+
+    def _check_events(self, cond: Conditions) -> list[str]:
+        problems: list[str] = []
         if cond.events is not None:
             seen = self.twin.events[self._events_mark :]
             for item in cond.events:
@@ -425,11 +437,11 @@ class ScenarioRunner:
                     problems.append(f"no event {want} since the previous expect")
         return problems
 
-    def _check_diagnosis(self, expected: str) -> list[str]:
+    def _check_diagnosis(self, expected: str, pack: int) -> list[str]:
         if self.diagnoser is None:
             # The diagnosis is a layer above the scenario: its caller (the CLI) passes it in.
             return [f"diagnosis cannot be checked (expected {expected}): this runner was given no diagnoser"]
-        recommendation, reason = self.diagnoser(self.twin, self.packs[0])
+        recommendation, reason = self.diagnoser(self.twin, pack)
         if recommendation == expected:
             return []
         return [f"diagnosis is {recommendation} ({reason}), expected {expected}"]
@@ -484,7 +496,7 @@ class ScenarioRunner:
 
     def _do_ambient(self, step: Step, progress: Progress | None) -> None:
         for p in self.packs:
-            self.twin.pack.ambient_c[p] = step.value.temperature_c
+            self.twin.set_ambient(p, step.value.temperature_c)
 
     def _do_profile(self, step: Step, progress: Progress | None) -> None:
         t_points, currents = self._profiles[step.index]

@@ -284,6 +284,10 @@ class Twin:
     def clear_short(self, pack: PackIndex) -> None:
         self.pack.external.short_ohm[pack] = np.inf
 
+    def set_ambient(self, pack: PackIndex, temperature_c: Amount) -> None:
+        """The air around the pack, which its cells exchange heat with."""
+        self.pack.ambient_c[pack] = temperature_c
+
     def set_current_profile(self, pack: int, current_a: float | None) -> None:
         """The current a profile drives through the terminals now (positive charging); None: no
         profile. A profile is played by its caller, which sets each point when it is due."""
