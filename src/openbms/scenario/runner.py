@@ -349,6 +349,9 @@ class ScenarioRunner:
         yield twin.t_s
 
     def _record(self) -> None:
+        """One telemetry row of the first pack. Unlike the checks, which read what the BMS reports
+        (``Twin.reading``), telemetry records the pack's true physics (terminal voltage, current,
+        group voltages and temperatures before the AFE measures them), so it is no reading."""
         twin, bms = self.twin, self.twin.bms
         pack = twin.pack
         row = np.concatenate(
