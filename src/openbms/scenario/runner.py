@@ -280,9 +280,9 @@ class ScenarioRunner:
         for step in self.steps:
             stop: str | None = None
             if step.kind == "run":
-                yield from self._run_for(float(step.value), progress)
+                yield from self._cycles_for(float(step.value), progress)
             elif step.kind == "run_until":
-                stop = yield from self._run_until(step, progress)
+                stop = yield from self._cycles_until(step, progress)
             else:
                 stop = getattr(self, f"_do_{step.kind}")(step, progress)
             if stop:
@@ -372,7 +372,12 @@ class ScenarioRunner:
         self.telemetry.add(row, twin.state_name(0))
         self._next_record_s = twin.t_s + self.telemetry.every_s - 1e-9
 
-    def _run_for(self, duration_s: float, progress: Progress | None) -> Generator[float, None, None]:
+    def _run_for(self, duration_s: float, progress: Progress | None) -> None:
+        """Run ``duration_s`` of cycles at once (no caller acting between them)."""
+        for _ in self._cycles_for(duration_s, progress):
+            pass
+
+    def _cycles_for(self, duration_s: float, progress: Progress | None) -> Generator[float, None, None]:
         steps = int(round(duration_s / self.twin.dt_s))
         for k in range(steps):
             yield from self._advance()
@@ -453,7 +458,7 @@ class ScenarioRunner:
     def _do_note(self, step: Step, progress: Progress | None) -> None:
         return None
 
-    def _run_until(self, step: Step, progress: Progress | None) -> Generator[float, None, str | None]:
+    def _cycles_until(self, step: Step, progress: Progress | None) -> Generator[float, None, str | None]:
         cond: RunUntil = step.value
         deadline = self.twin.t_s + cond.timeout
         k = 0
