@@ -37,9 +37,8 @@ import pybamm_reference as ref  # noqa: E402  (bench/ is not a package)
 from openbms.bms.profile import load_profile  # noqa: E402
 from openbms.chemistry import load_chemistry  # noqa: E402
 from openbms.twin.cells import Spread  # noqa: E402
-from openbms.twin.external import LOAD_CURRENT  # noqa: E402
 from openbms.twin.pack import Topology  # noqa: E402
-from openbms.twin.simulator import Twin, TwinConfig  # noqa: E402
+from openbms.twin.simulator import ALL_PACKS, Twin, TwinConfig  # noqa: E402
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -87,8 +86,7 @@ def time_twin(packs: int, steps: int, aim: float, notes: list[str]) -> Row:
         ),
         keep_events=False,
     )
-    twin.pack.external.load_mode[:] = LOAD_CURRENT
-    twin.pack.external.load_value[:] = C_RATE * CAPACITY_AH
+    twin.connect_load(ALL_PACKS, current_a=C_RATE * CAPACITY_AH)
     twin.run(WARMUP_STEPS)
 
     label = f"openbms {packs:,}x{SERIES}"
@@ -113,9 +111,7 @@ def time_twin(packs: int, steps: int, aim: float, notes: list[str]) -> Row:
     return Row(f"openbms {packs:,}x{SERIES}", packs * SERIES, steps, wall, aim)
 
 
-def time_pybamm(
-    duration_s: float, batch: int, threads: int, load: str, notes: list[str]
-) -> list[Row]:
+def time_pybamm(duration_s: float, batch: int, threads: int, load: str, notes: list[str]) -> list[Row]:
     """Time PyBaMM's Thevenin model (1 RC pair): one cell, then ``batch`` cells in one solve.
 
     The current is an input parameter (a constant 0.5 C, or a scale on the drive cycle), and so
@@ -284,9 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         default=3600.0,
         help="simulated seconds per case, at dt = 0.1 s (default: 3600)",
     )
-    parser.add_argument(
-        "--packs", type=int, default=10_000, help="packs in the big batch (default: 10000)"
-    )
+    parser.add_argument("--packs", type=int, default=10_000, help="packs in the big batch (default: 10000)")
     parser.add_argument(
         "--pybamm-batch",
         type=int,
@@ -319,8 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     load1, _, _ = os.getloadavg()
     print(
-        f"{os.cpu_count()} CPUs, 1-minute load average {load1:.2f} at start "
-        "(other busy processes slow every row)",
+        f"{os.cpu_count()} CPUs, 1-minute load average {load1:.2f} at start (other busy processes slow every row)",
         flush=True,
     )
     notes: list[str] = []
@@ -331,14 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_pybamm:
         notes.append("PyBaMM rows skipped (--no-pybamm)")
     elif (missing := pybamm_missing()) is not None:
-        notes.append(
-            f"PyBaMM is not installed ({missing}): its rows are skipped"
-            " (pip install 'openbms[pybamm]')"
-        )
+        notes.append(f"PyBaMM is not installed ({missing}): its rows are skipped (pip install 'openbms[pybamm]')")
     else:
-        rows += time_pybamm(
-            args.duration, args.pybamm_batch, args.pybamm_threads, args.pybamm_load, notes
-        )
+        rows += time_pybamm(args.duration, args.pybamm_batch, args.pybamm_threads, args.pybamm_load, notes)
 
     print()
     print_table(rows, small, large)

@@ -36,9 +36,8 @@ import numpy as np
 from openbms.bms.profile import load_profile
 from openbms.chemistry import load_chemistry
 from openbms.twin.cells import Spread
-from openbms.twin.external import LOAD_CURRENT, LOAD_NONE
 from openbms.twin.pack import Topology
-from openbms.twin.simulator import Twin, TwinConfig
+from openbms.twin.simulator import ALL_PACKS, Twin, TwinConfig
 
 SERIES = 16
 CAPACITY_AH = 100.0
@@ -113,31 +112,21 @@ class Runner:
                 stop(self.twin)
 
     def load(self, current_a: float | np.ndarray) -> None:
-        ext = self.twin.pack.external
-        ext.load_mode[:] = LOAD_CURRENT
-        ext.load_value[:] = current_a
+        self.twin.connect_load(ALL_PACKS, current_a=current_a)
 
     def no_load(self) -> None:
-        ext = self.twin.pack.external
-        ext.load_mode[:] = LOAD_NONE
-        ext.load_value[:] = 0.0
+        self.twin.disconnect_load(ALL_PACKS)
 
     def charger(self, voltage_v: float, current_a: float) -> None:
-        ext = self.twin.pack.external
-        ext.charger_connected[:] = True
-        ext.charger_v[:] = voltage_v
-        ext.charger_a[:] = current_a
+        self.twin.connect_charger(ALL_PACKS, voltage_v, current_a)
 
     def no_charger(self) -> None:
-        self.twin.pack.external.charger_connected[:] = False
+        self.twin.disconnect_charger(ALL_PACKS)
 
 
 def cut_off_low_packs(twin: Twin) -> None:
     """An inverter stops drawing from a pack whose lowest cell sags to the cut-off."""
-    ext = twin.pack.external
-    low = twin.pack.group_v.min(axis=1) <= CUTOFF_V
-    ext.load_mode[low] = LOAD_NONE
-    ext.load_value[low] = 0.0
+    twin.disconnect_load(twin.pack.group_v.min(axis=1) <= CUTOFF_V)
 
 
 def full_day(r: Runner) -> tuple[np.ndarray, np.ndarray]:

@@ -81,11 +81,12 @@ def test_out_in_an_unwritable_folder_exits_2_before_running(tmp_path: Path) -> N
 
 
 def _run(path: Path) -> RunResult:
+    from openbms.diagnose.from_twin import diagnosis_of
     from openbms.scenario.runner import ScenarioRunner
     from openbms.scenario.schema import load_scenario
 
     scenario, steps = load_scenario(path)
-    return ScenarioRunner(scenario, steps).run()
+    return ScenarioRunner(scenario, steps, diagnoser=diagnosis_of).run()
 
 
 def test_plot_names_the_trip_shows_the_short_and_draws_the_fets_on_their_own_axis(

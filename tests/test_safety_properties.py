@@ -62,7 +62,6 @@ from openbms.bms.recovery import LATCHED, PERSISTENT
 from openbms.bms.recovery import RECOVERY_CLASSES as CLASSES
 from openbms.chemistry import CellParams, load_chemistry
 from openbms.twin.cells import Spread
-from openbms.twin.external import LOAD_CURRENT, LOAD_NONE
 from openbms.twin.faults import FaultSpec, inject, repair
 from openbms.twin.pack import Topology
 from openbms.twin.simulator import Twin, TwinConfig
@@ -412,21 +411,19 @@ class Runner:
         """Apply one action; resets are checked against the condition just before them."""
         twin, kind = self.twin, action[0]
         present_before = self.bms.present()[PACK].copy()
-        ext = twin.pack.external
         label = " ".join(str(a) for a in action)
         if kind == "load":
-            ext.load_mode[PACK], ext.load_value[PACK] = LOAD_CURRENT, float(action[1])
+            twin.connect_load(PACK, current_a=float(action[1]))
         elif kind == "load_off":
-            ext.load_mode[PACK], ext.load_value[PACK] = LOAD_NONE, 0.0
+            twin.disconnect_load(PACK)
         elif kind == "charger":
-            ext.charger_connected[PACK] = True
-            ext.charger_v[PACK], ext.charger_a[PACK] = float(action[1]), float(action[2])
+            twin.connect_charger(PACK, float(action[1]), float(action[2]))
         elif kind == "charger_off":
-            ext.charger_connected[PACK] = False
+            twin.disconnect_charger(PACK)
         elif kind == "short":
-            ext.short_ohm[PACK] = float(action[1])
+            twin.short(PACK, float(action[1]))
         elif kind == "short_off":
-            ext.short_ohm[PACK] = np.inf
+            twin.clear_short(PACK)
         elif kind == "ambient":
             twin.pack.ambient_c[PACK] = float(action[1])
         elif kind == "button":
@@ -480,11 +477,11 @@ class Runner:
         """SPEC §4's procedure (``full``); ``incomplete`` powers up before the hold-up has passed;
         ``sloppy`` leaves charger, loads and short connected; ``wrong_order`` plugs the main
         leads before the balance connector."""
-        twin, ext = self.twin, self.twin.pack.external
+        twin = self.twin
         if how != "sloppy":
-            ext.load_mode[PACK], ext.load_value[PACK] = LOAD_NONE, 0.0
-            ext.charger_connected[PACK] = False
-            ext.short_ohm[PACK] = np.inf
+            twin.disconnect_load(PACK)
+            twin.disconnect_charger(PACK)
+            twin.clear_short(PACK)
         twin.disconnect_main_leads(PACK)
         twin.disconnect_balance_connector(PACK)
         wait_s = HOLD_UP_S / 2 if how == "incomplete" else HOLD_UP_S + self.dt_s

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from openbms.diagnose.from_twin import diagnosis_of
 from openbms.scenario.runner import ScenarioRunner
 from openbms.scenario.schema import load_scenario
 
@@ -22,7 +23,7 @@ def test_library_scenario_passes(path: Path) -> None:
     scenario, steps = load_scenario(path)
     assert scenario.description, f"{path.name} needs a description"
     assert any(s.kind == "expect" for s in steps), f"{path.name} checks nothing"
-    result = ScenarioRunner(scenario, steps).run()
+    result = ScenarioRunner(scenario, steps, diagnoser=diagnosis_of).run()
     failures = [e.message for e in result.expectations if not e.ok]
     if result.error and result.error not in failures:
         failures.append(result.error)

@@ -143,9 +143,10 @@ def _play(
     nvm: NonVolatileMemory | None,
     sink: TelemetrySink | None,
 ) -> tuple[RunResult, float, ScenarioRunner]:
+    from openbms.diagnose.from_twin import diagnosis_of
     from openbms.scenario.runner import ScenarioRunner
 
-    runner = ScenarioRunner(scenario, steps, every_s=every_s, nvm=nvm, telemetry_sink=sink)
+    runner = ScenarioRunner(scenario, steps, every_s=every_s, nvm=nvm, telemetry_sink=sink, diagnoser=diagnosis_of)
     planned = max(runner.planned_duration_s(), 1.0)
     start = time.perf_counter()
     with Progress(
@@ -349,7 +350,8 @@ def _diagnose(
         snapshot_state = None
     elif device is not None:
         from openbms.devices.history import HistoryError, load_history
-        from openbms.devices.reader import DEVICE_ERRORS, read_device_snapshot
+        from openbms.devices.reader import DEVICE_ERRORS
+        from openbms.diagnose.from_device import read_device_snapshot
 
         try:
             # the file first: a wrong --history is refused before the port is opened
@@ -625,6 +627,7 @@ def _emulate(
     nvm_path: Path | None = None,
 ) -> int:
     from openbms.devices.protocols import SERVERS
+    from openbms.diagnose.from_twin import diagnosis_of
     from openbms.scenario.runner import ScenarioRunner
     from openbms.scenario.schema import ScenarioError, load_scenario
 
@@ -646,7 +649,7 @@ def _emulate(
         return EXIT_INVALID
     nvm = _open_nvm(nvm_path)
     try:
-        runner = ScenarioRunner(scenario_model, steps, nvm=nvm)
+        runner = ScenarioRunner(scenario_model, steps, nvm=nvm, diagnoser=diagnosis_of)
     except (ScenarioError, NvmError) as exc:
         if nvm is not None:
             nvm.close()

@@ -34,8 +34,6 @@ import sys
 import traceback
 from collections.abc import Iterable
 
-import numpy as np
-
 from openbms.bms.events import Event
 from openbms.bms.nvm import NonVolatileMemory
 from openbms.bms.profile import load_profile
@@ -81,12 +79,11 @@ def write_until_killed(db: str, seed: int, autocheckpoint: int = 1000) -> None:
         keep_events=False,
         nvm=nvm,
     )
-    external = twin.pack.external
     batch = 0
     while True:
-        external.short_ohm[0] = 0.01
+        twin.short(0, 0.01)
         twin.step()
-        external.short_ohm[0] = np.inf
+        twin.clear_short(0)
         twin.step()
         twin.press_reset_button(0)
         twin.step()

@@ -9,6 +9,7 @@ from typing import Any
 from openbms.devices.protocols import LiveState
 
 AT_REST = LiveState(
+    protocol="twin",
     cell_v=[3.3] * 4,
     temperature_c=[25.0],
     fet_temperature_c=25.0,
@@ -19,7 +20,7 @@ AT_REST = LiveState(
     discharge_fet=True,
     faults=[],
     warnings=[],
-    balancing_mask=0,
+    balancing=[],
     cycles=0,
     remaining_ah=50.0,
     nominal_ah=100.0,

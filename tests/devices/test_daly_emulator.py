@@ -32,6 +32,7 @@ from openbms.scenario.schema import load_scenario
 # 4 cells: the highest (3.345 V) twice, at cells 2 and 4 (the first is reported), the lowest at 3.
 # 3 sensors: 24.6, 31.2, 18.9 degC -> whole degrees 25, 31 (sensor 2), 19 (sensor 3).
 STATE = LiveState(
+    protocol="twin",
     cell_v=[3.301, 3.345, 3.290, 3.345],
     temperature_c=[24.6, 31.2, 18.9],
     fet_temperature_c=30.0,
@@ -42,7 +43,7 @@ STATE = LiveState(
     discharge_fet=True,
     faults=[],
     warnings=[],
-    balancing_mask=0,
+    balancing=[],
     cycles=7,
     remaining_ah=30.0,
     nominal_ah=50.0,

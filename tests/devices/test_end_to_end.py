@@ -230,7 +230,7 @@ def _overheat(emulator: Emulator) -> None:
 
 
 def _short(emulator: Emulator) -> None:
-    emulator.twin.pack.external.short_ohm[0] = 0.005
+    emulator.twin.short(0, 0.005)
 
 
 # The twin trips both over-temperature protections at 65 °C; each protocol says what its bits can:

@@ -24,8 +24,9 @@ from openbms.cli import app
 from openbms.devices.emulator import Emulator, PtyPort, run_emulator
 from openbms.devices.history import HistoryError, HistoryRecorder, load_history
 from openbms.devices.model import DeviceReading
-from openbms.devices.reader import Poll, snapshot_from_reading
+from openbms.devices.reader import Poll
 from openbms.diagnose.engine import diagnose
+from openbms.diagnose.from_device import snapshot_from_reading
 from openbms.scenario.runner import ScenarioRunner
 from openbms.scenario.schema import load_scenario
 from tests.devices.test_cli_devices import assert_refused, run

@@ -126,6 +126,7 @@ class _Board:
         self.asked: list[int] = []
         self.queue: list[bytes] = []
         self.state = LiveState(
+            protocol="twin",
             cell_v=[3.3] * SERIES,
             temperature_c=[25.0],
             fet_temperature_c=25.0,
@@ -136,7 +137,7 @@ class _Board:
             discharge_fet=True,
             faults=[],
             warnings=[],
-            balancing_mask=0,
+            balancing=[],
             cycles=3,
             remaining_ah=SOC * CAPACITY_AH,
             nominal_ah=CAPACITY_AH,

@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 from openbms.cli import app
 from openbms.devices import reader as reader_module
 from openbms.devices.emulator import Emulator, PtyPort, run_emulator
-from openbms.devices.reader import DEFAULT_BAUD, DeviceReader, snapshot_from_reading
+from openbms.devices.reader import DEFAULT_BAUD, DeviceReader
 from openbms.diagnose.engine import diagnose
+from openbms.diagnose.from_device import snapshot_from_reading
 from openbms.scenario.runner import ScenarioRunner
 from openbms.scenario.schema import load_scenario
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from openbms.cli import app
 from openbms.diagnose.apply import apply
 from openbms.diagnose.engine import RECOMMENDATIONS, diagnose
-from openbms.diagnose.from_twin import snapshot_of
+from openbms.diagnose.from_twin import diagnosis_of, snapshot_of
 from openbms.diagnose.snapshot import load_state
 from openbms.scenario.runner import ScenarioRunner
 from openbms.scenario.schema import load_scenario
@@ -343,7 +343,7 @@ def test_the_seed_case_gets_the_seed_advice(stem: str, k: int, advice: str) -> N
     path = ROOT / "scenarios" / "seed" / f"{stem}.yaml"
     scenario, steps = load_scenario(path)
     cut = _diagnosis_steps(path)[k][0]
-    run = ScenarioRunner(scenario, steps[:cut])
+    run = ScenarioRunner(scenario, steps[:cut], diagnoser=diagnosis_of)
     result = run.run()
     assert result.passed, [e.message for e in result.expectations if not e.ok]
     twin = run.twin

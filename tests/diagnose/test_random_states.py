@@ -40,7 +40,7 @@ from openbms.diagnose.apply import apply
 from openbms.diagnose.engine import RECOMMENDATIONS, diagnose
 from openbms.diagnose.from_twin import snapshot_of
 from openbms.twin.cells import Spread
-from openbms.twin.external import LOAD_CURRENT, LOAD_NONE
+from openbms.twin.external import LOAD_CURRENT
 from openbms.twin.faults import FaultSpec, inject, repair
 from openbms.twin.pack import Topology
 from openbms.twin.simulator import Twin, TwinConfig
@@ -142,33 +142,28 @@ class World:
 
     # the world outside the terminals
     def load(self, c_rate: float) -> None:
-        ext = self.twin.pack.external
-        ext.load_mode[0], ext.load_value[0] = LOAD_CURRENT, c_rate * self.capacity_ah
+        self.twin.connect_load(0, current_a=c_rate * self.capacity_ah)
         self.note(f"load {c_rate * self.capacity_ah:.1f} A ({c_rate:.2f} C)")
 
     def unload(self) -> None:
-        ext = self.twin.pack.external
-        ext.load_mode[0], ext.load_value[0] = LOAD_NONE, 0.0
+        self.twin.disconnect_load(0)
         self.note("disconnect load")
 
     def short(self, ohm: float) -> None:
-        self.twin.pack.external.short_ohm[0] = ohm
+        self.twin.short(0, ohm)
         self.note(f"short {ohm * 1000:.0f} mΩ across the terminals")
 
     def unshort(self) -> None:
-        self.twin.pack.external.short_ohm[0] = np.inf
+        self.twin.clear_short(0)
         self.note("remove the short")
 
     def charger(self, c_rate: float, cell_v: float = CHARGE_CELL_V, min_battery_v: float = 0.0) -> None:
-        ext = self.twin.pack.external
-        ext.charger_connected[0] = True
-        ext.charger_v[0], ext.charger_a[0] = cell_v * SERIES, c_rate * self.capacity_ah
-        ext.charger_min_battery_v[0] = min_battery_v
+        self.twin.connect_charger(0, cell_v * SERIES, c_rate * self.capacity_ah, min_battery_v)
         smart = f", smart: starts at {min_battery_v:.1f} V" if min_battery_v > 0 else ""
         self.note(f"charger {cell_v * SERIES:.1f} V {c_rate * self.capacity_ah:.1f} A{smart}")
 
     def uncharge(self) -> None:
-        self.twin.pack.external.charger_connected[0] = False
+        self.twin.disconnect_charger(0)
         self.note("disconnect charger")
 
     def ambient(self, c: float) -> None:
@@ -759,7 +754,7 @@ def _small_twin(soc: float, seed: int = 1) -> Twin:
 def test_a_pack_drained_to_zero_volts_through_a_stuck_fet_needs_new_cells() -> None:
     twin = _small_twin(0.05)
     inject(twin, 0, FaultSpec("fet_stuck_closed", fet="discharge"))
-    twin.pack.external.load_mode[0], twin.pack.external.load_value[0] = LOAD_CURRENT, 10.0
+    twin.connect_load(0, current_a=10.0)
     twin.run(900)
     assert (twin.pack.group_v[0] < DEAD_V).all()  # the truth: every cell is dead
     d = diagnose(snapshot_of(twin))
@@ -768,7 +763,7 @@ def test_a_pack_drained_to_zero_volts_through_a_stuck_fet_needs_new_cells() -> N
 
 def test_after_a_low_voltage_soft_reset_the_load_does_not_cut_the_pack_off_again_at_once() -> None:
     twin = _small_twin(0.08)
-    twin.pack.external.load_mode[0], twin.pack.external.load_value[0] = LOAD_CURRENT, 9.0
+    twin.connect_load(0, current_a=9.0)
     while "cell_undervoltage" not in twin.bms.active_faults(0):
         twin.step()
     twin.run(400)  # asleep, the load still connected

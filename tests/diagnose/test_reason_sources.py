@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from openbms.devices.model import DeviceReading
-from openbms.devices.reader import snapshot_from_reading
 from openbms.diagnose.engine import Diagnosis, diagnose
+from openbms.diagnose.from_device import snapshot_from_reading
 from openbms.diagnose.from_twin import snapshot_of
 from openbms.diagnose.report import print_diagnosis
 from openbms.diagnose.snapshot import ActiveFault, Snapshot

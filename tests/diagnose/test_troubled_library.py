@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from openbms.cli import app
 from openbms.diagnose.apply import apply
 from openbms.diagnose.engine import RECOMMENDATIONS, Diagnosis
+from openbms.diagnose.from_twin import diagnosis_of
 from openbms.diagnose.procedures import ProcedureStep
 from openbms.scenario.runner import ScenarioRunner
 from openbms.scenario.schema import load_scenario
@@ -61,7 +62,7 @@ def test_the_file_ends_in_its_advice(stem: str) -> None:
     assert scenario.description and len(scenario.description.split()) >= 20
     last = steps[-1]
     assert last.kind == "expect" and last.value.diagnosis == ADVICE[stem], "the file stops at its diagnosis"
-    result = ScenarioRunner(scenario, steps).run()
+    result = ScenarioRunner(scenario, steps, diagnoser=diagnosis_of).run()
     assert result.passed, [e.message for e in result.expectations if not e.ok]
 
 
@@ -101,7 +102,7 @@ def test_the_report_says_what_is_left_for_a_person() -> None:
 def test_a_failing_step_still_fails_even_next_to_a_person_step() -> None:
     """A twin step that fails before the hand-over is a failure, not a person's step."""
     scenario, steps = load_scenario(TROUBLED_DIR / "service-damaged-board.yaml")
-    run = ScenarioRunner(scenario, steps)
+    run = ScenarioRunner(scenario, steps, diagnoser=diagnosis_of)
     run.run()
     d = Diagnosis(
         recommendation="service",

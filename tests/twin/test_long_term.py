@@ -10,9 +10,8 @@ import numpy as np
 from openbms.bms.profile import load_profile
 from openbms.chemistry import load_chemistry
 from openbms.twin.cells import Spread
-from openbms.twin.external import LOAD_CURRENT, LOAD_NONE
 from openbms.twin.pack import Topology
-from openbms.twin.simulator import Twin, TwinConfig
+from openbms.twin.simulator import ALL_PACKS, Twin, TwinConfig
 
 DAY_S = 86400.0
 
@@ -32,16 +31,18 @@ def make_twin(capacity_ah: float, soc: float, spread: Spread, dt_s: float) -> Tw
 
 
 def run(twin: Twin, seconds: float, load_a: float = 0.0, charger: tuple[float, float] | None = None) -> None:
-    ext = twin.pack.external
-    ext.load_mode[0] = LOAD_CURRENT if load_a else LOAD_NONE
-    ext.load_value[0] = load_a
-    ext.charger_connected[0] = charger is not None
+    if load_a:
+        twin.connect_load(0, current_a=load_a)
+    else:
+        twin.disconnect_load(0)
     if charger is not None:
-        ext.charger_v[0], ext.charger_a[0] = charger
+        twin.connect_charger(0, *charger)
+    else:
+        twin.disconnect_charger(0)
     for _ in range(round(seconds / twin.dt_s)):
         twin.step()
         if load_a and twin.pack.group_v.min() <= 2.9:  # the inverter's low-voltage cut-off
-            ext.load_mode[0] = LOAD_NONE
+            twin.disconnect_load(0)
 
 
 def top_spread(twin: Twin) -> float:
@@ -106,8 +107,7 @@ def test_no_healthy_pack_on_the_charger_is_condemned_whatever_its_spread() -> No
         ),
         keep_events=False,
     )
-    ext = twin.pack.external
-    ext.charger_connected[:], ext.charger_v[:], ext.charger_a[:] = True, 56.8, 50.0
+    twin.connect_charger(ALL_PACKS, 56.8, 50.0)
     tripped = np.zeros(packs, dtype=bool)
     for _ in range(round(8 * 3600 / twin.dt_s)):
         twin.step()

@@ -8,9 +8,8 @@ import pytest
 from openbms.bms.profile import load_profile
 from openbms.chemistry import load_chemistry
 from openbms.twin.cells import Spread
-from openbms.twin.external import LOAD_CURRENT, LOAD_POWER, LOAD_RESISTANCE
 from openbms.twin.pack import Topology
-from openbms.twin.simulator import Twin, TwinConfig
+from openbms.twin.simulator import ALL_PACKS, Twin, TwinConfig
 
 
 def make_twin(
@@ -48,8 +47,7 @@ def run_until(twin: Twin, predicate, limit_s: float) -> float:  # type: ignore[n
 
 def test_full_pack_at_1c_trips_undervoltage_after_50_to_62_minutes() -> None:
     twin = make_twin(soc=1.0, spread=Spread(capacity=0.02, resistance=0.05, soc=0.0, seed=7))
-    ext = twin.pack.external
-    ext.load_mode[0], ext.load_value[0] = LOAD_CURRENT, 100.0
+    twin.connect_load(0, current_a=100.0)
     t_trip = run_until(twin, lambda t: "cell_undervoltage" in t.bms.active_faults(0), 3 * 3600)
     assert 50 * 60 <= t_trip <= 62 * 60
     assert not twin.pack.discharge_fet[0]
@@ -57,12 +55,11 @@ def test_full_pack_at_1c_trips_undervoltage_after_50_to_62_minutes() -> None:
 
 def test_cell_voltage_relaxes_to_the_ocv_table_at_rest() -> None:
     twin = make_twin(soc=0.6)
-    ext = twin.pack.external
-    ext.load_mode[0], ext.load_value[0] = LOAD_CURRENT, 50.0
+    twin.connect_load(0, current_a=50.0)
     twin.dt_s = 1.0
     twin.run(1200)
     loaded_gap = np.abs(twin.pack.cell_v - twin.pack.cells.ocv_v()).max()
-    ext.load_mode[0] = 0
+    twin.disconnect_load(0)
     twin.run(2 * 3600)
     gap = np.abs(twin.pack.cell_v - twin.pack.cells.ocv_v()).max()
     assert loaded_gap > 0.03  # under load the terminal voltage really is off the OCV
@@ -71,9 +68,7 @@ def test_cell_voltage_relaxes_to_the_ocv_table_at_rest() -> None:
 
 def test_cc_cv_charge_ends_in_constant_voltage_with_a_falling_tail_current() -> None:
     twin = make_twin(soc=0.85, dt_s=1.0)
-    ext = twin.pack.external
-    ext.charger_connected[0] = True
-    ext.charger_v[0], ext.charger_a[0] = 16 * 3.45, 50.0
+    twin.connect_charger(0, 16 * 3.45, 50.0)
     currents, volts = [], []
     for _ in range(3 * 3600):
         twin.step()
@@ -93,13 +88,12 @@ def test_cc_cv_charge_ends_in_constant_voltage_with_a_falling_tail_current() -> 
 
 def test_cells_warm_under_load_and_cool_at_rest() -> None:
     twin = make_twin(soc=0.9, dt_s=1.0)
-    ext = twin.pack.external
-    ext.load_mode[0], ext.load_value[0] = LOAD_CURRENT, 100.0
+    twin.connect_load(0, current_a=100.0)
     twin.run(1800)
     warm = twin.pack.cells.temperature_c.copy()
     assert np.all(warm > 25.5)
     assert np.all(warm < 45.0)
-    ext.load_mode[0] = 0
+    twin.disconnect_load(0)
     twin.run(3 * 3600)
     cool = twin.pack.cells.temperature_c
     assert np.all(cool < warm - 2.0)
@@ -108,15 +102,14 @@ def test_cells_warm_under_load_and_cool_at_rest() -> None:
 
 def test_fets_really_gate_the_current() -> None:
     twin = make_twin(soc=0.5)
-    ext = twin.pack.external
-    ext.load_mode[0], ext.load_value[0] = LOAD_CURRENT, 20.0
+    twin.connect_load(0, current_a=20.0)
     twin.step()
     assert twin.pack.current_a[0] == pytest.approx(-20.0)
     twin.pack.discharge_fet[:] = False
     twin.pack.advance(0.1, twin.t_s)
     assert twin.pack.current_a[0] == 0.0
-    ext.load_mode[0] = 0
-    ext.charger_connected[0], ext.charger_v[0], ext.charger_a[0] = True, 58.0, 10.0
+    twin.disconnect_load(0)
+    twin.connect_charger(0, 58.0, 10.0)
     twin.pack.advance(0.1, twin.t_s)
     assert twin.pack.current_a[0] == pytest.approx(10.0)  # charging still flows
     twin.pack.charge_fet[:] = False
@@ -127,8 +120,7 @@ def test_fets_really_gate_the_current() -> None:
 
 def test_parallel_cells_share_their_group_voltage() -> None:
     twin = make_twin(soc=0.5, series=4, parallel=3, spread=Spread(capacity=0.05, resistance=0.1, soc=0.03, seed=3))
-    ext = twin.pack.external
-    ext.load_mode[0], ext.load_value[0] = LOAD_CURRENT, 150.0
+    twin.connect_load(0, current_a=150.0)
     twin.run(100)
     cell_v = twin.pack.cell_v.reshape(1, 4, 3)
     assert np.allclose(cell_v, cell_v[:, :, :1], atol=1e-9)
@@ -149,12 +141,11 @@ def test_spread_is_reproducible_from_its_seed() -> None:
 
 def test_power_and_resistance_loads_draw_what_physics_says() -> None:
     twin = make_twin(soc=0.5)
-    ext = twin.pack.external
-    ext.load_mode[0], ext.load_value[0] = LOAD_POWER, 3000.0
+    twin.connect_load(0, power_w=3000.0)
     twin.run(10)
     terminal_v = twin.pack.pack_v[0] + 2 * 0.0005 * twin.pack.current_a[0]
     assert -twin.pack.current_a[0] * terminal_v == pytest.approx(3000.0, rel=0.01)
-    ext.load_mode[0], ext.load_value[0] = LOAD_RESISTANCE, 1.0
+    twin.connect_load(0, resistance_ohm=1.0)
     twin.run(10)
     terminal_v = twin.pack.pack_v[0] + 2 * 0.0005 * twin.pack.current_a[0]
     assert -twin.pack.current_a[0] == pytest.approx(terminal_v / 1.0, rel=0.01)
@@ -165,7 +156,7 @@ def test_short_circuit_is_cut_inside_the_step_not_at_the_next_cycle() -> None:
     twin.run(5)
     t_before = twin.t_s
     soc_before = twin.pack.cells.soc.copy()
-    twin.pack.external.short_ohm[0] = 0.005
+    twin.short(0, 0.005)
     events = twin.step()
     trips = [e for e in events if e.kind == "fault_set" and e.fields["fault"] == "short_circuit"]
     assert len(trips) == 1
@@ -206,9 +197,8 @@ def test_a_batch_of_identical_packs_matches_a_single_pack() -> None:
     single = make_twin(soc=0.7, overrides=quiet)
     batch = make_twin(soc=0.7, packs=3, overrides=quiet)
     for twin in (single, batch):
-        twin.pack.external.load_mode[:] = LOAD_CURRENT
-        twin.pack.external.load_value[:] = 60.0
-    batch.pack.external.load_value[2] = 0.0
+        twin.connect_load(ALL_PACKS, current_a=60.0)
+    batch.connect_load(2, current_a=0.0)  # connected, drawing nothing
     single.run(600)
     batch.run(600)
     assert np.allclose(batch.pack.cell_v[0], single.pack.cell_v[0])

@@ -16,6 +16,7 @@ import threading
 import time
 import tty
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -28,7 +29,10 @@ PRESENCE_A = 0.5  # current beyond which the board counts a charger / load as pr
 
 
 class Emulator:
-    """One emulated BMS (pack 0 of the runner's twin) speaking ``protocol``."""
+    """One emulated BMS (pack 0 of the runner's twin) speaking ``protocol``.
+
+    It sits in ``devices``, above ``scenario``: it plays a scenario (through the runner's cycle
+    iterator) and answers with the protocol servers; the codecs below it know nothing of the twin."""
 
     def __init__(self, runner: ScenarioRunner, protocol: str, allow_control: bool = False) -> None:
         if protocol not in SERVERS:
@@ -36,7 +40,10 @@ class Emulator:
         self.runner = runner
         self.twin = runner.twin
         self.protocol = protocol
-        self.server = SERVERS[protocol]()
+        bms = self.twin.bms
+        self.server = SERVERS[protocol](
+            board_settings(bms.profile, bms.pack.capacity_ah, runner.scenario.pack.chemistry)
+        )
         self.allow_control = allow_control
         self.lock = threading.RLock()  # held while the twin steps or a request is answered
         self._pending = b""
@@ -46,31 +53,19 @@ class Emulator:
 
     # ------------------------------------------------------------------ the board's view
     def live_state(self) -> LiveState:
-        twin, bms, m = self.twin, self.twin.bms, self.twin.last_measurements
-        snapshot = bms.persistent_snapshot(0)
-        capacity = bms.pack.capacity_ah
-        return LiveState(
-            cell_v=[float(v) for v in np.nan_to_num(m.cell_v[0])],
-            temperature_c=[float(t) for t in np.nan_to_num(m.cell_t_c[0], nan=25.0)],
-            fet_temperature_c=float(m.fet_t_c[0]),
-            current_a=float(np.nan_to_num(m.current_a[0])),
-            pack_v=float(m.stack_v[0]),
-            soc=float(bms.pack_soc[0]),
-            charge_fet=bool(twin.pack.charge_fet[0]),
-            discharge_fet=bool(twin.pack.discharge_fet[0]),
-            faults=bms.active_faults(0),
-            warnings=bms.active_warnings(0),
-            balancing_mask=sum(1 << int(c) for c in np.nonzero(bms.balance[0])[0]),
-            cycles=int(snapshot["counters"]["cycles"]),
-            remaining_ah=float(bms.pack_soc[0]) * capacity,
-            nominal_ah=capacity,
-            balancer_enabled=bool(bms.profile.balancing.enabled),
-            # What the board's detect inputs see, or current it measures flowing that way (a
-            # current profile charging has no charger object but is a charger to the board).
-            charger_present=bool(m.charger_present[0]) or float(np.nan_to_num(m.current_a[0])) > PRESENCE_A,
-            load_present=bool(m.load_present[0]) or float(np.nan_to_num(m.current_a[0])) < -PRESENCE_A,
-            settings=board_settings(bms.profile, capacity, self.runner.scenario.pack.chemistry),
-            uptime_s=float(twin.t_s),
+        """Pack 0's reading as its board reports it: an unreadable tap reads 0 V (a temperature
+        25 °C), and a charger or load counts as present when the detect input sees it or current
+        flows that way (a current profile charging has no charger object but is a charger to the
+        board)."""
+        r = self.twin.reading(0)
+        current_a = float(np.nan_to_num(r.current_a or 0.0))
+        return replace(
+            r,
+            cell_v=[float(v) for v in np.nan_to_num(np.asarray(r.cell_v or [], dtype=float))],
+            temperature_c=[float(t) for t in np.nan_to_num(np.asarray(r.temperature_c or [], dtype=float), nan=25.0)],
+            current_a=current_a,
+            charger_present=bool(r.charger_present) or current_a > PRESENCE_A,
+            load_present=bool(r.load_present) or current_a < -PRESENCE_A,
         )
 
     def answering(self) -> bool:
@@ -302,11 +297,15 @@ def run_emulator(
 
     pacer = Pacer(emulator, speed, serve, report, report_every_s)
     emulator.pacer = pacer
-    runner = emulator.runner
+    cycles = emulator.runner.cycles()
     try:
-        runner.pace = pacer
-        runner.lock = emulator.lock
-        runner.run()
+        while True:
+            with emulator.lock:  # the twin steps (and the timeline acts on it) only under the lock
+                try:
+                    t_s = next(cycles)
+                except StopIteration:
+                    break
+            pacer(t_s)
         end = None if linger_s is None else time.monotonic() + linger_s
         while end is None or time.monotonic() < end:
             t_next = emulator.twin.t_s + emulator.twin.dt_s

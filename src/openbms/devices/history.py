@@ -222,7 +222,8 @@ class HistoryRecorder:
 
 def load_history(path: Path | str, device_url: str | None = None) -> list[dict[str, Any]]:
     """The recorded events of ``path``, oldest first (the last ``MAX_EVENTS``), for
-    ``snapshot_from_reading(history=…)``. Opened read-only: diagnosing never changes the file."""
+    ``openbms.diagnose.from_device.snapshot_from_reading(history=…)``. Opened read-only: diagnosing
+    never changes the file."""
     path = Path(path)
     if not path.is_file():
         raise HistoryError(f"{path} does not exist; record one with `openbms monitor --device URL --record FILE`")

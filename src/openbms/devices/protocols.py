@@ -2,7 +2,7 @@
 
 The client sends the requests a monitor sends and assembles a ``DeviceReading``; the server (the
 emulator's half) decodes a request and builds the replies a real board would give from a
-``LiveState`` — the twin's values at that moment. Both use only the codec modules' functions, so
+``LiveState`` (a ``PackReading``) — the twin's values at that moment. Both use only the codec modules' functions, so
 what the emulator says is exactly what the reader understands.
 """
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from openbms.bms.profile import Profile, load_profile
+from openbms.bms.reading import PackReading
 from openbms.devices import daly, jbd, jk
 from openbms.devices.errors import FrameError
 from openbms.devices.model import DeviceReading
@@ -101,30 +102,12 @@ def _lfp_profile() -> Profile:
     return load_profile("lfp")
 
 
-@dataclass(frozen=True)
-class LiveState:
-    """What an emulated board reports, in SI units (current positive charging, SOC 0..1)."""
-
-    cell_v: list[float]
-    temperature_c: list[float]
-    fet_temperature_c: float
-    current_a: float
-    pack_v: float
-    soc: float
-    charge_fet: bool
-    discharge_fet: bool
-    faults: list[str]
-    warnings: list[str]
-    balancing_mask: int
-    cycles: int
-    remaining_ah: float
-    nominal_ah: float
-    name: str = "openbms twin"
-    balancer_enabled: bool = True  # the profile's balancing switch, not "bleeding now"
-    charger_present: bool = False  # the board sees a charger (its detect input, or charge current)
-    load_present: bool = False  # the board sees a load (its detect input, or discharge current)
-    settings: BoardSettings | None = None  # None: the built-in LFP profile's, at ``nominal_ah``
-    uptime_s: float = 0.0  # how long the board has run
+# What an emulated board reports: the twin's reading, as the board sees it (``Emulator.live_state``).
+# One type with what a device decodes to; a value the reading leaves unknown is answered with the
+# board's default (0, an empty list, the name below). The board's configured limits are no part
+# of a reading: a server is built with them (``settings``).
+LiveState = PackReading
+BOARD_NAME = "openbms twin"  # the name a board answers with when the reading names none
 
 
 class Client(Protocol):
@@ -138,6 +121,8 @@ class Server(Protocol):
     protocol: str
     find_frame: FrameFinder
 
+    def __init__(self, settings: BoardSettings | None = None) -> None: ...
+
     def answer(self, frame: bytes, state: LiveState, control: ControlHook) -> list[bytes]: ...
 
 
@@ -146,8 +131,14 @@ def _mask(names: list[str], table: dict[int, str]) -> int:
     return sum(1 << bit for bit, name in table.items() if name in wanted)
 
 
-def _clip(value: float, low: float, high: float) -> float:
-    return min(max(value, low), high) if math.isfinite(value) else low
+def _clip(value: float | None, low: float, high: float) -> float:
+    """``value`` within [low, high]; unknown or not finite: ``low``."""
+    return min(max(value, low), high) if value is not None and math.isfinite(value) else low
+
+
+def _num(value: float | None) -> float:
+    """A value the reading leaves unknown counts as 0 on the wire."""
+    return 0.0 if value is None else value
 
 
 # ----------------------------------------------------------------------------- JBD
@@ -178,6 +169,12 @@ class JbdServer:
     find_frame: FrameFinder = staticmethod(jbd.find_frame)
     _BITS = {bit: alarm.name for bit, alarm in jbd.PROTECTION_BITS.items()}
 
+    def __init__(self, settings: BoardSettings | None = None) -> None:
+        self.settings = settings  # None: the built-in LFP profile's, at the reading's nominal_ah
+
+    def _settings(self, state: LiveState) -> BoardSettings:
+        return self.settings or board_settings(_lfp_profile(), _num(state.nominal_ah))
+
     def answer(self, frame: bytes, state: LiveState, control: ControlHook) -> list[bytes]:
         request = jbd.decode_request(frame)
         if request.write:
@@ -198,22 +195,23 @@ class JbdServer:
                 current_a=round(_clip(state.current_a, -327.68, 327.67), 2),
                 remaining_ah=round(_clip(state.remaining_ah, 0, 655.35), 2),
                 nominal_ah=round(_clip(state.nominal_ah, 0, 655.35), 2),
-                cycles=state.cycles,
+                cycles=state.cycles or 0,
                 date_raw=(25 << 9) | (11 << 5) | 25,
                 balance_mask=state.balancing_mask,
                 protection=_mask(state.faults, self._BITS),
                 software_version=0x10,
                 soc=round(_clip(state.soc, 0, 1), 2),
-                charge_fet=state.charge_fet,
-                discharge_fet=state.discharge_fet,
-                cell_count=len(state.cell_v),
-                temperatures_c=[round(_clip(t, -273.1, 6280), 1) for t in state.temperature_c[:8]],
+                charge_fet=bool(state.charge_fet),
+                discharge_fet=bool(state.discharge_fet),
+                cell_count=len(state.cell_v or []),
+                temperatures_c=[round(_clip(t, -273.1, 6280), 1) for t in (state.temperature_c or [])[:8]],
             )
             return [jbd.encode_reply(0x03, jbd.encode_basic_info(info))]
         if request.register == 0x04:
-            return [jbd.encode_reply(0x04, jbd.encode_cells([round(_clip(v, 0, 65.535), 3) for v in state.cell_v]))]
+            volts = [round(_clip(v, 0, 65.535), 3) for v in state.cell_v or []]
+            return [jbd.encode_reply(0x04, jbd.encode_cells(volts))]
         if request.register == 0x05:
-            return [jbd.encode_reply(0x05, jbd.encode_name(state.name))]
+            return [jbd.encode_reply(0x05, jbd.encode_name(state.name or BOARD_NAME))]
         setting = self._setting(request.register, state)
         if setting is not None:
             return [jbd.encode_reply(request.register, setting)]
@@ -225,11 +223,10 @@ class JbdServer:
             return data == jbd.ENTER_FACTORY
         return register == jbd.REG_EXIT_FACTORY and data in (jbd.EXIT_FACTORY, jbd.EXIT_FACTORY_SAVE)
 
-    @staticmethod
-    def _setting(register: int, state: LiveState) -> bytes | None:
+    def _setting(self, register: int, state: LiveState) -> bytes | None:
         """The EEPROM settings a reader asks for, from the twin's profile. Answered in or out of
         factory mode (the emulator keeps no session state)."""
-        s = state.settings or board_settings(_lfp_profile(), state.nominal_ah)
+        s = self._settings(state)
         if register == jbd.REG_CYCLE_CAP:
             return struct.pack(">H", round(_clip(state.nominal_ah, 0, 655.35) * 100))
         if register == jbd.REG_CHGOC:
@@ -238,7 +235,7 @@ class JbdServer:
             return struct.pack(">h", -round(_clip(s.discharge_overcurrent_a, 0, 327.68) * 100))
         if register == jbd.REG_FUNC_CONFIG:
             balance = jbd.FUNC_BALANCE_EN | jbd.FUNC_CHG_BALANCE_EN
-            return struct.pack(">H", balance if state.balancer_enabled else 0)
+            return struct.pack(">H", balance if state.balancer_enabled is not False else 0)
         return None
 
 
@@ -325,6 +322,12 @@ class DalyServer:
     protocol = "daly"
     find_frame: FrameFinder = staticmethod(daly.find_frame)
 
+    def __init__(self, settings: BoardSettings | None = None) -> None:
+        self.settings = settings  # None: the built-in LFP profile's, at the reading's nominal_ah
+
+    def _settings(self, state: LiveState) -> BoardSettings:
+        return self.settings or board_settings(_lfp_profile(), _num(state.nominal_ah))
+
     def answer(self, frame: bytes, state: LiveState, control: ControlHook) -> list[bytes]:
         request = daly.decode_request(frame)
         cmd = request.command
@@ -336,7 +339,7 @@ class DalyServer:
             on = daly.decode_fet_switch(request.data)
             key = "charge_on" if cmd == daly.CMD_CHARGE_FET else "discharge_on"
             ok = control("fet", {"command": cmd, key: on})
-            was = state.charge_fet if cmd == daly.CMD_CHARGE_FET else state.discharge_fet
+            was = bool(state.charge_fet if cmd == daly.CMD_CHARGE_FET else state.discharge_fet)
             return [daly.encode_reply(cmd, bytes((int(on if ok else was),)))]
         if cmd == daly.CMD_PACK:
             pack = daly.PackStatus(
@@ -347,30 +350,33 @@ class DalyServer:
             )
             return [daly.encode_reply(cmd, daly.encode_pack(pack))]
         if cmd == daly.CMD_FETS:
-            mode = 1 if state.current_a > 0.5 else 2 if state.current_a < -0.5 else 0
-            fets = daly.FetStatus(mode, state.charge_fet, state.discharge_fet, 1, round(state.remaining_ah, 3))
+            current_a = _num(state.current_a)
+            mode = 1 if current_a > 0.5 else 2 if current_a < -0.5 else 0
+            fets = daly.FetStatus(
+                mode, bool(state.charge_fet), bool(state.discharge_fet), 1, round(_num(state.remaining_ah), 3)
+            )
             return [daly.encode_reply(cmd, daly.encode_fets(fets))]
         if cmd == daly.CMD_STATUS:
             status = daly.StatusInfo(
-                len(state.cell_v),
-                len(state.temperature_c),
-                state.charger_present,
-                state.load_present,
+                len(state.cell_v or []),
+                len(state.temperature_c or []),
+                bool(state.charger_present),
+                bool(state.load_present),
                 0,
-                state.cycles,
+                state.cycles or 0,
             )
             return [daly.encode_reply(cmd, daly.encode_status(status))]
         if cmd == daly.CMD_CELL_EXTREMES:
             if not state.cell_v:
                 return []
-            volts = [round(_clip(v, 0, 65.535), 3) for v in state.cell_v]
+            volts = [round(_clip(v, 0, 65.535), 3) for v in state.cell_v or []]
             high, low = _extremes(volts)
             cells = daly.CellExtremes(volts[high], high + 1, volts[low], low + 1)
             return [daly.encode_reply(cmd, daly.encode_cell_extremes(cells))]
         if cmd == daly.CMD_TEMPERATURE_EXTREMES:
             if not state.temperature_c:
                 return []  # a board without sensors has no extremes to give
-            temps = [round(_clip(t, -40, 215)) for t in state.temperature_c]
+            temps = [round(_clip(t, -40, 215)) for t in state.temperature_c or []]
             high, low = _extremes(temps)
             extremes = daly.TemperatureExtremes(temps[high], high + 1, temps[low], low + 1)
             return [daly.encode_reply(cmd, daly.encode_temperature_extremes(extremes))]
@@ -380,12 +386,12 @@ class DalyServer:
         if cmd == daly.CMD_DETAILS:
             return [daly.encode_reply(cmd, daly.encode_details(DALY_PRODUCTION_DATE))]
         if cmd == daly.CMD_BATTERY_CODE:
-            return [daly.encode_reply(cmd, p) for p in daly.encode_battery_code(state.name)]
+            return [daly.encode_reply(cmd, p) for p in daly.encode_battery_code(state.name or BOARD_NAME)]
         if cmd == daly.CMD_CELLS:
-            payloads = daly.encode_cells([round(_clip(v, 0, 65.535), 3) for v in state.cell_v])
+            payloads = daly.encode_cells([round(_clip(v, 0, 65.535), 3) for v in state.cell_v or []])
             return [daly.encode_reply(cmd, p) for p in payloads]
         if cmd == daly.CMD_TEMPERATURES:
-            payloads = daly.encode_temperatures([round(_clip(t, -40, 215)) for t in state.temperature_c])
+            payloads = daly.encode_temperatures([round(_clip(t, -40, 215)) for t in state.temperature_c or []])
             return [daly.encode_reply(cmd, p) for p in payloads]
         if cmd == daly.CMD_BALANCE:
             return [daly.encode_reply(cmd, daly.encode_balance(state.balancing_mask))]
@@ -398,7 +404,7 @@ class DalyServer:
         flags = 0
         for (byte, bit), alarm in daly.FAILURE_BITS.items():
             level_two = alarm.fault is not None and alarm.fault in state.faults
-            warned = alarm.unmapped is not None and alarm.unmapped.removeprefix("warning:") in state.warnings
+            warned = alarm.unmapped is not None and alarm.unmapped.removeprefix("warning:") in (state.warnings or [])
             if level_two or (warned and alarm.unmapped is not None and alarm.unmapped.startswith("warning:")):
                 flags |= 1 << (8 * byte + bit)
         return flags
@@ -422,6 +428,12 @@ class JkServer:
     protocol = "jk"
     find_frame: FrameFinder = staticmethod(jk.find_frame)
     _BITS = dict(enumerate(jk.ALARM_BITS))
+
+    def __init__(self, settings: BoardSettings | None = None) -> None:
+        self.settings = settings  # None: the built-in LFP profile's, at the reading's nominal_ah
+
+    def _settings(self, state: LiveState) -> BoardSettings:
+        return self.settings or board_settings(_lfp_profile(), _num(state.nominal_ah))
 
     def answer(self, frame: bytes, state: LiveState, control: ControlHook) -> list[bytes]:
         request = jk.decode_request(frame)
@@ -463,12 +475,11 @@ class JkServer:
     }
     BATTERY_TYPES = {"lfp": 0, "nmc": 1, "lto": 2}  # 0xAF: 0 LFP, 1 ternary, 2 LTO
 
-    @classmethod
-    def read_all_values(cls, state: LiveState) -> dict[int, jk.Value]:
+    def read_all_values(self, state: LiveState) -> dict[int, jk.Value]:
         """Every record of a real board's read-all answer (``jk.READ_ALL_RECORDS``), in SI units:
         live values from the twin, settings from its profile, fixed values where it has none."""
-        s = state.settings or board_settings(_lfp_profile(), state.nominal_ah)
-        series = len(state.cell_v)
+        s = self._settings(state)
+        series = len(state.cell_v or [])
 
         def u16(value: float, scale: float = 1.0) -> float:
             """Clipped to what an unsigned 16-bit record of this scale carries."""
@@ -478,19 +489,19 @@ class JkServer:
             return round(_clip(value, -32768, 32767))
 
         values: dict[int, jk.Value] = {
-            jk.CELLS: [round(_clip(v, 0, 65.535), 3) for v in state.cell_v],
+            jk.CELLS: [round(_clip(v, 0, 65.535), 3) for v in state.cell_v or []],
             0x80: round(_clip(state.fet_temperature_c, -99, 100)),
-            0x81: round(_clip(max(state.temperature_c, default=25.0), -99, 100)),
-            0x82: round(_clip(min(state.temperature_c, default=25.0), -99, 100)),
-            0x83: round(u16(state.pack_v, 0.01), 2),
+            0x81: round(_clip(max(state.temperature_c or [], default=25.0), -99, 100)),
+            0x82: round(_clip(min(state.temperature_c or [], default=25.0), -99, 100)),
+            0x83: round(u16(_num(state.pack_v), 0.01), 2),
             jk.CURRENT: round(_clip(state.current_a, -327.67, 327.67), 2),
             0x85: round(_clip(state.soc, 0, 1), 2),
-            0x87: round(u16(state.cycles)),
+            0x87: round(u16(state.cycles or 0)),
             # Total cycle capacity: the Ah discharged over the board's life, ~ cycles × capacity.
-            0x89: round(_clip(state.cycles * state.nominal_ah, 0, 0xFFFFFFFF)),
+            0x89: round(_clip((state.cycles or 0) * _num(state.nominal_ah), 0, 0xFFFFFFFF)),
             0x8A: series,
-            jk.ALARMS: _mask(state.faults, cls._BITS),
-            jk.STATUS: cls.status_bits(state),
+            jk.ALARMS: _mask(state.faults, self._BITS),
+            jk.STATUS: self.status_bits(state),
             0x8E: round(u16(series * s.cell_overvoltage_v, 0.01), 2),  # pack = series × cell limit
             0x8F: round(u16(series * s.cell_undervoltage_v, 0.01), 2),
             0x90: round(u16(s.cell_overvoltage_v, 0.001), 3),
@@ -506,7 +517,7 @@ class JkServer:
             0x9A: u16(math.ceil(s.charge_overcurrent_delay_s)),
             0x9B: round(u16(s.balance_start_v, 0.001), 3),
             0x9C: round(u16(s.balance_trigger_delta_v, 0.001), 3),
-            0x9D: int(state.balancer_enabled),
+            0x9D: int(state.balancer_enabled is not False),
             0x9E: u16(s.fet_overtemperature_c),
             0x9F: u16(s.fet_overtemperature_release_c),
             0xA3: u16(s.charge_overtemperature_c),
@@ -517,14 +528,14 @@ class JkServer:
             0xA8: celsius(s.discharge_undertemperature_release_c),
             0xA9: min(series, 0xFF),
             0xAA: round(_clip(state.nominal_ah, 0, 0xFFFFFFFF)),
-            0xAF: cls.BATTERY_TYPES.get(s.chemistry.split("_")[0], 0),
+            0xAF: self.BATTERY_TYPES.get(s.chemistry.split("_")[0], 0),
             0xB0: u16(s.sleep_delay_s),
-            0xB4: state.name.encode("latin-1", "replace")[:8].decode("latin-1"),  # device id: 8 bytes
+            0xB4: (state.name or BOARD_NAME).encode("latin-1", "replace")[:8].decode("latin-1"),  # device id: 8 bytes
             0xB6: round(_clip(state.uptime_s, 0, 0xFFFFFFFF * 60) / 60) * 60,  # sent in minutes
             0xB9: round(_clip(state.nominal_ah, 0, 0xFFFFFFFF)),  # actual capacity: the twin's
             jk.PROTOCOL_VERSION: 1,
         }
-        values.update(cls.FIXED)
+        values.update(self.FIXED)
         return values
 
     @staticmethod
@@ -537,9 +548,9 @@ class JkServer:
         shifts each flag one place and a twin with discharge on reads as discharge off.
         """
         return (
-            state.charge_fet << jk.STATUS_CHARGE_FET
-            | state.discharge_fet << jk.STATUS_DISCHARGE_FET
-            | state.balancer_enabled << jk.STATUS_BALANCER
+            bool(state.charge_fet) << jk.STATUS_CHARGE_FET
+            | bool(state.discharge_fet) << jk.STATUS_DISCHARGE_FET
+            | (state.balancer_enabled is not False) << jk.STATUS_BALANCER
         )
 
     @staticmethod

@@ -10,34 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from openbms.devices.ble import BleUnavailable, read_ble
 from openbms.devices.errors import FrameError
 from openbms.devices.model import DeviceReading
 from openbms.devices.protocols import CLIENTS
 from openbms.devices.transport import SerialTransport, TransportError, open_port
-from openbms.diagnose.snapshot import ActiveFault, Snapshot
-
-PROTOCOL_CLASSES = {
-    "cell_overvoltage": "auto",
-    "cell_undervoltage": "charger",
-    "deep_discharge": "persistent",
-    "charge_overcurrent": "auto",
-    "discharge_overcurrent": "load-removal",
-    "short_circuit": "load-removal",
-    "charge_overtemperature": "auto",
-    "charge_undertemperature": "auto",
-    "discharge_overtemperature": "auto",
-    "discharge_undertemperature": "auto",
-    "fet_overtemperature": "auto",
-    "cell_imbalance": "auto",
-    "sensor_fault": "latched",
-    "afe_fault": "latched",
-    "comm_error": "soft",
-    "cell_failure": "persistent",
-    "cell_overvoltage_latched": "latched",
-}
 
 
 class DeviceError(ValueError):
@@ -118,74 +96,20 @@ class DeviceReader:
         self.transport.close()
 
 
-def snapshot_from_reading(
-    reading: DeviceReading | None,
-    error: str | None = None,
-    link: dict[str, str | int] | None = None,
-    history: list[dict[str, Any]] | None = None,
-) -> Snapshot:
-    """What the diagnosis sees of a real device (fewer facts than a twin). ``link`` says how it was
-    asked (protocol, port, baud); ``history`` is earlier events of this board, when there are any."""
-    if reading is None:
-        # Silence is all that was observed: a sleeping BMS, a hung one, the wrong protocol, port or
-        # baud rate and swapped wires all look alike, so the state says only "no reply".
-        return Snapshot(
-            source="device",
-            state="no_reply",
-            faults=[],
-            responds=None,
-            events=[
-                *(history or []),
-                {"kind": "warning", "warning": "no_answer", "detail": error or "", **(link or {})},
-            ],
-        )
-    faults = [
-        ActiveFault.model_validate({"fault": f, "class": PROTOCOL_CLASSES.get(f, "auto")}) for f in reading.faults
-    ]
-    blocking = [f for f in faults if f.fault not in ("cell_imbalance", "comm_error")]
-    klasses = {f.klass for f in faults}
-    state = (
-        "locked"
-        if "persistent" in klasses
-        else "latched"
-        if "latched" in klasses
-        else ("protected" if blocking or reading.charge_fet is False or reading.discharge_fet is False else "normal")
-    )
-    return Snapshot(
-        source="device",
-        state=state,
-        faults=faults,
-        charge_fet=reading.charge_fet,
-        discharge_fet=reading.discharge_fet,
-        cell_v=list(reading.cell_v) if reading.cell_v else None,
-        temperature_c=list(reading.temperature_c) if reading.temperature_c else None,
-        fet_temperature_c=reading.fet_temperature_c,
-        current_a=reading.current_a,
-        pack_v=reading.pack_v,
-        soc=reading.soc,
-        load_connected=None if reading.current_a is None else reading.current_a < -0.5,
-        charger_connected=None if reading.current_a is None else reading.current_a > 0.5,
-        responds=True,
-        events=list(history or []),
-    )
-
-
-def read_device_snapshot(url: str, baud: int | None = None, history: list[dict[str, Any]] | None = None) -> Snapshot:
-    """One reading of the device at ``url`` as a snapshot; raises one of DEVICE_ERRORS. ``history``
-    (``openbms.devices.history.load_history``) is what was recorded of the board before: it is what
-    tells a board asleep after a cut-off from one that is merely silent."""
+def read_once(url: str, baud: int | None = None) -> tuple[Poll, dict[str, str | int]]:
+    """One poll of the device at ``url`` and how it was asked (protocol, port and, on a serial
+    port, baud); raises one of DEVICE_ERRORS. A silent device is a poll with an error."""
     protocol, port = parse_url(url)
     if protocol == "ble":
         if baud is not None:
             raise DeviceError("--baud applies to serial ports; a BLE device has no baud rate")
-        return snapshot_from_reading(read_ble(port), link={"protocol": "ble", "port": port}, history=history)
+        return Poll(read_ble(port)), {"protocol": "ble", "port": port}
     reader = DeviceReader(url, baud=baud)
     try:
         poll = reader.poll()
     finally:
         reader.close()
-    link: dict[str, str | int] = {"protocol": protocol, "port": port, "baud": reader.baud}
-    return snapshot_from_reading(poll.reading, poll.error, link, history)
+    return poll, {"protocol": protocol, "port": port, "baud": reader.baud}
 
 
 @dataclass(frozen=True)

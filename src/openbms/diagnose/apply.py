@@ -17,7 +17,7 @@ import numpy as np
 
 from openbms.diagnose.engine import Diagnosis
 from openbms.diagnose.procedures import ProcedureStep
-from openbms.twin.external import LOAD_NONE
+from openbms.twin.external import Charger
 from openbms.twin.faults import FaultSpec, repair
 from openbms.twin.simulator import Twin
 from openbms.units import parse_duration_s
@@ -65,18 +65,10 @@ class ProcedureRunner:
     def __init__(self, twin: Twin, pack: int = 0) -> None:
         self.twin = twin
         self.pack = pack
-        ext = twin.pack.external
-        self.load = (int(ext.load_mode[pack]), float(ext.load_value[pack]))
+        self.load = twin.connected_load(pack)
         charge_v = float(twin.bms.limits.charge_voltage_limit_v[pack])
         capacity = twin.bms.pack.capacity_ah
-        if ext.charger_connected[pack]:
-            self.charger = (
-                float(ext.charger_v[pack]),
-                float(ext.charger_a[pack]),
-                float(ext.charger_min_battery_v[pack]),
-            )
-        else:
-            self.charger = (charge_v, DEFAULT_CHARGER_C_RATE * capacity, 0.0)
+        self.charger = twin.connected_charger(pack) or Charger(charge_v, DEFAULT_CHARGER_C_RATE * capacity, 0.0)
 
     # ------------------------------------------------------------------ hands
     def _run(self, seconds: float, until: Callable[[], bool] | None = None) -> bool:
@@ -91,20 +83,25 @@ class ProcedureRunner:
         return self.twin.state_name(self.pack)
 
     def _connect_charger(self, current_a: float | None = None) -> None:
-        ext, p = self.twin.pack.external, self.pack
-        voltage, amps, min_v = self.charger
-        ext.charger_connected[p] = True
-        ext.charger_v[p], ext.charger_a[p] = voltage, amps if current_a is None else current_a
-        ext.charger_min_battery_v[p] = min_v
+        charger = self.charger
+        amps = charger.current_a if current_a is None else current_a
+        self.twin.connect_charger(self.pack, charger.voltage_v, amps, charger.min_battery_v)
 
     def _disconnect(self, what: str) -> None:
-        ext, p = self.twin.pack.external, self.pack
+        twin, p = self.twin, self.pack
         if what in ("load", "all"):
-            ext.load_mode[p], ext.load_value[p] = LOAD_NONE, 0.0
-            ext.short_ohm[p] = np.inf
-            ext.profile_a[p] = np.nan
+            twin.disconnect_load(p)
+            twin.clear_short(p)
+            twin.set_current_profile(p, None)
         if what in ("charger", "all"):
-            ext.charger_connected[p] = False
+            twin.disconnect_charger(p)
+
+    def _reconnect_load(self) -> None:
+        """The load that was on the terminals when the procedure began (none: none)."""
+        if self.load is None:
+            self.twin.disconnect_load(self.pack)
+        else:
+            self.twin.connect_load(self.pack, **self.load.kwargs())
 
     # ------------------------------------------------------------------ steps
     def do(self, step: ProcedureStep) -> tuple[bool, str]:  # noqa: PLR0911, PLR0912 - one branch per action
@@ -126,7 +123,7 @@ class ProcedureRunner:
             self._disconnect("all")
             self._run(1.0)
         elif action == "connect charger":
-            if not twin.pack.external.charger_connected[p]:
+            if twin.connected_charger(p) is None:
                 self._connect_charger()
             self._run(WAKE_WAIT_S, lambda: self._state() != "sleep")
         elif action == "reconnect charger after rest":
@@ -142,15 +139,14 @@ class ProcedureRunner:
         elif action == "reconnect load":
             if twin.state_name(p) != "normal" or float(twin.bms.pack_soc[p]) < RECONNECT_SOC:
                 # Discharge comes back once the cells are above the release threshold: keep charging.
-                if not twin.pack.external.charger_connected[p]:
+                if twin.connected_charger(p) is None:
                     self._connect_charger()
                 self._run(
                     LONG_WAIT_S,
                     lambda: self._state() == "normal" and float(twin.bms.pack_soc[p]) >= RECONNECT_SOC,
                 )
             # The seed: once the BMS is active, reconnect the loads; the charger stays on.
-            mode, value = self.load
-            twin.pack.external.load_mode[p], twin.pack.external.load_value[p] = mode, value
+            self._reconnect_load()
             self._run(SETTLE_S)
         elif action == "disconnect main_leads":
             twin.disconnect_main_leads(p)
@@ -168,12 +164,11 @@ class ProcedureRunner:
             self._connect_charger()
             self._run(LONG_WAIT_S, lambda: self._state() == "normal")
             self._disconnect("charger")
-            mode, value = self.load
-            if mode != LOAD_NONE:
-                twin.pack.external.load_mode[p], twin.pack.external.load_value[p] = mode, value
+            if self.load is not None:
+                self._reconnect_load()
             self._run(TEST_S)
         elif action.startswith("ambient "):
-            twin.pack.ambient_c[p] = float(action.split()[1])
+            twin.set_ambient(p, float(action.split()[1]))
             self._disconnect("load")
             self._run(LONG_WAIT_S, lambda: self._state() == "normal")
         elif action.startswith("recovery charge "):

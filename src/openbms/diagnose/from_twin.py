@@ -7,29 +7,29 @@ twin's hidden truth (which fault was injected) stays out.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-import numpy as np
-
-from openbms.bms.plausibility import REASONS
+from openbms.diagnose.engine import diagnose
 from openbms.diagnose.snapshot import ActiveFault, Snapshot, Thresholds
 from openbms.twin.simulator import Twin
 
 RECENT_EVENTS = 200
 
 
-def _clean(values: np.ndarray) -> list[float | None]:
-    return [None if not np.isfinite(v) else round(float(v), 4) for v in values]
+def _clean(values: list[float] | None) -> list[float | None]:
+    return [None if not math.isfinite(v) else round(v, 4) for v in values or []]
 
 
 def snapshot_of(twin: Twin, pack: int = 0, events: list[dict[str, Any]] | None = None) -> Snapshot:
-    bms = twin.bms
-    m = twin.last_measurements
-    state = twin.state_name(pack)
+    """The diagnosis's view of ``pack``: its reading, its event history and the profile's
+    thresholds (the twin's configuration, which a person could look up for a real board)."""
+    r = twin.reading(pack)
+    state = r.state or "unresponsive"
     responds = state not in ("unresponsive", "off")
-    memory = bms.persistent_snapshot(pack)
     history = events if events is not None else [e.as_dict() for e in twin.events if e.pack == pack]
-    ext = twin.pack.external
+    bms = twin.bms
+    thresholds = Thresholds.from_profile(bms.profile, bms.pack.series, bms.pack.capacity_ah)
     if not responds:
         # Nothing can be read from a BMS that is off or hung: only what a person sees and knows.
         return Snapshot(
@@ -37,35 +37,46 @@ def snapshot_of(twin: Twin, pack: int = 0, events: list[dict[str, Any]] | None =
             t_s=round(twin.t_s, 3),
             state=state,
             responds=False,
-            cell_replaced=bool(twin.cells_replaced[pack]),
-            charger_connected=bool(ext.charger_connected[pack]),
+            cell_replaced=bool(r.cells_replaced),
+            charger_connected=r.charger_connected,
             events=history[-RECENT_EVENTS:],
-            thresholds=Thresholds.from_profile(bms.profile, bms.pack.series, bms.pack.capacity_ah),
+            thresholds=thresholds,
             sensor_reason=None,
         )
     return Snapshot(
         source="twin",
         t_s=round(twin.t_s, 3),
         state=state,
-        faults=[ActiveFault.model_validate(f) for f in bms.fault_details(pack)],
-        warnings=bms.active_warnings(pack),
-        charge_fet=bool(twin.pack.charge_fet[pack]),
-        discharge_fet=bool(twin.pack.discharge_fet[pack]),
-        cell_v=_clean(m.cell_v[pack]),
-        temperature_c=_clean(m.cell_t_c[pack]),
-        fet_temperature_c=round(float(m.fet_t_c[pack]), 2),
-        current_a=round(float(m.current_a[pack]), 3),
-        pack_v=round(float(m.stack_v[pack]), 3),
-        soc=round(float(bms.pack_soc[pack]), 4),
-        soc_uncertain=bool(bms.soc.uncertain[pack]),
-        soh=memory["soh"],
-        failed_cells=memory["failed_cells"],
-        charger_connected=bool(ext.charger_connected[pack]),
-        load_connected=bool(m.load_present[pack]),
-        link_ok=bool(m.link_ok[pack]),
+        faults=[ActiveFault.model_validate(f) for f in r.fault_details or []],
+        warnings=r.warnings or [],
+        charge_fet=r.charge_fet,
+        discharge_fet=r.discharge_fet,
+        cell_v=_clean(r.cell_v),
+        temperature_c=_clean(r.temperature_c),
+        fet_temperature_c=_rounded(r.fet_temperature_c, 2),
+        current_a=_rounded(r.current_a, 3),
+        pack_v=_rounded(r.pack_v, 3),
+        soc=_rounded(r.soc, 4),
+        soc_uncertain=r.soc_uncertain,
+        soh=r.soh,
+        failed_cells=r.failed_cells or [],
+        charger_connected=r.charger_connected,
+        load_connected=r.load_present,
+        link_ok=r.link_ok,
         responds=responds,
-        cell_replaced=bool(twin.cells_replaced[pack]),
-        sensor_reason=REASONS[int(bms.sensors.reason[pack])] or None,
+        cell_replaced=bool(r.cells_replaced),
+        sensor_reason=r.sensor_reason or None,
         events=history[-RECENT_EVENTS:],
-        thresholds=Thresholds.from_profile(bms.profile, bms.pack.series, bms.pack.capacity_ah),
+        thresholds=thresholds,
     )
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def diagnosis_of(twin: Twin, pack: int = 0) -> tuple[str, str]:
+    """What the diagnosis recommends for ``pack`` of the twin and its first reason, from the whole
+    event log: the ``Diagnoser`` the scenario runner checks a ``diagnosis`` expectation with."""
+    verdict = diagnose(snapshot_of(twin, pack, [e.as_dict() for e in twin.events]))
+    return verdict.recommendation, verdict.reasons[0].text

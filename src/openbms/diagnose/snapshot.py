@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from openbms.bms.profile import Profile
+from openbms.files import atomic_write
 from openbms.inputs import InputLimitError, read_text_limited
 
 STATE_FILE_VERSION = 1
@@ -149,8 +150,6 @@ class Snapshot(BaseModel):
 
 def save_state(snapshot: Snapshot, path: Path) -> None:
     """Write a state file (JSON) atomically."""
-    from openbms.scenario.output import atomic_write
-
     doc = {"openbms_state": STATE_FILE_VERSION, **snapshot.model_dump(by_alias=True)}
     with atomic_write(Path(path)) as handle:
         json.dump(doc, handle, indent=1, allow_nan=False)

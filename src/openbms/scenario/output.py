@@ -16,63 +16,18 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 
+from openbms.files import atomic_write, folder_mode
 from openbms.scenario.runner import FloatArray, RunResult
 
 OUTPUT_NAMES = ("telemetry.csv", "events.jsonl", "result.json", "plot.png")
 INCOMPLETE = "INCOMPLETE"  # present while a set is being replaced: the files may mix two runs
 STAGING_PREFIX = ".openbms-partial-"
-
-
-def current_umask() -> int:
-    """The process's umask (reading it means setting it, so it is put straight back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def file_mode() -> int:
-    """The mode ``open()`` would give a new file: what the user expects of an output file, where
-    ``tempfile`` would leave it private (0600)."""
-    return 0o666 & ~current_umask()
-
-
-def folder_mode() -> int:
-    return 0o777 & ~current_umask()
-
-
-def temp_file(path: Path, suffix: str = "") -> tuple[int, str]:
-    """A temporary file beside ``path`` (same file system, so it can be renamed onto it) with the
-    permissions of a file the user created."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    try:
-        os.fchmod(fd, file_mode())
-    except BaseException:
-        os.close(fd)
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return fd, tmp
-
-
-@contextmanager
-def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[str]]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_file(path)
-    try:
-        with os.fdopen(fd, mode, encoding="utf-8", newline="") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def slug(text: str) -> str:

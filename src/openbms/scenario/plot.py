@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from openbms.scenario.output import temp_file  # noqa: E402
+from openbms.files import temp_file  # noqa: E402
 from openbms.scenario.runner import RunResult  # noqa: E402
 
 _MARKED_EVENTS = {

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,6 @@ from openbms.scenario.schema import (
     resolve_relative,
 )
 from openbms.twin.cells import Spread
-from openbms.twin.external import LOAD_CURRENT, LOAD_NONE, LOAD_POWER, LOAD_RESISTANCE
 from openbms.twin.faults import FaultSpec, inject, repair
 from openbms.twin.pack import Topology
 from openbms.twin.simulator import Twin, TwinConfig, TwinError
@@ -40,6 +38,10 @@ from openbms.units import format_duration
 
 FloatArray = npt.NDArray[np.float64]
 Progress = Callable[[float], None]
+# What the diagnosis recommends for pack ``pack`` of the twin, and the first reason why. The
+# runner checks a ``diagnosis`` expectation with it; the CLI passes
+# ``openbms.diagnose.from_twin.diagnosis_of`` (the scenario layer imports no diagnosis).
+Diagnoser = Callable[[Twin, int], tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -213,8 +215,10 @@ class ScenarioRunner:
         every_s: float | None = None,
         nvm: NonVolatileMemory | None = None,
         telemetry_sink: TelemetrySink | None = None,
+        diagnoser: Diagnoser | None = None,
     ) -> None:
         self.scenario = scenario
+        self.diagnoser = diagnoser
         self.steps = steps
         spec = scenario.pack
         self.profile = load_profile(scenario.bms.profile, scenario.bms.set)
@@ -237,14 +241,14 @@ class ScenarioRunner:
             ),
             nvm=self.nvm,
         )
+        # The packs a step acts on: every pack of the twin (a scenario describes one pack today;
+        # the schema has no key naming one).
+        self.packs = range(self.twin.config.packs)
         self.telemetry = Telemetry(series=spec.series, every_s=every_s or scenario.dt, sink=telemetry_sink)
         self._next_record_s = 0.0
         self._events_mark = 0
         self._profile: tuple[float, FloatArray, FloatArray] | None = None
         self.expectations: list[ExpectationResult] = []
-        # An emulator paces the run in real time and shares the twin with its port.
-        self.pace: Callable[[float], None] | None = None
-        self.lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         self._record()
 
     # ------------------------------------------------------------------ public
@@ -259,14 +263,28 @@ class ScenarioRunner:
         return total
 
     def run(self, progress: Progress | None = None) -> RunResult:
+        """Play the whole timeline."""
+        cycles = self.cycles(progress)
+        while True:
+            try:
+                next(cycles)
+            except StopIteration as done:
+                return done.value
+
+    def cycles(self, progress: Progress | None = None) -> Generator[float, None, RunResult]:
+        """Play the timeline one control cycle at a time: yields the twin's time after each cycle
+        and returns the result. A caller that must act between cycles (the emulator paces the run
+        in real time and answers its port) drives this instead of ``run``; the twin is only ever
+        touched inside ``next()``, so the caller can hold its lock around that call."""
         error = None
         for step in self.steps:
-            action = getattr(self, f"_do_{step.kind}")
-            if step.kind in ("run", "run_until"):
-                stop = action(step, progress)
+            stop: str | None = None
+            if step.kind == "run":
+                yield from self._cycles_for(float(step.value), progress)
+            elif step.kind == "run_until":
+                stop = yield from self._cycles_until(step, progress)
             else:
-                with self.lock:
-                    stop = action(step, progress)
+                stop = getattr(self, f"_do_{step.kind}")(step, progress)
             if stop:
                 error = stop
                 break
@@ -282,38 +300,35 @@ class ScenarioRunner:
         )
 
     def final_state(self) -> dict[str, Any]:
-        twin, bms, m = self.twin, self.twin.bms, self.twin.last_measurements
-        snapshot = bms.persistent_snapshot(0)
+        """The result's ``final`` block: the first pack's reading, rounded for the JSON."""
+        r = self.twin.reading(self.packs[0])
         return {
-            "t_s": round(twin.t_s, 3),
-            "state": twin.state_name(0),
-            "faults": bms.active_faults(0),
-            "fault_details": bms.fault_details(0),
-            "warnings": bms.active_warnings(0),
-            "charge_fet": bool(twin.pack.charge_fet[0]),
-            "discharge_fet": bool(twin.pack.discharge_fet[0]),
-            "soc": round(float(bms.pack_soc[0]), 4),
-            "pack_v": round(float(m.stack_v[0]), 3),
-            "current_a": round(float(m.current_a[0]), 3),
-            "cell_v": [round(float(v), 4) for v in m.cell_v[0]],
-            "temperature_c": [round(float(v), 2) for v in m.cell_t_c[0]],
-            "charge_current_limit_a": round(float(twin.commands.charge_current_limit_a[0]), 2),
-            "discharge_current_limit_a": round(float(twin.commands.discharge_current_limit_a[0]), 2),
-            "charge_voltage_limit_v": round(float(twin.commands.charge_voltage_limit_v[0]), 3),
-            "soc_uncertain": bool(bms.soc.uncertain[0]),
-            "soh": snapshot["soh"],
-            "balancing": [int(c) + 1 for c in np.nonzero(bms.balance[0])[0]],
-            "reset_counts": snapshot["reset_counts"],
-            "counters": snapshot["counters"],
-            "failed_cells": snapshot["failed_cells"],
-            "connectors": {
-                "main_leads": bool(twin.pack.main_leads[0]),
-                "balance_connector": bool(twin.balance_connected[0]),
-            },
+            "t_s": round(self.twin.t_s, 3),
+            "state": r.state,
+            "faults": r.faults,
+            "fault_details": r.fault_details,
+            "warnings": r.warnings,
+            "charge_fet": r.charge_fet,
+            "discharge_fet": r.discharge_fet,
+            "soc": round(_known(r.soc), 4),
+            "pack_v": round(_known(r.pack_v), 3),
+            "current_a": round(_known(r.current_a), 3),
+            "cell_v": [round(v, 4) for v in r.cell_v or []],
+            "temperature_c": [round(v, 2) for v in r.temperature_c or []],
+            "charge_current_limit_a": round(_known(r.charge_current_limit_a), 2),
+            "discharge_current_limit_a": round(_known(r.discharge_current_limit_a), 2),
+            "charge_voltage_limit_v": round(_known(r.charge_voltage_limit_v), 3),
+            "soc_uncertain": r.soc_uncertain,
+            "soh": r.soh,
+            "balancing": r.balancing,
+            "reset_counts": r.reset_counts,
+            "counters": r.counters,
+            "failed_cells": r.failed_cells,
+            "connectors": {"main_leads": r.main_leads, "balance_connector": r.balance_connector},
         }
 
     # ------------------------------------------------------------------ stepping
-    def _advance(self) -> None:
+    def _advance(self) -> Iterator[float]:
         twin = self.twin
         if self._profile is not None:
             start_s, t_points, currents = self._profile
@@ -322,18 +337,21 @@ class ScenarioRunner:
             if k >= len(t_points) - 1 and elapsed_s >= t_points[-1] + (
                 t_points[-1] - t_points[-2] if len(t_points) > 1 else twin.dt_s
             ):
-                twin.pack.external.profile_a[0] = np.nan
                 self._profile = None
+                for p in self.packs:
+                    twin.set_current_profile(p, None)
             else:
-                twin.pack.external.profile_a[0] = currents[max(k, 0)] if k >= 0 else 0.0
-        with self.lock:
-            twin.step()
-            if twin.t_s + 1e-9 >= self._next_record_s:
-                self._record()
-        if self.pace is not None:
-            self.pace(twin.t_s)
+                for p in self.packs:
+                    twin.set_current_profile(p, float(currents[max(k, 0)]) if k >= 0 else 0.0)
+        twin.step()
+        if twin.t_s + 1e-9 >= self._next_record_s:
+            self._record()
+        yield twin.t_s
 
     def _record(self) -> None:
+        """One telemetry row of the first pack. Unlike the checks, which read what the BMS reports
+        (``Twin.reading``), telemetry records the pack's true physics (terminal voltage, current,
+        group voltages and temperatures before the AFE measures them), so it is no reading."""
         twin, bms = self.twin, self.twin.bms
         pack = twin.pack
         row = np.concatenate(
@@ -355,19 +373,32 @@ class ScenarioRunner:
         self._next_record_s = twin.t_s + self.telemetry.every_s - 1e-9
 
     def _run_for(self, duration_s: float, progress: Progress | None) -> None:
+        """Run ``duration_s`` of cycles at once (no caller acting between them)."""
+        for _ in self._cycles_for(duration_s, progress):
+            pass
+
+    def _cycles_for(self, duration_s: float, progress: Progress | None) -> Generator[float, None, None]:
         steps = int(round(duration_s / self.twin.dt_s))
         for k in range(steps):
-            self._advance()
+            yield from self._advance()
             if progress is not None and k % 500 == 0:
                 progress(self.twin.t_s)
 
     # ------------------------------------------------------------------ conditions
     def check(self, cond: Conditions) -> list[str]:
-        """What does not hold of ``cond`` now (empty when everything holds)."""
-        twin, bms, m = self.twin, self.twin.bms, self.twin.last_measurements
+        """What does not hold of ``cond`` now (empty when everything holds), on every pack; with
+        more than one pack each problem names its pack."""
         problems: list[str] = []
-        faults = set(bms.active_faults(0))
-        state = twin.state_name(0)
+        for p in self.packs:
+            prefix = f"pack {p + 1}: " if len(self.packs) > 1 else ""
+            problems.extend(prefix + problem for problem in self._check_pack(cond, p))
+        return problems + self._check_events(cond)
+
+    def _check_pack(self, cond: Conditions, pack: int) -> list[str]:
+        r = self.twin.reading(pack)
+        problems: list[str] = []
+        faults = set(r.faults)
+        state = r.state
         if cond.state is not None and state != cond.state:
             problems.append(f"state is {state}, expected {cond.state}")
         if cond.faults is not None:
@@ -379,37 +410,34 @@ class ScenarioRunner:
             if present:
                 problems.append(f"fault(s) {', '.join(present)} still active")
         if cond.warnings is not None:
-            warned = set(bms.active_warnings(0))
+            warned = set(r.warnings or [])
             missing = [w for w in cond.warnings if w not in warned]
             if missing:
                 problems.append(f"warning(s) {', '.join(missing)} not active (active: {_names(warned)})")
         for name, wanted, actual in (
-            ("charge FET", cond.charge_fet, bool(twin.pack.charge_fet[0])),
-            ("discharge FET", cond.discharge_fet, bool(twin.pack.discharge_fet[0])),
+            ("charge FET", cond.charge_fet, bool(r.charge_fet)),
+            ("discharge FET", cond.discharge_fet, bool(r.discharge_fet)),
         ):
             if wanted is not None and wanted != actual:
                 problems.append(f"{name} is {'on' if actual else 'off'}, expected {'on' if wanted else 'off'}")
         ranges = (
-            ("soc", cond.soc, np.array([bms.pack_soc[0]])),
-            ("cell_v", cond.cell_v, m.cell_v[0]),
-            ("pack_v", cond.pack_v, m.stack_v[:1]),
-            ("temperature_c", cond.temperature_c, m.cell_t_c[0]),
+            ("soc", cond.soc, np.array([r.soc], dtype=float)),
+            ("cell_v", cond.cell_v, np.array(r.cell_v, dtype=float)),
+            ("pack_v", cond.pack_v, np.array([r.pack_v], dtype=float)),
+            ("temperature_c", cond.temperature_c, np.array(r.temperature_c, dtype=float)),
         )
         for name, rng, values in ranges:
             if rng is not None and not np.all((values >= rng[0]) & (values <= rng[1])):
                 shown = f"{values.min():.4g}..{values.max():.4g}" if values.size > 1 else f"{values[0]:.4g}"
                 problems.append(f"{name} is {shown}, expected within [{rng[0]}, {rng[1]}]")
         if cond.diagnosis is not None:
-            from openbms.diagnose.engine import diagnose
-            from openbms.diagnose.from_twin import snapshot_of
+            problems.extend(self._check_diagnosis(cond.diagnosis, pack))
+        return problems
 
-            verdict = diagnose(snapshot_of(twin, 0, [e.as_dict() for e in twin.events]))
-            if verdict.recommendation != cond.diagnosis:
-                problems.append(
-                    f"diagnosis is {verdict.recommendation} ({verdict.reasons[0].text}), expected {cond.diagnosis}"
-                )
+    def _check_events(self, cond: Conditions) -> list[str]:
+        problems: list[str] = []
         if cond.events is not None:
-            seen = twin.events[self._events_mark :]
+            seen = self.twin.events[self._events_mark :]
             for item in cond.events:
                 kind, fields = event_pattern(item)
                 if not any(e.kind == kind and _fields_match(e, fields) for e in seen):
@@ -417,14 +445,20 @@ class ScenarioRunner:
                     problems.append(f"no event {want} since the previous expect")
         return problems
 
+    def _check_diagnosis(self, expected: str, pack: int) -> list[str]:
+        if self.diagnoser is None:
+            # The diagnosis is a layer above the scenario: its caller (the CLI) passes it in.
+            return [f"diagnosis cannot be checked (expected {expected}): this runner was given no diagnoser"]
+        recommendation, reason = self.diagnoser(self.twin, pack)
+        if recommendation == expected:
+            return []
+        return [f"diagnosis is {recommendation} ({reason}), expected {expected}"]
+
     # ------------------------------------------------------------------ steps
     def _do_note(self, step: Step, progress: Progress | None) -> None:
         return None
 
-    def _do_run(self, step: Step, progress: Progress | None) -> None:
-        self._run_for(float(step.value), progress)
-
-    def _do_run_until(self, step: Step, progress: Progress | None) -> str | None:
+    def _cycles_until(self, step: Step, progress: Progress | None) -> Generator[float, None, str | None]:
         cond: RunUntil = step.value
         deadline = self.twin.t_s + cond.timeout
         k = 0
@@ -435,7 +469,7 @@ class ScenarioRunner:
                 )
                 self.expectations.append(ExpectationResult(step.index, step.line, self.twin.t_s, False, message))
                 return message
-            self._advance()
+            yield from self._advance()
             k += 1
             if progress is not None and k % 500 == 0:
                 progress(self.twin.t_s)
@@ -454,53 +488,52 @@ class ScenarioRunner:
 
     def _do_load(self, step: Step, progress: Progress | None) -> None:
         spec: LoadSpec = step.value
-        ext = self.twin.pack.external
-        if spec.current_a is not None:
-            ext.load_mode[0], ext.load_value[0] = LOAD_CURRENT, spec.current_a
-        elif spec.power_w is not None:
-            ext.load_mode[0], ext.load_value[0] = LOAD_POWER, spec.power_w
-        else:
-            ext.load_mode[0], ext.load_value[0] = LOAD_RESISTANCE, spec.resistance_ohm
+        for p in self.packs:
+            self.twin.connect_load(
+                p, current_a=spec.current_a, power_w=spec.power_w, resistance_ohm=spec.resistance_ohm
+            )
 
     def _do_charger(self, step: Step, progress: Progress | None) -> None:
         spec: ChargerSpec = step.value
-        ext = self.twin.pack.external
-        ext.charger_connected[0] = True
-        ext.charger_v[0], ext.charger_a[0] = spec.voltage_v, spec.current_a
-        ext.charger_min_battery_v[0] = spec.min_battery_v
+        for p in self.packs:
+            self.twin.connect_charger(p, spec.voltage_v, spec.current_a, spec.min_battery_v)
 
     def _do_short(self, step: Step, progress: Progress | None) -> None:
-        self.twin.pack.external.short_ohm[0] = step.value.resistance_ohm
+        for p in self.packs:
+            self.twin.short(p, step.value.resistance_ohm)
 
     def _do_ambient(self, step: Step, progress: Progress | None) -> None:
-        self.twin.pack.ambient_c[0] = step.value.temperature_c
+        for p in self.packs:
+            self.twin.set_ambient(p, step.value.temperature_c)
 
     def _do_profile(self, step: Step, progress: Progress | None) -> None:
         t_points, currents = self._profiles[step.index]
         self._profile = (self.twin.t_s - t_points[0], t_points, currents)
 
     def _do_disconnect(self, step: Step, progress: Progress | None) -> None:
-        ext = self.twin.pack.external
-        target = step.value
-        if target == "load":
-            ext.load_mode[0], ext.load_value[0] = LOAD_NONE, 0.0
-        elif target == "charger":
-            ext.charger_connected[0] = False
-        elif target == "short":
-            ext.short_ohm[0] = np.inf
-        elif target == "profile":
-            ext.profile_a[0] = np.nan
+        twin, target = self.twin, step.value
+        if target == "profile":
             self._profile = None
-        elif target == "main_leads":
-            self.twin.disconnect_main_leads(0)
-        else:
-            self.twin.disconnect_balance_connector(0)
+        for p in self.packs:
+            if target == "load":
+                twin.disconnect_load(p)
+            elif target == "charger":
+                twin.disconnect_charger(p)
+            elif target == "short":
+                twin.clear_short(p)
+            elif target == "profile":
+                twin.set_current_profile(p, None)
+            elif target == "main_leads":
+                twin.disconnect_main_leads(p)
+            else:
+                twin.disconnect_balance_connector(p)
 
     def _do_connect(self, step: Step, progress: Progress | None) -> None:
-        if step.value == "main_leads":
-            self.twin.connect_main_leads(0)
-        else:
-            self.twin.connect_balance_connector(0)
+        for p in self.packs:
+            if step.value == "main_leads":
+                self.twin.connect_main_leads(p)
+            else:
+                self.twin.connect_balance_connector(p)
 
     def _fault_spec(self, value: Any) -> FaultSpec:
         fields = value.model_dump()
@@ -510,27 +543,38 @@ class ScenarioRunner:
 
     def _do_inject(self, step: Step, progress: Progress | None) -> None:
         try:
-            inject(self.twin, 0, self._fault_spec(step.value))
+            for p in self.packs:
+                inject(self.twin, p, self._fault_spec(step.value))
         except TwinError as err:
             raise ScenarioError(f"{self.scenario.source}, line {step.line}: {err}") from None
 
     def _do_repair(self, step: Step, progress: Progress | None) -> None:
         try:
-            repair(self.twin, 0, self._fault_spec(step.value))
+            for p in self.packs:
+                repair(self.twin, p, self._fault_spec(step.value))
         except TwinError as err:
             raise ScenarioError(f"{self.scenario.source}, line {step.line}: {err}") from None
 
     def _do_replace_cell(self, step: Step, progress: Progress | None) -> None:
-        self.twin.replace_cell(0, step.value.cell - 1, step.value.soc)
+        for p in self.packs:
+            self.twin.replace_cell(p, step.value.cell - 1, step.value.soc)
 
     def _do_press(self, step: Step, progress: Progress | None) -> None:
-        self.twin.press_reset_button(0)
+        for p in self.packs:
+            self.twin.press_reset_button(p)
 
     def _do_command(self, step: Step, progress: Progress | None) -> None:
-        if isinstance(step.value, ServiceClear):
-            self.twin.command_service_clear(0, step.value.service_clear, step.value.authenticated)
-        else:
-            self.twin.command_soft_reset(0)
+        for p in self.packs:
+            if isinstance(step.value, ServiceClear):
+                self.twin.command_service_clear(p, step.value.service_clear, step.value.authenticated)
+            else:
+                self.twin.command_soft_reset(p)
+
+
+def _known(value: float | None) -> float:
+    """A value the twin always reports (its reading leaves nothing unknown)."""
+    assert value is not None, "the twin's reading lacks a value it always reports"
+    return value
 
 
 def _names(items: set[str]) -> str:
@@ -548,4 +592,12 @@ def _fields_match(event: Event, fields: dict[str, Any]) -> bool:
     return True
 
 
-__all__ = ["RunResult", "ScenarioRunner", "ServiceClear", "Telemetry", "TelemetrySink", "telemetry_columns"]
+__all__ = [
+    "Diagnoser",
+    "RunResult",
+    "ScenarioRunner",
+    "ServiceClear",
+    "Telemetry",
+    "TelemetrySink",
+    "telemetry_columns",
+]

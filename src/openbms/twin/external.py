@@ -7,6 +7,8 @@ terminals would carry if both FETs conducted; the pack then gates it by its FETs
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 
@@ -14,6 +16,28 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 LOAD_NONE, LOAD_CURRENT, LOAD_POWER, LOAD_RESISTANCE = range(4)
+_LOAD_KEYWORDS = {LOAD_CURRENT: "current_a", LOAD_POWER: "power_w", LOAD_RESISTANCE: "resistance_ohm"}
+
+
+@dataclass(frozen=True)
+class Load:
+    """One pack's load as ``Twin.connected_load`` reports it: a mode and its value."""
+
+    mode: int
+    value: float
+
+    def kwargs(self) -> dict[str, float]:
+        """The keyword ``Twin.connect_load`` takes to connect this load again."""
+        return {_LOAD_KEYWORDS[self.mode]: self.value}
+
+
+@dataclass(frozen=True)
+class Charger:
+    """One pack's charger as ``Twin.connected_charger`` reports it."""
+
+    voltage_v: float
+    current_a: float
+    min_battery_v: float = 0.0
 
 
 class External:

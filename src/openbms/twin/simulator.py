@@ -20,13 +20,23 @@ from openbms.bms.brain import Bms, PackConfig
 from openbms.bms.events import Event
 from openbms.bms.interface import Commands
 from openbms.bms.nvm import NonVolatileMemory, NvmError
+from openbms.bms.plausibility import REASONS
 from openbms.bms.profile import Profile
+from openbms.bms.reading import TWIN_PROTOCOL, PackReading
 from openbms.chemistry import CellParams
 from openbms.twin.afe import AnalogFrontEnd
 from openbms.twin.cells import Spread
+from openbms.twin.external import LOAD_CURRENT, LOAD_NONE, LOAD_POWER, LOAD_RESISTANCE, Charger, Load
 from openbms.twin.pack import Pack, StepResult, Topology
 
 BoolArray = npt.NDArray[np.bool_]
+# Which packs a terminal verb acts on: one index, a slice (``ALL_PACKS``) or an index / mask
+# array, as numpy indexes; a batch (bench, soak) sets up thousands of packs in one call.
+PackIndex = int | slice | npt.NDArray[np.bool_] | npt.NDArray[np.intp]
+Amount = float | npt.NDArray[np.float64]
+ALL_PACKS = slice(None)
+
+TWIN_NAME = "openbms twin"  # the name the twin's board reports
 UNSAFE_DISCONNECT_A = 0.5  # unplugging the leads with more than this flowing draws an arc
 
 
@@ -215,6 +225,125 @@ class Twin:
         if self.hung[pack]:
             return states.STATES[states.UNRESPONSIVE]
         return self.bms.state_name(pack)
+
+    # ------------------------------------------------------------------ the world at the terminals
+    # Verbs for what is plugged into a pack's terminals, so that callers (the scenario runner, the
+    # procedure runner, tests, bench) never write the ``External`` arrays themselves.
+    def connect_load(
+        self,
+        pack: PackIndex,
+        *,
+        current_a: Amount | None = None,
+        power_w: Amount | None = None,
+        resistance_ohm: Amount | None = None,
+    ) -> None:
+        """Connect a constant-current, constant-power or resistive load (exactly one), replacing
+        whatever load was connected."""
+        given = [
+            (m, v)
+            for m, v in ((LOAD_CURRENT, current_a), (LOAD_POWER, power_w), (LOAD_RESISTANCE, resistance_ohm))
+            if v is not None
+        ]
+        if len(given) != 1:
+            raise TwinError("a load needs exactly one of current_a, power_w and resistance_ohm")
+        ext = self.pack.external
+        ext.load_mode[pack], ext.load_value[pack] = given[0]
+
+    def disconnect_load(self, pack: PackIndex) -> None:
+        ext = self.pack.external
+        ext.load_mode[pack], ext.load_value[pack] = LOAD_NONE, 0.0
+
+    def connected_load(self, pack: int) -> Load | None:
+        """The load on the terminals (None: none), to reconnect it later with ``Load.kwargs``."""
+        ext = self.pack.external
+        mode = int(ext.load_mode[pack])
+        return None if mode == LOAD_NONE else Load(mode, float(ext.load_value[pack]))
+
+    def connect_charger(
+        self, pack: PackIndex, voltage_v: Amount, current_a: Amount, min_battery_v: Amount = 0.0
+    ) -> None:
+        """A CC/CV charger; a smart one (``min_battery_v`` > 0) starts only above that voltage."""
+        ext = self.pack.external
+        ext.charger_connected[pack] = True
+        ext.charger_v[pack], ext.charger_a[pack] = voltage_v, current_a
+        ext.charger_min_battery_v[pack] = min_battery_v
+
+    def disconnect_charger(self, pack: PackIndex) -> None:
+        self.pack.external.charger_connected[pack] = False
+
+    def connected_charger(self, pack: int) -> Charger | None:
+        """The charger on the terminals and its settings (None: none)."""
+        ext = self.pack.external
+        if not ext.charger_connected[pack]:
+            return None
+        return Charger(float(ext.charger_v[pack]), float(ext.charger_a[pack]), float(ext.charger_min_battery_v[pack]))
+
+    def short(self, pack: PackIndex, resistance_ohm: Amount) -> None:
+        self.pack.external.short_ohm[pack] = resistance_ohm
+
+    def clear_short(self, pack: PackIndex) -> None:
+        self.pack.external.short_ohm[pack] = np.inf
+
+    def set_ambient(self, pack: PackIndex, temperature_c: Amount) -> None:
+        """The air around the pack, which its cells exchange heat with."""
+        self.pack.ambient_c[pack] = temperature_c
+
+    def set_current_profile(self, pack: int, current_a: float | None) -> None:
+        """The current a profile drives through the terminals now (positive charging); None: no
+        profile. A profile is played by its caller, which sets each point when it is due."""
+        self.pack.external.profile_a[pack] = np.nan if current_a is None else current_a
+
+    def reading(self, pack: int) -> PackReading:
+        """What pack ``pack``'s BMS reports now, and what a person at it sees: the one view of a
+        pack that the runner, the diagnosis, the emulator and tests read (never the internals).
+
+        Values are the AFE's measurements as the brain last saw them, not the pack's true physics
+        (the telemetry records those)."""
+        bms, m, pk = self.bms, self.last_measurements, self.pack
+        # The brain keeps SOH, its counters, resets and failed cells in its non-volatile record;
+        # this is the one place the record is read as a getter.
+        memory = bms.persistent_snapshot(pack)
+        capacity_ah = bms.pack.capacity_ah
+        soc = float(bms.pack_soc[pack])
+        return PackReading(
+            protocol=TWIN_PROTOCOL,
+            cell_v=[float(v) for v in m.cell_v[pack]],
+            temperature_c=[float(t) for t in m.cell_t_c[pack]],
+            fet_temperature_c=float(m.fet_t_c[pack]),
+            current_a=float(m.current_a[pack]),
+            pack_v=float(m.stack_v[pack]),
+            soc=soc,
+            charge_fet=bool(pk.charge_fet[pack]),
+            discharge_fet=bool(pk.discharge_fet[pack]),
+            faults=bms.active_faults(pack),
+            balancing=[int(c) + 1 for c in np.nonzero(bms.balance[pack])[0]],
+            cycles=int(memory["counters"]["cycles"]),
+            remaining_ah=soc * capacity_ah,
+            nominal_ah=capacity_ah,
+            name=TWIN_NAME,
+            warnings=bms.active_warnings(pack),
+            balancer_enabled=bool(bms.profile.balancing.enabled),
+            charger_present=bool(m.charger_present[pack]),
+            load_present=bool(m.load_present[pack]),
+            uptime_s=float(self.t_s),
+            t_s=float(self.t_s),
+            state=self.state_name(pack),
+            fault_details=bms.fault_details(pack),
+            soc_uncertain=bool(bms.soc.uncertain[pack]),
+            soh=memory["soh"],
+            charge_current_limit_a=float(self.commands.charge_current_limit_a[pack]),
+            discharge_current_limit_a=float(self.commands.discharge_current_limit_a[pack]),
+            charge_voltage_limit_v=float(self.commands.charge_voltage_limit_v[pack]),
+            reset_counts=memory["reset_counts"],
+            counters=memory["counters"],
+            failed_cells=memory["failed_cells"],
+            link_ok=bool(m.link_ok[pack]),
+            sensor_reason=REASONS[int(bms.sensors.reason[pack])],
+            charger_connected=bool(pk.external.charger_connected[pack]),
+            main_leads=bool(pk.main_leads[pack]),
+            balance_connector=bool(self.balance_connected[pack]),
+            cells_replaced=list(self.cells_replaced[pack]),
+        )
 
     # ------------------------------------------------------------------ a person's hands
     def press_reset_button(self, pack: int) -> None:
