@@ -170,9 +170,7 @@ def chen2020_window(values: Any) -> Window:
     """Stoichiometry limits from PyBaMM's electrode-SOH solve for the Chen2020 cell."""
     import pybamm
 
-    x_0, x_100, y_100, y_0 = (
-        float(v) for v in pybamm.lithium_ion.get_min_max_stoichiometries(values)
-    )
+    x_0, x_100, y_100, y_0 = (float(v) for v in pybamm.lithium_ion.get_min_max_stoichiometries(values))
     return Window(x_0=x_0, x_100=x_100, y_0=y_0, y_100=y_100)
 
 
@@ -261,9 +259,7 @@ def model_pulse_resistance(values: Any, soc: float, seconds: float = 10.0) -> tu
             f"Discharge at {current} A for {seconds} seconds (0.01 second period)",
         ]
     )
-    sim = pybamm.Simulation(
-        pybamm.lithium_ion.DFN(), parameter_values=values, experiment=experiment
-    )
+    sim = pybamm.Simulation(pybamm.lithium_ion.DFN(), parameter_values=values, experiment=experiment)
     solution = sim.solve(initial_soc=soc)
     v_rest = float(solution.cycles[0]["Voltage [V]"].entries[-1])
     v_pulse = solution.cycles[1]["Voltage [V]"].entries
@@ -274,10 +270,7 @@ def describe(table: Table) -> str:
     w = table.window
     picks = [0.0, 0.1, 0.5, 0.9, 1.0]
     idx = [int(round(p * (N_POINTS - 1))) for p in picks]
-    volts = ", ".join(
-        f"{p:.1f}: {round(float(table.ocv_v[i]), DECIMALS):.5f}"
-        for p, i in zip(picks, idx, strict=True)
-    )
+    volts = ", ".join(f"{p:.1f}: {round(float(table.ocv_v[i]), DECIMALS):.5f}" for p, i in zip(picks, idx, strict=True))
     notes = ", ".join(f"{k}={v:.6g}" for k, v in table.notes.items())
     return (
         f"{table.filename}\n  x_0={w.x_0:.6f} x_100={w.x_100:.6f} "
@@ -288,12 +281,8 @@ def describe(table: Table) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DATA_DIR, help="output folder")
-    parser.add_argument(
-        "--check", action="store_true", help="compare with the files in --out, write nothing"
-    )
-    parser.add_argument(
-        "--dcr", action="store_true", help="also print DFN 1C pulse resistances (slow-ish)"
-    )
+    parser.add_argument("--check", action="store_true", help="compare with the files in --out, write nothing")
+    parser.add_argument("--dcr", action="store_true", help="also print DFN 1C pulse resistances (slow-ish)")
     args = parser.parse_args(argv)
 
     values, u_p, u_n = load_chen2020()

@@ -236,9 +236,7 @@ def run_pybamm(
         soc=np.asarray(solution["SoC"](t_sample), dtype=np.float64),
         current_a=-np.asarray(solution["Current [A]"](t_sample), dtype=np.float64),
         current_mid_a=-np.asarray(solution["Current [A]"](t_sample[:-1] + 0.5), dtype=np.float64),
-        cell_temperature_c=np.asarray(
-            solution["Cell temperature [degC]"](t_sample), dtype=np.float64
-        ),
+        cell_temperature_c=np.asarray(solution["Cell temperature [degC]"](t_sample), dtype=np.float64),
         solve_wall_time_s=wall,
         integration_time_s=integration_time,
         pybamm_version=str(pybamm.__version__),
