@@ -321,6 +321,7 @@ def _diagnose(
     guide: bool,
     baud: int | None = None,
     history: Path | None = None,
+    profile_name: str | None = None,
 ) -> int:
     from openbms.diagnose.apply import apply as apply_procedure
     from openbms.diagnose.engine import diagnose
@@ -341,6 +342,12 @@ def _diagnose(
     if history is not None and device is None:
         err.print("[red]error:[/] --history goes with --device (the recorded history of that board)")
         return EXIT_INVALID
+    if profile_name is not None and device is None:
+        err.print(
+            "[red]error:[/] --profile goes with --device (a board does not say its chemistry; a scenario and a "
+            "saved state name their own, and the guide asks)"
+        )
+        return EXIT_INVALID
     if apply_it and scenario is None:
         err.print("[red]error:[/] --apply works on a scenario (the twin); a saved state or a device has no twin")
         return EXIT_INVALID
@@ -349,15 +356,22 @@ def _diagnose(
         verdict = run_guide(lambda q: print_guide_question(console, q))
         snapshot_state = None
     elif device is not None:
+        from openbms.bms.profile import ProfileError, builtin_profiles, load_profile
         from openbms.devices.history import HistoryError, load_history
         from openbms.devices.reader import DEVICE_ERRORS
         from openbms.diagnose.from_device import read_device_snapshot
 
+        if profile_name is not None and profile_name not in builtin_profiles():
+            err.print(
+                f"[red]error:[/] --profile {escape(profile_name)!r}: choose one of {', '.join(builtin_profiles())}"
+            )
+            return EXIT_INVALID
         try:
+            profile = None if profile_name is None else load_profile(profile_name)
             # the file first: a wrong --history is refused before the port is opened
             events = None if history is None else load_history(history, device)
-            snapshot = read_device_snapshot(device, baud, events)
-        except (*DEVICE_ERRORS, HistoryError) as exc:
+            snapshot = read_device_snapshot(device, baud, events, profile)
+        except (*DEVICE_ERRORS, HistoryError, ProfileError) as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}")
             return EXIT_INVALID
         verdict, snapshot_state = diagnose(snapshot), snapshot.state
@@ -412,10 +426,14 @@ def diagnose(
         Path | None,
         typer.Option("--history", help="The board's history recorded by monitor --record (with --device)."),
     ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option("--profile", help="The pack's profile (lfp, nmc, lto) to judge a --device with; default lfp."),
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """What is wrong with the BMS, which reset is safe, and the steps (SPEC §10)."""
-    _exit(lambda: _diagnose(scenario, state, device, json_out, apply_it, guide, baud, history), debug)
+    _exit(lambda: _diagnose(scenario, state, device, json_out, apply_it, guide, baud, history, profile), debug)
 
 
 def demo_scenario_path() -> Path:

@@ -905,6 +905,11 @@ def _none(s: Snapshot, assumptions: list[str]) -> Diagnosis:
 
 def _assumptions(s: Snapshot) -> list[str]:
     notes = []
+    if s.profile_assumed:
+        notes.append(
+            f"the board does not say its chemistry: judged against the {s.thresholds.profile} profile's limits "
+            "(--profile chooses another)"
+        )
     if s.cell_v is None:
         notes.append("cell voltages unknown: damaged cells could not be ruled out from voltages")
     if s.temperature_c is None:

@@ -11,29 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from openbms.bms.profile import Profile, load_profile
 from openbms.devices.model import DeviceReading
 from openbms.devices.reader import read_once
-from openbms.diagnose.snapshot import ActiveFault, Snapshot
+from openbms.diagnose.snapshot import ActiveFault, Snapshot, Thresholds
 
-PROTOCOL_CLASSES = {
-    "cell_overvoltage": "auto",
-    "cell_undervoltage": "charger",
-    "deep_discharge": "persistent",
-    "charge_overcurrent": "auto",
-    "discharge_overcurrent": "load-removal",
-    "short_circuit": "load-removal",
-    "charge_overtemperature": "auto",
-    "charge_undertemperature": "auto",
-    "discharge_overtemperature": "auto",
-    "discharge_undertemperature": "auto",
-    "fet_overtemperature": "auto",
-    "cell_imbalance": "auto",
-    "sensor_fault": "latched",
-    "afe_fault": "latched",
-    "comm_error": "soft",
-    "cell_failure": "persistent",
-    "cell_overvoltage_latched": "latched",
-}
+# A board reports flags, not how they clear: each fault's recovery class is the one of the
+# profile the board is judged with (``Thresholds.recovery_classes``).
+PRESENCE_A = 0.5  # a current this large (either way) means a charger or a load is on the terminals
 
 
 def snapshot_from_reading(
@@ -41,9 +26,18 @@ def snapshot_from_reading(
     error: str | None = None,
     link: dict[str, str | int] | None = None,
     history: list[dict[str, Any]] | None = None,
+    profile: Profile | None = None,
 ) -> Snapshot:
     """What the diagnosis sees of a real device (fewer facts than a twin). ``link`` says how it was
-    asked (protocol, port, baud); ``history`` is earlier events of this board, when there are any."""
+    asked (protocol, port, baud); ``history`` is earlier events of this board, when there are any;
+    ``profile`` is the one the board is judged with (None: the LiFePO4 profile, stated as assumed,
+    since a board does not say its chemistry)."""
+    assumed = profile is None
+    if profile is None:
+        profile = load_profile("lfp")
+    series = len(reading.cell_v) if reading is not None and reading.cell_v else None
+    capacity = reading.nominal_ah if reading is not None and reading.nominal_ah else None
+    thresholds = Thresholds.from_profile(profile, series, capacity)
     if reading is None:
         # Silence is all that was observed: a sleeping BMS, a hung one, the wrong protocol, port or
         # baud rate and swapped wires all look alike, so the state says only "no reply".
@@ -52,13 +46,16 @@ def snapshot_from_reading(
             state="no_reply",
             faults=[],
             responds=None,
+            thresholds=thresholds,
+            profile_assumed=assumed,
             events=[
                 *(history or []),
                 {"kind": "warning", "warning": "no_answer", "detail": error or "", **(link or {})},
             ],
         )
     faults = [
-        ActiveFault.model_validate({"fault": f, "class": PROTOCOL_CLASSES.get(f, "auto")}) for f in reading.faults
+        ActiveFault.model_validate({"fault": f, "class": thresholds.recovery_classes.get(f, "auto")})
+        for f in reading.faults
     ]
     blocking = [f for f in faults if f.fault not in ("cell_imbalance", "comm_error")]
     klasses = {f.klass for f in faults}
@@ -81,16 +78,23 @@ def snapshot_from_reading(
         current_a=reading.current_a,
         pack_v=reading.pack_v,
         soc=reading.soc,
-        load_connected=None if reading.current_a is None else reading.current_a < -0.5,
-        charger_connected=None if reading.current_a is None else reading.current_a > 0.5,
+        load_connected=None if reading.current_a is None else reading.current_a < -PRESENCE_A,
+        charger_connected=None if reading.current_a is None else reading.current_a > PRESENCE_A,
         responds=True,
         events=list(history or []),
+        thresholds=thresholds,
+        profile_assumed=assumed,
     )
 
 
-def read_device_snapshot(url: str, baud: int | None = None, history: list[dict[str, Any]] | None = None) -> Snapshot:
+def read_device_snapshot(
+    url: str,
+    baud: int | None = None,
+    history: list[dict[str, Any]] | None = None,
+    profile: Profile | None = None,
+) -> Snapshot:
     """One reading of the device at ``url`` as a snapshot; raises one of DEVICE_ERRORS. ``history``
     (``openbms.devices.history.load_history``) is what was recorded of the board before: it is what
     tells a board asleep after a cut-off from one that is merely silent."""
     poll, link = read_once(url, baud)
-    return snapshot_from_reading(poll.reading, poll.error, link, history)
+    return snapshot_from_reading(poll.reading, poll.error, link, history, profile)

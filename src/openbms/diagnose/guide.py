@@ -482,13 +482,11 @@ def guide_thresholds(chem: str | None, n: int | None) -> tuple[Thresholds, list[
             "chemistry unknown: cell voltages judged against LiFePO4 limits; no charge voltage quoted — "
             "use the one on the battery's label"
         )
-        return Thresholds(charge_voltage_v=None, recovery_charge_a=None), notes
-    t = Thresholds.from_profile(load_profile(chem), n or 1, 100.0)
-    update: dict[str, Any] = {"recovery_charge_a": None}  # the capacity is not asked
+        # The cell-level limits of the LiFePO4 profile; no pack voltage, since the chemistry is unknown.
+        return Thresholds.from_profile(load_profile("lfp"), None, None), notes
     if n is None:
-        update["charge_voltage_v"] = None
         notes.append("number of cells in series unknown: no pack charge voltage quoted — use the one on the label")
-    return t.model_copy(update=update), notes
+    return Thresholds.from_profile(load_profile(chem), n, None), notes  # the capacity is not asked
 
 
 def build_snapshot(answers: dict[str, str], thresholds: Thresholds | None = None) -> tuple[Snapshot, list[str]]:

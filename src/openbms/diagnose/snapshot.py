@@ -32,59 +32,61 @@ class SnapshotError(ValueError):
 
 
 class Thresholds(BaseModel):
-    """The limits the reasons quote, taken from the BMS profile."""
+    """The limits the reasons quote, read from a BMS profile (``from_profile``); never restated
+    here, so an NMC or LTO pack is judged with its own limits."""
 
     model_config = ConfigDict(frozen=True)
 
-    cell_overvoltage_v: float = 3.65
-    cell_undervoltage_v: float = 2.50
-    cell_undervoltage_release_v: float = 2.90
-    deep_discharge_v: float = 2.00
-    charge_overtemperature_c: float = 45.0
-    charge_overtemperature_release_c: float = 40.0
-    charge_undertemperature_c: float = 0.0
-    charge_undertemperature_release_c: float = 5.0
-    discharge_overtemperature_c: float = 60.0
-    discharge_overtemperature_release_c: float = 55.0
-    discharge_undertemperature_c: float = -20.0
-    discharge_undertemperature_release_c: float = -15.0
-    fet_overtemperature_release_c: float = 70.0
-    cell_v_max_plausible_v: float = 4.5
-    charge_voltage_v: float | None = 55.2  # None: unknown (the guide without chemistry or cell count)
-    recovery_charge_a: float | None = 5.0  # None: unknown (no capacity known)
-    hold_up_s: float = 600.0
+    profile: str = ""  # the profile the limits come from ("": a state file saved before they named it)
+    cell_overvoltage_v: float
+    cell_undervoltage_v: float
+    cell_undervoltage_release_v: float
+    deep_discharge_v: float
+    charge_overtemperature_release_c: float
+    charge_undertemperature_release_c: float
+    discharge_overtemperature_release_c: float
+    discharge_undertemperature_release_c: float
+    fet_overtemperature_release_c: float
+    charge_voltage_v: float | None  # None: unknown (no cell count, or no chemistry)
+    recovery_charge_a: float | None  # None: unknown (no capacity known)
+    hold_up_s: float
+    recovery_classes: dict[str, str] = Field(default_factory=dict)  # each fault's class in this profile
 
     @staticmethod
-    def from_profile(profile: Profile, series: int, capacity_ah: float) -> Thresholds:
+    def from_profile(profile: Profile, series: int | None, capacity_ah: float | None) -> Thresholds:
+        """The limits of ``profile``; the pack charge voltage needs the cell count and the recovery
+        charge current the capacity (None where they are unknown)."""
         prot = profile.protections
 
-        def trip(name: str, default: float) -> float:
-            return prot[name].trip if name in prot else default
+        def release(name: str) -> float:
+            value = prot[name].release
+            return prot[name].trip if value is None else value
 
-        def release(name: str, default: float) -> float:
-            value = prot[name].release if name in prot else None
-            return default if value is None else value
-
-        recovery = prot["deep_discharge"].recovery_charge_c_rate if "deep_discharge" in prot else None
+        recovery_c_rate = prot["deep_discharge"].recovery_charge_c_rate
         return Thresholds(
-            cell_overvoltage_v=trip("cell_overvoltage", 3.65),
-            cell_undervoltage_v=trip("cell_undervoltage", 2.5),
-            cell_undervoltage_release_v=release("cell_undervoltage", 2.9),
-            deep_discharge_v=trip("deep_discharge", 2.0),
-            charge_overtemperature_c=trip("charge_overtemperature", 45.0),
-            charge_overtemperature_release_c=release("charge_overtemperature", 40.0),
-            charge_undertemperature_c=trip("charge_undertemperature", 0.0),
-            charge_undertemperature_release_c=release("charge_undertemperature", 5.0),
-            discharge_overtemperature_c=trip("discharge_overtemperature", 60.0),
-            discharge_overtemperature_release_c=release("discharge_overtemperature", 55.0),
-            discharge_undertemperature_c=trip("discharge_undertemperature", -20.0),
-            discharge_undertemperature_release_c=release("discharge_undertemperature", -15.0),
-            fet_overtemperature_release_c=release("fet_overtemperature", 70.0),
-            cell_v_max_plausible_v=profile.sensors.cell_v_max_v,
-            charge_voltage_v=profile.limits.charge_voltage_cell_v * series,
-            recovery_charge_a=(recovery or 0.05) * capacity_ah,
+            profile=profile.name,
+            cell_overvoltage_v=prot["cell_overvoltage"].trip,
+            cell_undervoltage_v=prot["cell_undervoltage"].trip,
+            cell_undervoltage_release_v=release("cell_undervoltage"),
+            deep_discharge_v=prot["deep_discharge"].trip,
+            charge_overtemperature_release_c=release("charge_overtemperature"),
+            charge_undertemperature_release_c=release("charge_undertemperature"),
+            discharge_overtemperature_release_c=release("discharge_overtemperature"),
+            discharge_undertemperature_release_c=release("discharge_undertemperature"),
+            fet_overtemperature_release_c=release("fet_overtemperature"),
+            charge_voltage_v=None if series is None else profile.limits.charge_voltage_cell_v * series,
+            recovery_charge_a=None if capacity_ah is None or recovery_c_rate is None else recovery_c_rate * capacity_ah,
             hold_up_s=profile.hardware.supply.hold_up_s,
+            recovery_classes={name: p.recovery for name, p in prot.items()},
         )
+
+
+def default_thresholds() -> Thresholds:
+    """The built-in LiFePO4 profile's limits for a 16S 100 Ah pack: what a snapshot judges with when
+    its source names no profile (a saved twin state always names its own)."""
+    from openbms.bms.profile import load_profile
+
+    return Thresholds.from_profile(load_profile("lfp"), 16, 100.0)
 
 
 class ActiveFault(BaseModel):
@@ -126,7 +128,10 @@ class Snapshot(BaseModel):
     # Fields whose value was filled in by an assumption (the guide, for what the person did not
     # know); a reason drawn from them says it is assumed.
     assumed_fields: list[str] = Field(default_factory=list)
-    thresholds: Thresholds = Field(default_factory=Thresholds)
+    thresholds: Thresholds = Field(default_factory=default_thresholds)
+    # The profile was not named by the source but chosen for it (a board does not say its
+    # chemistry): the report says so.
+    profile_assumed: bool = False
 
     @field_validator("events")
     @classmethod
@@ -194,6 +199,8 @@ def load_state(path: Path) -> Snapshot:
     try:
         return Snapshot.model_validate(doc)
     except ValidationError as err:
-        first = err.errors()[0]
+        errors = err.errors()
+        # a value of the wrong kind says more than a field left out; name it first
+        first = next((e for e in errors if e["type"] != "missing"), errors[0])
         where = ".".join(str(p) for p in first["loc"] if not (isinstance(p, str) and "[" in p))
         raise SnapshotError(f"{path}: {where}: {str(first['msg']).removeprefix('Value error, ')}") from None
