@@ -27,7 +27,16 @@ from typing import Final, TypeVar
 
 from openbms.devices.errors import FrameError
 from openbms.devices.fields import Field, bits, decode_fields, encode_fields
-from openbms.devices.model import AlarmBit, DeviceReading
+from openbms.devices.framing import INCOMPLETE, Framing
+from openbms.devices.model import (
+    WARNING_PREFIX,
+    AlarmBit,
+    DeviceReading,
+    VoltageScope,
+    VoltageSide,
+    alarm_names,
+    voltage_alarm,
+)
 
 BytesLike = bytes | bytearray | memoryview
 T = TypeVar("T")
@@ -524,73 +533,99 @@ def encode_balance(mask: int) -> bytes:
 # Level-2 bits with no SPEC equivalent go to unmapped_alarms under their own name.
 
 
-def _levelled(byte: int, bit: int, text: str, name: str, *, spec: bool) -> dict[tuple[int, int], AlarmBit]:
-    """The L1 / L2 pair of one quantity at (byte, bit) and (byte, bit + 1); ``spec``: name is SPEC §3."""
-    level2 = AlarmBit(f"{text}, level 2", fault=name) if spec else AlarmBit(f"{text}, level 2", unmapped=name)
-    return {(byte, bit): AlarmBit(f"{text}, level 1", unmapped=f"warning:{name}"), (byte, bit + 1): level2}
+def _at(byte: int, bit: int) -> int:
+    """Index of data[byte] bit ``bit`` in the 0x98 alarm word (the first 7 data bytes, little-endian)."""
+    return 8 * byte + bit
 
 
-_DOCUMENTED: Final[dict[tuple[int, int], AlarmBit]] = {
+def _levelled(level2: AlarmBit) -> tuple[AlarmBit, AlarmBit]:
+    """The L1 / L2 pair of one quantity: the level-1 bit sits just below ``level2`` and warns of it."""
+    text = level2.text.removesuffix(", level 2")
+    return AlarmBit(level2.bit - 1, f"{text}, level 1", unmapped=f"{WARNING_PREFIX}{level2.name}"), level2
+
+
+def _pair(byte: int, bit: int, text: str, name: str, *, spec: bool) -> tuple[AlarmBit, AlarmBit]:
+    """The pair whose level 1 is at (byte, bit); ``spec``: ``name`` is a SPEC §3 fault."""
+    words = f"{text}, level 2"
+    at = _at(byte, bit + 1)
+    return _levelled(AlarmBit(at, words, fault=name) if spec else AlarmBit(at, words, unmapped=name))
+
+
+def _voltage(byte: int, bit: int, text: str, side: VoltageSide, scope: VoltageScope) -> tuple[AlarmBit, AlarmBit]:
+    """A voltage pair: level 2 mapped by the one pack-vs-cell policy (``model.voltage_alarm``)."""
+    return _levelled(voltage_alarm(_at(byte, bit + 1), f"{text}, level 2", side, scope))
+
+
+_DOCUMENTED: Final[tuple[AlarmBit, ...]] = (
     # byte 0: voltages; the board's pack-level limits have no SPEC equivalent (we protect on cells)
-    **_levelled(0, 0, "cell voltage high", "cell_overvoltage", spec=True),
-    **_levelled(0, 2, "cell voltage low", "cell_undervoltage", spec=True),
-    **_levelled(0, 4, "pack voltage high", "pack_overvoltage", spec=False),
-    **_levelled(0, 6, "pack voltage low", "pack_undervoltage", spec=False),
+    *_voltage(0, 0, "cell voltage high", "over", VoltageScope.CELL),
+    *_voltage(0, 2, "cell voltage low", "under", VoltageScope.CELL),
+    *_voltage(0, 4, "pack voltage high", "over", VoltageScope.PACK),
+    *_voltage(0, 6, "pack voltage low", "under", VoltageScope.PACK),
     # byte 1: temperatures
-    **_levelled(1, 0, "charge temperature high", "charge_overtemperature", spec=True),
-    **_levelled(1, 2, "charge temperature low", "charge_undertemperature", spec=True),
-    **_levelled(1, 4, "discharge temperature high", "discharge_overtemperature", spec=True),
-    **_levelled(1, 6, "discharge temperature low", "discharge_undertemperature", spec=True),
+    *_pair(1, 0, "charge temperature high", "charge_overtemperature", spec=True),
+    *_pair(1, 2, "charge temperature low", "charge_undertemperature", spec=True),
+    *_pair(1, 4, "discharge temperature high", "discharge_overtemperature", spec=True),
+    *_pair(1, 6, "discharge temperature low", "discharge_undertemperature", spec=True),
     # byte 2: current and SOC
-    **_levelled(2, 0, "charge over-current", "charge_overcurrent", spec=True),
-    **_levelled(2, 2, "discharge over-current", "discharge_overcurrent", spec=True),
-    **_levelled(2, 4, "SOC high", "soc_high", spec=False),
-    **_levelled(2, 6, "SOC low", "soc_low", spec=False),
+    *_pair(2, 0, "charge over-current", "charge_overcurrent", spec=True),
+    *_pair(2, 2, "discharge over-current", "discharge_overcurrent", spec=True),
+    *_pair(2, 4, "SOC high", "soc_high", spec=False),
+    *_pair(2, 6, "SOC low", "soc_low", spec=False),
     # byte 3: spreads
-    **_levelled(3, 0, "cell voltage difference", "cell_imbalance", spec=True),
-    **_levelled(3, 2, "temperature difference", "temperature_difference", spec=False),
+    *_pair(3, 0, "cell voltage difference", "cell_imbalance", spec=True),
+    *_pair(3, 2, "temperature difference", "temperature_difference", spec=False),
     # byte 4: FETs. "Adhesion" is a welded (stuck-closed) FET; "breaker" failure, the FET not
     # switching as commanded. Neither has a SPEC name: the twin injects them, the BMS cannot
     # clear them.
-    (4, 0): AlarmBit("charge FET over-temperature", fault="fet_overtemperature"),
-    (4, 1): AlarmBit("discharge FET over-temperature", fault="fet_overtemperature"),
-    (4, 2): AlarmBit("charge FET temperature sensor failure", fault="sensor_fault"),
-    (4, 3): AlarmBit("discharge FET temperature sensor failure", fault="sensor_fault"),
-    (4, 4): AlarmBit("charge FET adhesion", unmapped="charge_fet_stuck_closed"),
-    (4, 5): AlarmBit("discharge FET adhesion", unmapped="discharge_fet_stuck_closed"),
-    (4, 6): AlarmBit("charge FET breaker failure", unmapped="charge_fet_breaker_failure"),
-    (4, 7): AlarmBit("discharge FET breaker failure", unmapped="discharge_fet_breaker_failure"),
+    AlarmBit(_at(4, 0), "charge FET over-temperature", fault="fet_overtemperature"),
+    AlarmBit(_at(4, 1), "discharge FET over-temperature", fault="fet_overtemperature"),
+    AlarmBit(_at(4, 2), "charge FET temperature sensor failure", fault="sensor_fault"),
+    AlarmBit(_at(4, 3), "discharge FET temperature sensor failure", fault="sensor_fault"),
+    AlarmBit(_at(4, 4), "charge FET adhesion", unmapped="charge_fet_stuck_closed"),
+    AlarmBit(_at(4, 5), "discharge FET adhesion", unmapped="discharge_fet_stuck_closed"),
+    AlarmBit(_at(4, 6), "charge FET breaker failure", unmapped="charge_fet_breaker_failure"),
+    AlarmBit(_at(4, 7), "discharge FET breaker failure", unmapped="discharge_fet_breaker_failure"),
     # byte 5: modules
-    (5, 0): AlarmBit("AFE acquisition chip failure", fault="afe_fault"),
-    (5, 1): AlarmBit("cell voltage collection failure", fault="sensor_fault"),
-    (5, 2): AlarmBit("temperature sensor failure", fault="sensor_fault"),
-    (5, 3): AlarmBit("EEPROM failure", unmapped="eeprom_failure"),
-    (5, 4): AlarmBit("RTC failure", unmapped="rtc_failure"),
-    (5, 5): AlarmBit("precharge failure", unmapped="precharge_failure"),
+    AlarmBit(_at(5, 0), "AFE acquisition chip failure", fault="afe_fault"),
+    AlarmBit(_at(5, 1), "cell voltage collection failure", fault="sensor_fault"),
+    AlarmBit(_at(5, 2), "temperature sensor failure", fault="sensor_fault"),
+    AlarmBit(_at(5, 3), "EEPROM failure", unmapped="eeprom_failure"),
+    AlarmBit(_at(5, 4), "RTC failure", unmapped="rtc_failure"),
+    AlarmBit(_at(5, 5), "precharge failure", unmapped="precharge_failure"),
     # The external (vehicle / CAN) link is the board's monitoring link: SPEC comm_error.
-    (5, 6): AlarmBit("vehicle communication failure", fault="comm_error"),
+    AlarmBit(_at(5, 6), "vehicle communication failure", fault="comm_error"),
     # Board-internal bus: may or may not be the AFE link, so not claimed as afe_fault.
-    (5, 7): AlarmBit("internal communication failure", unmapped="internal_communication_failure"),
+    AlarmBit(_at(5, 7), "internal communication failure", unmapped="internal_communication_failure"),
     # byte 6
-    (6, 0): AlarmBit("current module failure", fault="sensor_fault"),
-    (6, 1): AlarmBit("voltage module failure", fault="sensor_fault"),
+    AlarmBit(_at(6, 0), "current module failure", fault="sensor_fault"),
+    AlarmBit(_at(6, 1), "voltage module failure", fault="sensor_fault"),
     # The short-circuit *protection* failed, not a short: no SPEC equivalent.
-    (6, 2): AlarmBit("short-circuit protection failure", unmapped="short_circuit_protection_failure"),
+    AlarmBit(_at(6, 2), "short-circuit protection failure", unmapped="short_circuit_protection_failure"),
     # Cells too low to accept a normal charge: SPEC deep_discharge.
-    (6, 3): AlarmBit("low voltage, charging forbidden", fault="deep_discharge"),
-}
+    AlarmBit(_at(6, 3), "low voltage, charging forbidden", fault="deep_discharge"),
+)
 
 FAILURE_BYTES: Final = 7  # data[0..6] are bitfields; data[7] is read as a fault code number
 
-# Every one of the 56 bits has an entry: bits our sources do not document keep a descriptive
-# unmapped name so a set one is still shown, never dropped.
-FAILURE_BITS: Final[dict[tuple[int, int], AlarmBit]] = {
-    (byte, bit): _DOCUMENTED.get(
-        (byte, bit), AlarmBit("undocumented", unmapped=f"undocumented_0x98_byte{byte}_bit{bit}")
+
+def _failure_alarms() -> tuple[AlarmBit, ...]:
+    """Every one of the 56 bits, in bit order: bits our sources do not document keep a descriptive
+    unmapped name so a set one is still shown, never dropped."""
+    documented = {alarm.bit: alarm for alarm in _DOCUMENTED}
+    return tuple(
+        documented.get(
+            i,
+            AlarmBit(
+                i, "undocumented", unmapped="undocumented_0x{:02x}_byte{}_bit{}".format(CMD_FAILURES, *divmod(i, 8))
+            ),
+        )
+        for i in range(8 * FAILURE_BYTES)
     )
-    for byte in range(FAILURE_BYTES)
-    for bit in range(8)
-}
+
+
+FAILURE_ALARMS: Final[tuple[AlarmBit, ...]] = _failure_alarms()
+FAILURE_BITS: Final[dict[tuple[int, int], AlarmBit]] = {divmod(a.bit, 8): a for a in FAILURE_ALARMS}
 
 
 @dataclass(frozen=True)
@@ -614,13 +649,7 @@ def encode_failures(failures: Failures) -> bytes:
 
 def failure_names(failures: Failures) -> tuple[list[str], list[str]]:
     """(SPEC faults, unmapped alarms) for a 0x98 reply, each without repeats, in bit order."""
-    faults: list[str] = []
-    unmapped: list[str] = []
-    for i in bits(failures.flags, 8 * FAILURE_BYTES):
-        alarm = FAILURE_BITS[divmod(i, 8)]
-        target, name = (faults, alarm.fault) if alarm.fault else (unmapped, str(alarm.unmapped))
-        if name not in target:
-            target.append(name)
+    faults, unmapped = alarm_names(FAILURE_ALARMS, failures.flags)
     if failures.fault_code:
         # dbus-serialbattery reads data[7] as a fault code; our sources do not list its values.
         unmapped.append(f"fault_code_{failures.fault_code}")
@@ -663,39 +692,29 @@ def to_reading(
 # --- framing a byte stream ---------------------------------------------------------------------
 
 _ADDRESSES: Final = REQUEST_ADDRESSES | {BMS_ADDRESS}
-_INCOMPLETE: Final = -1
 
 
 def _candidate(buffer: bytes, at: int) -> int | None:
-    """End of a valid frame at ``at``; _INCOMPLETE if it may still arrive; None if garbage."""
+    """End of a valid frame at ``at``; INCOMPLETE if it may still arrive; None if garbage.
+
+    A known address, the length byte 8 and the checksum make a frame. The 8-bit checksum alone would
+    let one garbage window in 256 pass, so address and length are checked first.
+    """
     have = len(buffer) - at
     if have > 1 and buffer[at + 1] not in _ADDRESSES:
         return None
     if have > 3 and buffer[at + 3] != DATA_LEN:
         return None  # the length byte of a Daly frame is always 8: anything else is garbage
     if have < FRAME_LEN:
-        return _INCOMPLETE
+        return INCOMPLETE
     end = at + FRAME_LEN
     return end if buffer[end - 1] == checksum(buffer[at : end - 1]) else None
 
 
-def find_frame(buffer: BytesLike) -> tuple[bytes | None, int]:
-    """The next complete frame in a byte stream, and how many leading bytes the caller may drop.
+FRAMING: Final = Framing(bytes((START,)), _candidate)
 
-    Same contract as ``jbd.find_frame``: ``(frame, consumed)`` with the frame ending at
-    ``consumed``, or ``(None, consumed)`` where ``buffer[consumed:]`` is empty or the start of a
-    plausible frame still arriving. Resynchronises on 0xA5; a known address, the length byte 8 and
-    the checksum make a frame. The 8-bit checksum alone would let one garbage window in 256 pass,
-    so address and length are checked first.
-    """
-    raw = bytes(buffer)
-    pending: int | None = None
-    at = raw.find(START)
-    while at != -1:
-        end = _candidate(raw, at)
-        if end == _INCOMPLETE:
-            pending = at if pending is None else pending
-        elif end is not None:
-            return raw[at:end], end
-        at = raw.find(START, at + 1)
-    return None, len(raw) if pending is None else pending
+
+def find_frame(buffer: BytesLike) -> tuple[bytes | None, int]:
+    """The next complete frame in a byte stream and how many leading bytes the caller may drop
+    (``Framing.find_frame``: resynchronises on 0xA5)."""
+    return FRAMING.find_frame(buffer)

@@ -30,7 +30,8 @@ from typing import Final
 
 from openbms.devices.errors import FrameError
 from openbms.devices.fields import Field, bits, decode_fields, encode_fields
-from openbms.devices.model import AlarmBit, DeviceReading
+from openbms.devices.framing import INCOMPLETE, Framing
+from openbms.devices.model import AlarmBit, DeviceReading, VoltageScope, alarm_names, voltage_alarm
 
 BytesLike = bytes | bytearray | memoryview
 
@@ -245,6 +246,14 @@ class BasicInfo:
             return None
 
 
+def encode_date(date: datetime.date) -> int:
+    """``date`` packed as the 0x03 block carries it (``BasicInfo.date_raw``); the inverse of
+    ``BasicInfo.production_date``."""
+    if not 2000 <= date.year < 2128:
+        raise FrameError(f"{date} does not fit the 7-bit year of the JBD date")
+    return (date.year - 2000) << 9 | date.month << 5 | date.day
+
+
 def decode_basic_info(data: BytesLike) -> BasicInfo:
     raw = bytes(data)
     # raw x scale leaves binary noise (15.600000000000001); 9 decimals is far below any resolution
@@ -357,33 +366,33 @@ def encode_name(name: str) -> bytes:
 # --- protection bits -> SPEC §3 ----------------------------------------------------------------
 
 
-# Protection status word of register 0x03 (bms-tools register map, offset 0x10).
-PROTECTION_BITS: Final[dict[int, AlarmBit]] = {
-    0: AlarmBit("cell over-voltage", fault="cell_overvoltage"),
-    1: AlarmBit("cell under-voltage", fault="cell_undervoltage"),
-    # We protect on cells only; a pack-level limit has no SPEC equivalent.
-    2: AlarmBit("pack over-voltage", unmapped="pack_overvoltage"),
-    3: AlarmBit("pack under-voltage", unmapped="pack_undervoltage"),
-    4: AlarmBit("charge over-temperature", fault="charge_overtemperature"),
-    5: AlarmBit("charge under-temperature", fault="charge_undertemperature"),
-    6: AlarmBit("discharge over-temperature", fault="discharge_overtemperature"),
-    7: AlarmBit("discharge under-temperature", fault="discharge_undertemperature"),
-    8: AlarmBit("charge over-current", fault="charge_overcurrent"),
-    9: AlarmBit("discharge over-current", fault="discharge_overcurrent"),
-    10: AlarmBit("short circuit", fault="short_circuit"),
-    11: AlarmBit("front-end IC error", fault="afe_fault"),
+# Protection status word of register 0x03 (bms-tools register map, offset 0x10). Pack and cell
+# voltage limits follow the one pack-vs-cell policy (``model.voltage_alarm``).
+PROTECTION_ALARMS: Final[tuple[AlarmBit, ...]] = (
+    voltage_alarm(0, "cell over-voltage", "over", VoltageScope.CELL),
+    voltage_alarm(1, "cell under-voltage", "under", VoltageScope.CELL),
+    voltage_alarm(2, "pack over-voltage", "over", VoltageScope.PACK),
+    voltage_alarm(3, "pack under-voltage", "under", VoltageScope.PACK),
+    AlarmBit(4, "charge over-temperature", fault="charge_overtemperature"),
+    AlarmBit(5, "charge under-temperature", fault="charge_undertemperature"),
+    AlarmBit(6, "discharge over-temperature", fault="discharge_overtemperature"),
+    AlarmBit(7, "discharge under-temperature", fault="discharge_undertemperature"),
+    AlarmBit(8, "charge over-current", fault="charge_overcurrent"),
+    AlarmBit(9, "discharge over-current", fault="discharge_overcurrent"),
+    AlarmBit(10, "short circuit", fault="short_circuit"),
+    AlarmBit(11, "front-end IC error", fault="afe_fault"),
     # FETs held off by a 0xE1 write: a command, not a fault.
-    12: AlarmBit("MOS software lock", unmapped="fet_software_lock"),
-    13: AlarmBit("undocumented", unmapped="protection_bit_13"),
-    14: AlarmBit("undocumented", unmapped="protection_bit_14"),
-    15: AlarmBit("undocumented", unmapped="protection_bit_15"),
-}
+    AlarmBit(12, "MOS software lock", unmapped="fet_software_lock"),
+    AlarmBit(13, "undocumented", unmapped="protection_bit_13"),
+    AlarmBit(14, "undocumented", unmapped="protection_bit_14"),
+    AlarmBit(15, "undocumented", unmapped="protection_bit_15"),
+)
+PROTECTION_BITS: Final[dict[int, AlarmBit]] = {alarm.bit: alarm for alarm in PROTECTION_ALARMS}
 
 
 def protection_names(protection: int) -> tuple[list[str], list[str]]:
     """(SPEC faults, unmapped alarms) for a protection word."""
-    hits = [PROTECTION_BITS[i] for i in bits(protection, 16)]
-    return [a.fault for a in hits if a.fault], [a.unmapped for a in hits if a.unmapped]
+    return alarm_names(PROTECTION_ALARMS, protection)
 
 
 def software_version(raw: int) -> str:
@@ -416,19 +425,19 @@ def to_reading(info: BasicInfo, cells: list[float] | None, name: str | None = No
 # --- framing a byte stream ---------------------------------------------------------------------
 
 
-_INCOMPLETE: Final = -1
-
-
 def _candidate(buffer: bytes, at: int) -> int | None:
-    """End of a valid frame starting at ``at``; _INCOMPLETE if it may still arrive; None if garbage."""
+    """End of a valid frame starting at ``at``; INCOMPLETE if it may still arrive; None if garbage.
+
+    A length above the cap, a wrong end byte or checksum makes that 0xDD garbage.
+    """
     if len(buffer) - at < 4:
-        return _INCOMPLETE
+        return INCOMPLETE
     length = buffer[at + 3]
     if length > MAX_DATA:
         return None
     end = at + length + _OVERHEAD
     if end > len(buffer):
-        return _INCOMPLETE
+        return INCOMPLETE
     if buffer[end - 1] != END:
         return None
     if int.from_bytes(buffer[end - 3 : end - 1], "big") != checksum(buffer[at + 2 : end - 3]):
@@ -436,24 +445,10 @@ def _candidate(buffer: bytes, at: int) -> int | None:
     return end
 
 
-def find_frame(buffer: BytesLike) -> tuple[bytes | None, int]:
-    """The next complete frame in a byte stream, and how many leading bytes the caller may drop.
+FRAMING: Final = Framing(bytes((START,)), _candidate)
 
-    Returns ``(frame, consumed)`` with the frame ending at ``consumed``; or ``(None, consumed)``
-    where ``buffer[consumed:]`` is empty or the start of a plausible frame still arriving (so
-    ``consumed == 0`` only when the buffer starts with one). Resynchronises on 0xDD; a length above
-    the cap, a wrong end byte or checksum makes that 0xDD garbage. A complete valid frame later in
-    the buffer wins over an earlier incomplete candidate, so a stray 0xDD with a plausible length
-    cannot hold up real frames until its imagined length has arrived.
-    """
-    raw = bytes(buffer)
-    pending: int | None = None
-    at = raw.find(START)
-    while at != -1:
-        end = _candidate(raw, at)
-        if end == _INCOMPLETE:
-            pending = at if pending is None else pending
-        elif end is not None:
-            return raw[at:end], end
-        at = raw.find(START, at + 1)
-    return None, len(raw) if pending is None else pending
+
+def find_frame(buffer: BytesLike) -> tuple[bytes | None, int]:
+    """The next complete frame in a byte stream and how many leading bytes the caller may drop
+    (``Framing.find_frame``: resynchronises on 0xDD)."""
+    return FRAMING.find_frame(buffer)

@@ -33,12 +33,15 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
-from typing import Literal
+from enum import IntEnum
+from typing import Final, Literal
 
 from openbms.bms.events import FAULT_NAMES
+from openbms.devices import model
 from openbms.devices.errors import FrameError
-from openbms.devices.fields import Field, bits
-from openbms.devices.model import DeviceReading
+from openbms.devices.fields import Field
+from openbms.devices.framing import INCOMPLETE, Framing
+from openbms.devices.model import AlarmBit, DeviceReading, VoltageScope, voltage_alarm
 
 PROTOCOL = "jk"
 
@@ -62,12 +65,86 @@ TRANSPORT_READ = 0x00  # a request: "read data"
 TRANSPORT_REPLY = 0x01
 TRANSPORT_UPLOAD = 0x02  # "BMS active upload"
 REGISTER_ALL = 0x00
+# Values of record 0xC0: how the current (0x84) is encoded (jk_bms.cpp; see the module docstring).
+PROTOCOL_V0 = 0x00
+PROTOCOL_V1 = 0x01
 
-CELLS = 0x79
-CURRENT = 0x84
-ALARMS = 0x8B
-STATUS = 0x8C
-PROTOCOL_VERSION = 0xC0
+
+class RecordId(IntEnum):
+    """Every record id of the register table (protocol-design-uart-ttl-gps-port.md), by name."""
+
+    CELLS = 0x79
+    FET_TEMPERATURE = 0x80
+    BOX_TEMPERATURE = 0x81
+    BATTERY_TEMPERATURE = 0x82
+    PACK_VOLTAGE = 0x83
+    CURRENT = 0x84
+    SOC = 0x85
+    TEMPERATURE_SENSOR_COUNT = 0x86
+    CYCLES = 0x87
+    TOTAL_CYCLE_CAPACITY = 0x89
+    CELL_COUNT = 0x8A
+    ALARMS = 0x8B
+    STATUS = 0x8C
+    PACK_OVERVOLTAGE_PROTECTION = 0x8E
+    PACK_UNDERVOLTAGE_PROTECTION = 0x8F
+    CELL_OVERVOLTAGE_PROTECTION = 0x90
+    CELL_OVERVOLTAGE_RELEASE = 0x91
+    CELL_OVERVOLTAGE_DELAY = 0x92
+    CELL_UNDERVOLTAGE_PROTECTION = 0x93
+    CELL_UNDERVOLTAGE_RELEASE = 0x94
+    CELL_UNDERVOLTAGE_DELAY = 0x95
+    CELL_IMBALANCE_PROTECTION = 0x96
+    DISCHARGE_OVERCURRENT_PROTECTION = 0x97
+    DISCHARGE_OVERCURRENT_DELAY = 0x98
+    CHARGE_OVERCURRENT_PROTECTION = 0x99
+    CHARGE_OVERCURRENT_DELAY = 0x9A
+    BALANCE_START = 0x9B
+    BALANCE_TRIGGER_DELTA = 0x9C
+    BALANCER_ENABLED = 0x9D
+    FET_OVERTEMPERATURE_PROTECTION = 0x9E
+    FET_OVERTEMPERATURE_RELEASE = 0x9F
+    BOX_OVERTEMPERATURE_PROTECTION = 0xA0
+    BOX_OVERTEMPERATURE_RELEASE = 0xA1
+    TEMPERATURE_DIFFERENCE_PROTECTION = 0xA2
+    CHARGE_OVERTEMPERATURE_PROTECTION = 0xA3
+    DISCHARGE_OVERTEMPERATURE_PROTECTION = 0xA4
+    CHARGE_UNDERTEMPERATURE_PROTECTION = 0xA5
+    CHARGE_UNDERTEMPERATURE_RELEASE = 0xA6
+    DISCHARGE_UNDERTEMPERATURE_PROTECTION = 0xA7
+    DISCHARGE_UNDERTEMPERATURE_RELEASE = 0xA8
+    CELL_COUNT_SETTING = 0xA9
+    NOMINAL_CAPACITY = 0xAA
+    CHARGE_FET_SWITCH = 0xAB
+    DISCHARGE_FET_SWITCH = 0xAC
+    CURRENT_CALIBRATION = 0xAD
+    BOARD_ADDRESS = 0xAE
+    BATTERY_TYPE = 0xAF
+    SLEEP_WAIT = 0xB0
+    LOW_CAPACITY_ALARM_SOC = 0xB1
+    PASSWORD = 0xB2
+    DEDICATED_CHARGER_SWITCH = 0xB3
+    DEVICE_ID = 0xB4
+    MANUFACTURE_DATE = 0xB5
+    RUNTIME = 0xB6
+    SOFTWARE_VERSION = 0xB7
+    CURRENT_CALIBRATION_START = 0xB8
+    ACTUAL_CAPACITY = 0xB9
+    MANUFACTURER_ID = 0xBA
+    RESTART = 0xBB
+    FACTORY_RESET = 0xBC
+    REMOTE_UPGRADE = 0xBD
+    GPS_OFF_LOW_VOLTAGE = 0xBE
+    GPS_ON_RECOVERY_VOLTAGE = 0xBF
+    PROTOCOL_VERSION = 0xC0
+
+
+# The ids the codec itself reads, under their old short names.
+CELLS: Final = RecordId.CELLS
+CURRENT: Final = RecordId.CURRENT
+ALARMS: Final = RecordId.ALARMS
+STATUS: Final = RecordId.STATUS
+PROTOCOL_VERSION: Final = RecordId.PROTOCOL_VERSION
 
 Kind = Literal["number", "temperature", "current", "text", "cells"]
 Value = int | float | str | list[float] | None
@@ -120,87 +197,92 @@ def _text(name: str, size: int) -> Record:
 # as listed there; scales as decoded in jk_bms.cpp). Names carry SI units; "soc" and the low-capacity
 # alarm level are fractions 0..1 (SPEC §1).
 RECORDS: dict[int, Record] = {
-    CELLS: Record("cell_v", 0, "cells"),  # count byte (3 per cell), then cell number u8, mV u16
-    0x80: _temp("fet_temperature_c"),  # power tube (MOS)
-    0x81: _temp("box_temperature_c"),  # "temperature in the battery box" = sensor 1
-    0x82: _temp("battery_temperature_c"),  # sensor 2
-    0x83: _u16("pack_v", 0.01),
-    CURRENT: Record("current_a", 2, "current", ">H"),
-    0x85: _u8("soc", 0.01),
-    0x86: _u8("temperature_sensor_count"),
-    0x87: _u16("cycles"),
-    0x89: _u32("total_cycle_capacity_ah"),
-    0x8A: _u16("cell_count"),
-    ALARMS: _u16("alarm_bits"),
-    STATUS: _u16("status_bits"),
-    0x8E: _u16("pack_overvoltage_protection_v", 0.01),
-    0x8F: _u16("pack_undervoltage_protection_v", 0.01),
-    0x90: _u16("cell_overvoltage_protection_v", 0.001),
-    0x91: _u16("cell_overvoltage_release_v", 0.001),
-    0x92: _u16("cell_overvoltage_delay_s"),
-    0x93: _u16("cell_undervoltage_protection_v", 0.001),
-    0x94: _u16("cell_undervoltage_release_v", 0.001),
-    0x95: _u16("cell_undervoltage_delay_s"),
-    0x96: _u16("cell_imbalance_protection_v", 0.001),
-    0x97: _u16("discharge_overcurrent_protection_a"),
-    0x98: _u16("discharge_overcurrent_delay_s"),
-    0x99: _u16("charge_overcurrent_protection_a"),
-    0x9A: _u16("charge_overcurrent_delay_s"),
-    0x9B: _u16("balance_start_v", 0.001),
-    0x9C: _u16("balance_trigger_delta_v", 0.001),
-    0x9D: _u8("balancer_enabled"),
-    0x9E: _u16("fet_overtemperature_protection_c"),
-    0x9F: _u16("fet_overtemperature_release_c"),
-    0xA0: _u16("box_overtemperature_protection_c"),
-    0xA1: _u16("box_overtemperature_release_c"),
-    0xA2: _u16("temperature_difference_protection_c"),
-    0xA3: _u16("charge_overtemperature_protection_c"),
-    0xA4: _u16("discharge_overtemperature_protection_c"),
-    0xA5: _i16("charge_undertemperature_protection_c"),  # signed, no 100 offset
-    0xA6: _i16("charge_undertemperature_release_c"),
-    0xA7: _i16("discharge_undertemperature_protection_c"),
-    0xA8: _i16("discharge_undertemperature_release_c"),
-    0xA9: _u8("cell_count_setting"),
-    0xAA: _u32("nominal_capacity_ah"),
-    0xAB: _u8("charge_fet_switch"),
-    0xAC: _u8("discharge_fet_switch"),
-    0xAD: _u16("current_calibration_a", 0.001),  # sent in mA
-    0xAE: _u8("board_address"),
-    0xAF: _u8("battery_type"),  # 0 LFP, 1 ternary (NMC), 2 LTO
-    0xB0: _u16("sleep_wait_s"),
-    0xB1: _u8("low_capacity_alarm_soc", 0.01),
-    0xB2: _text("password", 10),
-    0xB3: _u8("dedicated_charger_switch"),
-    0xB4: _text("device_id", 8),
-    0xB5: _text("manufacture_date", 4),
-    0xB6: _u32("runtime_s", 60.0),  # sent in minutes
-    0xB7: _text("software_version", 15),
-    0xB8: _u8("current_calibration_start"),
-    0xB9: _u32("actual_capacity_ah"),
-    0xBA: _text("manufacturer_id", 24),
+    RecordId.CELLS: Record("cell_v", 0, "cells"),  # count byte (3 per cell), then cell number u8, mV u16
+    RecordId.FET_TEMPERATURE: _temp("fet_temperature_c"),  # power tube (MOS)
+    RecordId.BOX_TEMPERATURE: _temp("box_temperature_c"),  # "temperature in the battery box" = sensor 1
+    RecordId.BATTERY_TEMPERATURE: _temp("battery_temperature_c"),  # sensor 2
+    RecordId.PACK_VOLTAGE: _u16("pack_v", 0.01),
+    RecordId.CURRENT: Record("current_a", 2, "current", ">H"),
+    RecordId.SOC: _u8("soc", 0.01),
+    RecordId.TEMPERATURE_SENSOR_COUNT: _u8("temperature_sensor_count"),
+    RecordId.CYCLES: _u16("cycles"),
+    RecordId.TOTAL_CYCLE_CAPACITY: _u32("total_cycle_capacity_ah"),
+    RecordId.CELL_COUNT: _u16("cell_count"),
+    RecordId.ALARMS: _u16("alarm_bits"),
+    RecordId.STATUS: _u16("status_bits"),
+    RecordId.PACK_OVERVOLTAGE_PROTECTION: _u16("pack_overvoltage_protection_v", 0.01),
+    RecordId.PACK_UNDERVOLTAGE_PROTECTION: _u16("pack_undervoltage_protection_v", 0.01),
+    RecordId.CELL_OVERVOLTAGE_PROTECTION: _u16("cell_overvoltage_protection_v", 0.001),
+    RecordId.CELL_OVERVOLTAGE_RELEASE: _u16("cell_overvoltage_release_v", 0.001),
+    RecordId.CELL_OVERVOLTAGE_DELAY: _u16("cell_overvoltage_delay_s"),
+    RecordId.CELL_UNDERVOLTAGE_PROTECTION: _u16("cell_undervoltage_protection_v", 0.001),
+    RecordId.CELL_UNDERVOLTAGE_RELEASE: _u16("cell_undervoltage_release_v", 0.001),
+    RecordId.CELL_UNDERVOLTAGE_DELAY: _u16("cell_undervoltage_delay_s"),
+    RecordId.CELL_IMBALANCE_PROTECTION: _u16("cell_imbalance_protection_v", 0.001),
+    RecordId.DISCHARGE_OVERCURRENT_PROTECTION: _u16("discharge_overcurrent_protection_a"),
+    RecordId.DISCHARGE_OVERCURRENT_DELAY: _u16("discharge_overcurrent_delay_s"),
+    RecordId.CHARGE_OVERCURRENT_PROTECTION: _u16("charge_overcurrent_protection_a"),
+    RecordId.CHARGE_OVERCURRENT_DELAY: _u16("charge_overcurrent_delay_s"),
+    RecordId.BALANCE_START: _u16("balance_start_v", 0.001),
+    RecordId.BALANCE_TRIGGER_DELTA: _u16("balance_trigger_delta_v", 0.001),
+    RecordId.BALANCER_ENABLED: _u8("balancer_enabled"),
+    RecordId.FET_OVERTEMPERATURE_PROTECTION: _u16("fet_overtemperature_protection_c"),
+    RecordId.FET_OVERTEMPERATURE_RELEASE: _u16("fet_overtemperature_release_c"),
+    RecordId.BOX_OVERTEMPERATURE_PROTECTION: _u16("box_overtemperature_protection_c"),
+    RecordId.BOX_OVERTEMPERATURE_RELEASE: _u16("box_overtemperature_release_c"),
+    RecordId.TEMPERATURE_DIFFERENCE_PROTECTION: _u16("temperature_difference_protection_c"),
+    RecordId.CHARGE_OVERTEMPERATURE_PROTECTION: _u16("charge_overtemperature_protection_c"),
+    RecordId.DISCHARGE_OVERTEMPERATURE_PROTECTION: _u16("discharge_overtemperature_protection_c"),
+    RecordId.CHARGE_UNDERTEMPERATURE_PROTECTION: _i16("charge_undertemperature_protection_c"),  # signed, no 100 offset
+    RecordId.CHARGE_UNDERTEMPERATURE_RELEASE: _i16("charge_undertemperature_release_c"),
+    RecordId.DISCHARGE_UNDERTEMPERATURE_PROTECTION: _i16("discharge_undertemperature_protection_c"),
+    RecordId.DISCHARGE_UNDERTEMPERATURE_RELEASE: _i16("discharge_undertemperature_release_c"),
+    RecordId.CELL_COUNT_SETTING: _u8("cell_count_setting"),
+    RecordId.NOMINAL_CAPACITY: _u32("nominal_capacity_ah"),
+    RecordId.CHARGE_FET_SWITCH: _u8("charge_fet_switch"),
+    RecordId.DISCHARGE_FET_SWITCH: _u8("discharge_fet_switch"),
+    RecordId.CURRENT_CALIBRATION: _u16("current_calibration_a", 0.001),  # sent in mA
+    RecordId.BOARD_ADDRESS: _u8("board_address"),
+    RecordId.BATTERY_TYPE: _u8("battery_type"),  # 0 LFP, 1 ternary (NMC), 2 LTO
+    RecordId.SLEEP_WAIT: _u16("sleep_wait_s"),
+    RecordId.LOW_CAPACITY_ALARM_SOC: _u8("low_capacity_alarm_soc", 0.01),
+    RecordId.PASSWORD: _text("password", 10),
+    RecordId.DEDICATED_CHARGER_SWITCH: _u8("dedicated_charger_switch"),
+    RecordId.DEVICE_ID: _text("device_id", 8),
+    RecordId.MANUFACTURE_DATE: _text("manufacture_date", 4),
+    RecordId.RUNTIME: _u32("runtime_s", 60.0),  # sent in minutes
+    RecordId.SOFTWARE_VERSION: _text("software_version", 15),
+    RecordId.CURRENT_CALIBRATION_START: _u8("current_calibration_start"),
+    RecordId.ACTUAL_CAPACITY: _u32("actual_capacity_ah"),
+    RecordId.MANUFACTURER_ID: _text("manufacturer_id", 24),
     # Write-only registers: never in a read-all answer, listed so their lengths are known.
-    0xBB: _u8("restart"),
-    0xBC: _u8("factory_reset"),
-    0xBD: _u8("remote_upgrade"),
-    0xBE: _u16("gps_off_low_voltage_v", 0.001),
-    0xBF: _u16("gps_on_recovery_voltage_v", 0.001),
-    PROTOCOL_VERSION: _u8("protocol_version"),
+    RecordId.RESTART: _u8("restart"),
+    RecordId.FACTORY_RESET: _u8("factory_reset"),
+    RecordId.REMOTE_UPGRADE: _u8("remote_upgrade"),
+    RecordId.GPS_OFF_LOW_VOLTAGE: _u16("gps_off_low_voltage_v", 0.001),
+    RecordId.GPS_ON_RECOVERY_VOLTAGE: _u16("gps_on_recovery_voltage_v", 0.001),
+    RecordId.PROTOCOL_VERSION: _u8("protocol_version"),
 }
 
 # The records of a real board's read-all answer, in its order (the recorded 14-cell answer in
-# tests/devices/vectors/jk.json): every readable id from 0x79 to 0xBA except 0x88, then 0xC0.
+# tests/devices/vectors/jk.json): every readable id from 0x79 to 0xBA (0x88 and 0x8D are not
+# in the table), then 0xC0: the table's ids in order without the write-only ones.
 # Readers such as dbus-serialbattery look values up at fixed offsets of this layout.
-READ_ALL_RECORDS: tuple[int, ...] = (
-    CELLS,
-    *range(0x80, 0x88),
-    *range(0x89, 0x8D),
-    *range(0x8E, 0xBB),
-    PROTOCOL_VERSION,
+WRITE_ONLY: frozenset[int] = frozenset(
+    {
+        RecordId.RESTART,
+        RecordId.FACTORY_RESET,
+        RecordId.REMOTE_UPGRADE,
+        RecordId.GPS_OFF_LOW_VOLTAGE,
+        RecordId.GPS_ON_RECOVERY_VOLTAGE,
+    }
 )
+READ_ALL_RECORDS: tuple[int, ...] = tuple(rid for rid in RecordId if rid not in WRITE_ONLY)
 
 # A frame holds each record at most once, so no real frame is longer than this: a longer length field
 # is garbage (find_frame skips it instead of waiting for bytes that will never make sense).
 MAX_FRAME_LEN = _HEADER + _TRAILER + 2 + 255 + sum(1 + r.size for i, r in RECORDS.items() if i != CELLS)
+
 
 # 0x8B warning bits -> our names (bit order of the doc's table ^1 and of ERRORS[] in jk_bms.cpp).
 # SPEC §3 names go to DeviceReading.faults, the rest to unmapped_alarms.
@@ -208,23 +290,30 @@ MAX_FRAME_LEN = _HEADER + _TRAILER + 2 + 255 + sum(1 + r.size for i, r in RECORD
 # charge-side limits (SPEC defaults 45 °C / 0 °C) are always passed before the discharge-side ones
 # (60 °C / −20 °C), so the charge-side fault is the one the bit certainly implies. Whether discharge is
 # blocked too shows in the discharge FET bit of 0x8C.
-ALARM_BITS: tuple[str, ...] = (
-    "low_capacity",  # 0 low capacity (a warning; no SPEC fault for low SOC)
-    "fet_overtemperature",  # 1 MOS tube over-temperature
-    "cell_overvoltage",  # 2 charging over-voltage (total voltage, 0x8E), blocks charge like ours
-    "cell_undervoltage",  # 3 discharge under-voltage (total voltage, 0x8F)
-    "charge_overtemperature",  # 4 battery over-temperature (see above)
-    "charge_overcurrent",  # 5 charging over-current
-    "discharge_overcurrent",  # 6 discharge over-current
-    "cell_imbalance",  # 7 cell "pressure" (voltage) difference
-    "box_overtemperature",  # 8 over-temperature in the battery box (sensor 1, not the cells')
-    "charge_undertemperature",  # 9 battery low temperature (see above)
-    "cell_overvoltage",  # 10 monomer (cell) over-voltage
-    "cell_undervoltage",  # 11 monomer (cell) under-voltage
-    "protection_309_a",  # 12 "309_A protection" (undocumented meaning)
-    "protection_309_b",  # 13 the doc says "309_A" again; a second, distinct bit
-    "reserved_bit_14",  # 14 reserved
-    "reserved_bit_15",  # 15 reserved
+def _alarm(bit: int, text: str, name: str) -> AlarmBit:
+    """A 0x8B bit: a SPEC §3 name is a fault, any other name an unmapped alarm."""
+    return AlarmBit(bit, text, fault=name) if name in FAULT_NAMES else AlarmBit(bit, text, unmapped=name)
+
+
+ALARM_BITS: Final[tuple[AlarmBit, ...]] = (
+    _alarm(0, "low capacity", "low_capacity"),  # a warning; no SPEC fault for low SOC
+    _alarm(1, "MOS tube over-temperature", "fet_overtemperature"),
+    # Bits 2-3 come from the total voltage (0x8E / 0x8F) but name the direction they block: the one
+    # pack-vs-cell policy (``model.voltage_alarm``) makes them the cell faults.
+    voltage_alarm(2, "charging over-voltage", "over", VoltageScope.DIRECTION),
+    voltage_alarm(3, "discharge under-voltage", "under", VoltageScope.DIRECTION),
+    _alarm(4, "battery over-temperature", "charge_overtemperature"),  # see above
+    _alarm(5, "charging over-current", "charge_overcurrent"),
+    _alarm(6, "discharge over-current", "discharge_overcurrent"),
+    _alarm(7, "cell pressure difference", "cell_imbalance"),  # cell voltage difference
+    _alarm(8, "over-temperature in the battery box", "box_overtemperature"),  # sensor 1, not the cells'
+    _alarm(9, "battery low temperature", "charge_undertemperature"),  # see above
+    voltage_alarm(10, "monomer over-voltage", "over", VoltageScope.CELL),
+    voltage_alarm(11, "monomer under-voltage", "under", VoltageScope.CELL),
+    _alarm(12, "309_A protection", "protection_309_a"),  # undocumented meaning
+    _alarm(13, "309_A protection", "protection_309_b"),  # the doc says "309_A" again; a distinct bit
+    _alarm(14, "reserved", "reserved_bit_14"),
+    _alarm(15, "reserved", "reserved_bit_15"),
 )
 
 SPEC_FAULTS = frozenset(FAULT_NAMES)
@@ -294,22 +383,22 @@ def _record(record_id: int) -> Record:
 
 
 def _current_from_raw(raw: int, version: int) -> float | None:
-    if version == 0x01:
+    if version == PROTOCOL_V1:
         magnitude = (raw & 0x7FFF) / 100
         return magnitude if raw & 0x8000 or magnitude == 0 else -magnitude
-    if version == 0x00:
+    if version == PROTOCOL_V0:
         return (10000 - raw) / 100
     return None
 
 
 def _current_to_raw(current_a: float, version: int) -> int:
     counts = round(current_a * 100)
-    if version == 0x01:
+    if version == PROTOCOL_V1:
         raw = (0x8000 | counts) if counts >= 0 else -counts
         if abs(counts) > 0x7FFF:
             raise FrameError(f"current {current_a} A does not fit 15 bits of 10 mA")
         return raw
-    if version == 0x00:
+    if version == PROTOCOL_V0:
         raw = 10000 - counts
         if not 0 <= raw <= 0xFFFF:
             raise FrameError(f"current {current_a} A does not fit the 10000-offset encoding")
@@ -521,50 +610,33 @@ def decode_request(frame: bytes | bytearray | memoryview) -> JkRequest:
     )
 
 
-_NEED_MORE = -1
-_NOT_A_FRAME = 0
-
-
-def _frame_at(buffer: bytes, at: int) -> int:
-    """Length of the valid frame starting at ``at``; _NEED_MORE if it may be one still arriving."""
+def _candidate(buffer: bytes, at: int) -> int | None:
+    """End of the valid frame starting at ``at``; INCOMPLETE if it may be one still arriving; None if
+    garbage. A length outside MIN_FRAME_LEN..MAX_FRAME_LEN is garbage at once, so noise that looks
+    like a header never makes the scanner wait for bytes that cannot make sense."""
     if len(buffer) - at < 4:
-        return _NEED_MORE
+        return INCOMPLETE
     total = int.from_bytes(buffer[at + 2 : at + 4], "big") + 2
     if not MIN_FRAME_LEN <= total <= MAX_FRAME_LEN:
-        return _NOT_A_FRAME
+        return None
     if len(buffer) - at < total:
-        return _NEED_MORE
+        return INCOMPLETE
     try:
         _unwrap(buffer[at : at + total])
     except FrameError:
-        return _NOT_A_FRAME
-    return total
+        return None
+    return at + total
+
+
+FRAMING: Final = Framing(START, _candidate)
 
 
 def find_frame(buffer: bytes | bytearray | memoryview) -> tuple[bytes | None, int]:
-    """The first complete, checksum-valid frame in ``buffer`` and how many bytes to drop.
-
-    Returns ``(frame, consumed)`` with the frame ending at ``consumed`` (garbage before it is dropped
-    with it), or ``(None, consumed)`` where the first ``consumed`` bytes are garbage and the rest may
-    be a frame still arriving. A start that does not lead to a valid frame is skipped byte by byte,
-    and a later complete frame wins over an earlier start still waiting for bytes, so noise that looks
-    like a header cannot hide a real frame. Progress: with ``len(buffer) >= MAX_FRAME_LEN`` a ``None``
-    answer always drops at least one byte.
-    """
-    buf = bytes(buffer)
-    waiting: int | None = None
-    at = buf.find(START)
-    while at != -1:
-        size = _frame_at(buf, at)
-        if size > 0:
-            return buf[at : at + size], at + size
-        if size == _NEED_MORE and waiting is None:
-            waiting = at
-        at = buf.find(START, at + 1)
-    if waiting is not None:
-        return None, waiting
-    keep = 1 if buf[-1:] == START[:1] else 0  # a trailing 0x4E may begin the next header
-    return None, len(buf) - keep
+    """The first complete, checksum-valid frame in ``buffer`` and how many bytes to drop
+    (``Framing.find_frame``: resynchronises on 4E 57 and keeps a trailing 0x4E that may begin the
+    next header). Progress: with ``len(buffer) >= MAX_FRAME_LEN`` a ``None`` answer always drops at
+    least one byte."""
+    return FRAMING.find_frame(buffer)
 
 
 # --- reading ------------------------------------------------------------------------------------
@@ -572,14 +644,7 @@ def find_frame(buffer: bytes | bytearray | memoryview) -> tuple[bytes | None, in
 
 def alarm_names(alarm_bits: int) -> tuple[list[str], list[str]]:
     """The set bits of 0x8B as (SPEC §3 faults, unmapped alarms), each once, in bit order."""
-    faults: list[str] = []
-    unmapped: list[str] = []
-    for bit in bits(alarm_bits, len(ALARM_BITS)):
-        name = ALARM_BITS[bit]
-        target = faults if name in SPEC_FAULTS else unmapped
-        if name not in target:
-            target.append(name)
-    return faults, unmapped
+    return model.alarm_names(ALARM_BITS, alarm_bits)
 
 
 def to_reading(frame: JkFrame) -> DeviceReading:
@@ -601,19 +666,21 @@ def to_reading(frame: JkFrame) -> DeviceReading:
     alarm = number(ALARMS)
     faults, unmapped = alarm_names(int(alarm)) if alarm is not None else ([], [])
     cells = frame.value(CELLS)
-    temperatures = [t for t in (number(0x81), number(0x82)) if t is not None]
-    cycles = number(0x87)
-    nominal = number(0xAA)
-    name = frame.value(0xB4)
-    firmware = frame.value(0xB7)
+    temperatures = [
+        t for t in (number(RecordId.BOX_TEMPERATURE), number(RecordId.BATTERY_TEMPERATURE)) if t is not None
+    ]
+    cycles = number(RecordId.CYCLES)
+    nominal = number(RecordId.NOMINAL_CAPACITY)
+    name = frame.value(RecordId.DEVICE_ID)
+    firmware = frame.value(RecordId.SOFTWARE_VERSION)
     return DeviceReading(
         protocol=PROTOCOL,
         cell_v=cells if isinstance(cells, list) else None,
         temperature_c=temperatures or None,
-        fet_temperature_c=number(0x80),
+        fet_temperature_c=number(RecordId.FET_TEMPERATURE),
         current_a=number(CURRENT),
-        pack_v=number(0x83),
-        soc=number(0x85),
+        pack_v=number(RecordId.PACK_VOLTAGE),
+        soc=number(RecordId.SOC),
         charge_fet=None if status_bits is None else bool(status_bits >> STATUS_CHARGE_FET & 1),
         discharge_fet=None if status_bits is None else bool(status_bits >> STATUS_DISCHARGE_FET & 1),
         faults=faults,

@@ -4,10 +4,19 @@ The client sends the requests a monitor sends and assembles a ``DeviceReading``;
 emulator's half) decodes a request and builds the replies a real board would give from a
 ``LiveState`` (a ``PackReading``) — the twin's values at that moment. Both use only the codec modules' functions, so
 what the emulator says is exactly what the reader understands.
+
+How to add a fourth protocol (the three here are the pattern; each piece is shared, not copied):
+
+1. A codec module ``devices/<name>.py`` with a field table (``fields.Field`` rows) per register or record.
+2. An alarm table: a module-level tuple of ``model.AlarmBit`` rows, voltage bits via ``model.voltage_alarm``.
+3. A frame candidate function and ``FRAMING = framing.Framing(start, candidate)``; its ``find_frame`` scans.
+4. A client here (requests, ``model.alarm_names`` on the alarm word, a ``DeviceReading``) in ``CLIENTS``.
+5. A server here (``model.alarm_word`` for the alarms, the replies a board sends) in ``SERVERS``.
 """
 
 from __future__ import annotations
 
+import datetime
 import functools
 import math
 import struct
@@ -19,10 +28,10 @@ from openbms.bms.profile import Profile, load_profile
 from openbms.bms.reading import PackReading
 from openbms.devices import daly, jbd, jk
 from openbms.devices.errors import FrameError
-from openbms.devices.model import DeviceReading
+from openbms.devices.framing import FrameFinder
+from openbms.devices.model import DeviceReading, alarm_word
 from openbms.devices.transport import SerialTransport, TransportError
 
-FrameFinder = Callable[[bytes], tuple[bytes | None, int]]
 # A write the server received: (what, fields) -> accepted? The emulator logs and decides.
 ControlHook = Callable[[str, dict[str, object]], bool]
 _T = TypeVar("_T")
@@ -108,6 +117,8 @@ def _lfp_profile() -> Profile:
 # of a reading: a server is built with them (``settings``).
 LiveState = PackReading
 BOARD_NAME = "openbms twin"  # the name a board answers with when the reading names none
+# The production date every emulated board reports (JBD 0x03, Daly 0x53, JK 0xB5 as YYMM).
+PRODUCTION_DATE = datetime.date(2025, 11, 25)
 
 
 class Client(Protocol):
@@ -126,14 +137,14 @@ class Server(Protocol):
     def answer(self, frame: bytes, state: LiveState, control: ControlHook) -> list[bytes]: ...
 
 
-def _mask(names: list[str], table: dict[int, str]) -> int:
-    wanted = set(names)
-    return sum(1 << bit for bit, name in table.items() if name in wanted)
-
-
 def _clip(value: float | None, low: float, high: float) -> float:
     """``value`` within [low, high]; unknown or not finite: ``low``."""
     return min(max(value, low), high) if value is not None and math.isfinite(value) else low
+
+
+def _latin1(text: str, size: int) -> str:
+    """``text`` cut to the ``size`` bytes a fixed-width latin-1 record holds."""
+    return text.encode("latin-1", "replace")[:size].decode("latin-1")
 
 
 def _num(value: float | None) -> float:
@@ -142,6 +153,9 @@ def _num(value: float | None) -> float:
 
 
 # ----------------------------------------------------------------------------- JBD
+JBD_SOFTWARE_VERSION = 0x10  # what an emulated JBD reports: "1.0" (``jbd.software_version``)
+
+
 class JbdClient:
     protocol = "jbd"
     find_frame: FrameFinder = staticmethod(jbd.find_frame)
@@ -157,17 +171,16 @@ class JbdClient:
         return reply.data
 
     def read(self, transport: SerialTransport) -> DeviceReading:
-        info = jbd.decode_basic_info(self._ask(transport, 0x03))
-        cells = jbd.decode_cells(self._ask(transport, 0x04))
+        info = jbd.decode_basic_info(self._ask(transport, jbd.REG_BASIC_INFO))
+        cells = jbd.decode_cells(self._ask(transport, jbd.REG_CELLS))
         if self._name is None:
-            self._name = jbd.decode_name(self._ask(transport, 0x05))
+            self._name = jbd.decode_name(self._ask(transport, jbd.REG_NAME))
         return jbd.to_reading(info, cells, self._name)
 
 
 class JbdServer:
     protocol = "jbd"
     find_frame: FrameFinder = staticmethod(jbd.find_frame)
-    _BITS = {bit: alarm.name for bit, alarm in jbd.PROTECTION_BITS.items()}
 
     def __init__(self, settings: BoardSettings | None = None) -> None:
         self.settings = settings  # None: the built-in LFP profile's, at the reading's nominal_ah
@@ -183,39 +196,44 @@ class JbdServer:
                 # control is allowed, through the hook below): a reader that opens it only to read
                 # settings, as dbus-serialbattery does at start-up, must not be refused.
                 return [jbd.encode_reply(request.register, b"")]
-            if request.register == 0xE1:
+            if request.register == jbd.REG_FET_CONTROL:
                 charge_on, discharge_on = jbd.decode_fet_control(request.data)
-                ok = control("fet", {"register": 0xE1, "charge_on": charge_on, "discharge_on": discharge_on})
+                fields: dict[str, object] = {
+                    "register": jbd.REG_FET_CONTROL,
+                    "charge_on": charge_on,
+                    "discharge_on": discharge_on,
+                }
+                ok = control("fet", fields)
             else:
                 ok = control("write", {"register": request.register})
-            return [jbd.encode_reply(request.register, b"", jbd.STATUS_OK if ok else 0x80)]
-        if request.register == 0x03:
+            return [jbd.encode_reply(request.register, b"", jbd.STATUS_OK if ok else jbd.STATUS_ERROR)]
+        if request.register == jbd.REG_BASIC_INFO:
             info = jbd.BasicInfo(
                 pack_v=round(_clip(state.pack_v, 0, 655.35), 2),
                 current_a=round(_clip(state.current_a, -327.68, 327.67), 2),
                 remaining_ah=round(_clip(state.remaining_ah, 0, 655.35), 2),
                 nominal_ah=round(_clip(state.nominal_ah, 0, 655.35), 2),
                 cycles=state.cycles or 0,
-                date_raw=(25 << 9) | (11 << 5) | 25,
+                date_raw=jbd.encode_date(PRODUCTION_DATE),
                 balance_mask=state.balancing_mask,
-                protection=_mask(state.faults, self._BITS),
-                software_version=0x10,
+                protection=alarm_word(jbd.PROTECTION_ALARMS, state.faults, state.warnings or []),
+                software_version=JBD_SOFTWARE_VERSION,
                 soc=round(_clip(state.soc, 0, 1), 2),
                 charge_fet=bool(state.charge_fet),
                 discharge_fet=bool(state.discharge_fet),
                 cell_count=len(state.cell_v or []),
                 temperatures_c=[round(_clip(t, -273.1, 6280), 1) for t in (state.temperature_c or [])[:8]],
             )
-            return [jbd.encode_reply(0x03, jbd.encode_basic_info(info))]
-        if request.register == 0x04:
+            return [jbd.encode_reply(jbd.REG_BASIC_INFO, jbd.encode_basic_info(info))]
+        if request.register == jbd.REG_CELLS:
             volts = [round(_clip(v, 0, 65.535), 3) for v in state.cell_v or []]
-            return [jbd.encode_reply(0x04, jbd.encode_cells(volts))]
-        if request.register == 0x05:
-            return [jbd.encode_reply(0x05, jbd.encode_name(state.name or BOARD_NAME))]
+            return [jbd.encode_reply(jbd.REG_CELLS, jbd.encode_cells(volts))]
+        if request.register == jbd.REG_NAME:
+            return [jbd.encode_reply(jbd.REG_NAME, jbd.encode_name(state.name or BOARD_NAME))]
         setting = self._setting(request.register, state)
         if setting is not None:
             return [jbd.encode_reply(request.register, setting)]
-        return [jbd.encode_reply(request.register, b"", 0x80)]
+        return [jbd.encode_reply(request.register, b"", jbd.STATUS_ERROR)]
 
     @staticmethod
     def _factory_session(register: int, data: bytes) -> bool:
@@ -243,9 +261,9 @@ class JbdServer:
 # Fixed answers where the twin has no equivalent (dbus-serialbattery ``daly.py`` asks for both at
 # start-up: ``read_capacity`` 0x50, ``read_production_date`` 0x53). The twin's cells have no
 # nominal voltage: 3.2 V is the usual LFP nominal (our default chemistry); a reader only shows it.
-# The production date is the one our JBD emulation reports (2025-11-25).
+# The production date is the one every emulated board reports.
 DALY_NOMINAL_CELL_V = 3.2
-DALY_PRODUCTION_DATE = daly.Details(2025, 11, 25)
+DALY_PRODUCTION_DATE = daly.Details(PRODUCTION_DATE.year, PRODUCTION_DATE.month, PRODUCTION_DATE.day)
 
 
 def _extremes(values: Sequence[float]) -> tuple[int, int]:
@@ -401,18 +419,14 @@ class DalyServer:
 
     @staticmethod
     def _flags(state: LiveState) -> int:
-        flags = 0
-        for (byte, bit), alarm in daly.FAILURE_BITS.items():
-            level_two = alarm.fault is not None and alarm.fault in state.faults
-            warned = alarm.unmapped is not None and alarm.unmapped.removeprefix("warning:") in (state.warnings or [])
-            if level_two or (warned and alarm.unmapped is not None and alarm.unmapped.startswith("warning:")):
-                flags |= 1 << (8 * byte + bit)
-        return flags
+        """0x98: level 2 for the twin's faults, level 1 for its warnings (``daly.FAILURE_ALARMS``)."""
+        return alarm_word(daly.FAILURE_ALARMS, state.faults, state.warnings or [])
 
 
 # ----------------------------------------------------------------------------- JK
-JK_CHARGE_SWITCH = 0xAB  # "charging MOS tube switch" parameter record
-JK_DISCHARGE_SWITCH = 0xAC
+Rec = jk.RecordId  # JK record ids by name
+JK_CHARGE_SWITCH = Rec.CHARGE_FET_SWITCH  # "charging MOS tube switch" parameter record
+JK_DISCHARGE_SWITCH = Rec.DISCHARGE_FET_SWITCH
 
 
 class JkClient:
@@ -427,7 +441,6 @@ class JkClient:
 class JkServer:
     protocol = "jk"
     find_frame: FrameFinder = staticmethod(jk.find_frame)
-    _BITS = dict(enumerate(jk.ALARM_BITS))
 
     def __init__(self, settings: BoardSettings | None = None) -> None:
         self.settings = settings  # None: the built-in LFP profile's, at the reading's nominal_ah
@@ -449,7 +462,7 @@ class JkServer:
             return [self._frame(request.command, {})] if ok else []
         if request.command != jk.COMMAND_READ_ALL:
             return []
-        version = 1
+        version = jk.PROTOCOL_V1
         values = self.read_all_values(state)
         records = {rid: jk.encode_value(rid, values[rid], version) for rid in jk.READ_ALL_RECORDS}
         return [self._frame(jk.COMMAND_READ_ALL, records)]
@@ -457,21 +470,21 @@ class JkServer:
     # Values with no equivalent in the twin: plausible fixed values, most as the recorded board
     # (tests/devices/vectors/jk.json) sends them, so a reader sees an ordinary board.
     FIXED: dict[int, jk.Value] = {
-        0x86: 2,  # temperature sensors: box (0x81) and battery (0x82), as we send them
-        0xA0: 100,  # box over-temperature protection, °C (no box sensor limit in the profile)
-        0xA1: 100,  # and its release, °C (recorded board)
-        0xA2: 20,  # temperature difference protection, °C (recorded board)
-        0xAB: 1,  # charge FET switch setting: on (the live FET state is in 0x8C)
-        0xAC: 1,  # discharge FET switch setting: on
-        0xAD: 1.041,  # current calibration, A (recorded board; the twin's shunt needs none)
-        0xAE: 1,  # board address (recorded board)
-        0xB1: 0.2,  # low capacity alarm at 20 % SOC (recorded board)
-        0xB2: "123456",  # password: the JK factory default, as the recorded board
-        0xB3: 0,  # dedicated charger switch: off (recorded board)
-        0xB5: "2511",  # manufacture date YYMM, the date our JBD and Daly emulations report
-        0xB7: "H6.X__S6.1.3S__",  # software version: the recorded board's, a format readers know
-        0xB8: 0,  # current calibration start: off (recorded board)
-        0xBA: "OPENBMS-TWIN-0000000001",  # manufacturer id (24 bytes; a real one is a serial)
+        Rec.TEMPERATURE_SENSOR_COUNT: 2,  # box (0x81) and battery (0x82), as we send them
+        Rec.BOX_OVERTEMPERATURE_PROTECTION: 100,  # °C (no box sensor limit in the profile)
+        Rec.BOX_OVERTEMPERATURE_RELEASE: 100,  # °C (recorded board)
+        Rec.TEMPERATURE_DIFFERENCE_PROTECTION: 20,  # °C (recorded board)
+        Rec.CHARGE_FET_SWITCH: 1,  # setting: on (the live FET state is in 0x8C)
+        Rec.DISCHARGE_FET_SWITCH: 1,  # setting: on
+        Rec.CURRENT_CALIBRATION: 1.041,  # A (recorded board; the twin's shunt needs none)
+        Rec.BOARD_ADDRESS: 1,  # (recorded board)
+        Rec.LOW_CAPACITY_ALARM_SOC: 0.2,  # 20 % SOC (recorded board)
+        Rec.PASSWORD: "123456",  # the JK factory default, as the recorded board
+        Rec.DEDICATED_CHARGER_SWITCH: 0,  # off (recorded board)
+        Rec.MANUFACTURE_DATE: PRODUCTION_DATE.strftime("%y%m"),  # YYMM, as our JBD and Daly report
+        Rec.SOFTWARE_VERSION: "H6.X__S6.1.3S__",  # the recorded board's, a format readers know
+        Rec.CURRENT_CALIBRATION_START: 0,  # off (recorded board)
+        Rec.MANUFACTURER_ID: "OPENBMS-TWIN-0000000001",  # 24 bytes; a real one is a serial
     }
     BATTERY_TYPES = {"lfp": 0, "nmc": 1, "lto": 2}  # 0xAF: 0 LFP, 1 ternary, 2 LTO
 
@@ -490,50 +503,51 @@ class JkServer:
 
         values: dict[int, jk.Value] = {
             jk.CELLS: [round(_clip(v, 0, 65.535), 3) for v in state.cell_v or []],
-            0x80: round(_clip(state.fet_temperature_c, -99, 100)),
-            0x81: round(_clip(max(state.temperature_c or [], default=25.0), -99, 100)),
-            0x82: round(_clip(min(state.temperature_c or [], default=25.0), -99, 100)),
-            0x83: round(u16(_num(state.pack_v), 0.01), 2),
+            Rec.FET_TEMPERATURE: round(_clip(state.fet_temperature_c, -99, 100)),
+            Rec.BOX_TEMPERATURE: round(_clip(max(state.temperature_c or [], default=25.0), -99, 100)),
+            Rec.BATTERY_TEMPERATURE: round(_clip(min(state.temperature_c or [], default=25.0), -99, 100)),
+            Rec.PACK_VOLTAGE: round(u16(_num(state.pack_v), 0.01), 2),
             jk.CURRENT: round(_clip(state.current_a, -327.67, 327.67), 2),
-            0x85: round(_clip(state.soc, 0, 1), 2),
-            0x87: round(u16(state.cycles or 0)),
+            Rec.SOC: round(_clip(state.soc, 0, 1), 2),
+            Rec.CYCLES: round(u16(state.cycles or 0)),
             # Total cycle capacity: the Ah discharged over the board's life, ~ cycles × capacity.
-            0x89: round(_clip((state.cycles or 0) * _num(state.nominal_ah), 0, 0xFFFFFFFF)),
-            0x8A: series,
-            jk.ALARMS: _mask(state.faults, self._BITS),
+            Rec.TOTAL_CYCLE_CAPACITY: round(_clip((state.cycles or 0) * _num(state.nominal_ah), 0, 0xFFFFFFFF)),
+            Rec.CELL_COUNT: series,
+            jk.ALARMS: alarm_word(jk.ALARM_BITS, state.faults, state.warnings or []),
             jk.STATUS: self.status_bits(state),
-            0x8E: round(u16(series * s.cell_overvoltage_v, 0.01), 2),  # pack = series × cell limit
-            0x8F: round(u16(series * s.cell_undervoltage_v, 0.01), 2),
-            0x90: round(u16(s.cell_overvoltage_v, 0.001), 3),
-            0x91: round(u16(s.cell_overvoltage_release_v, 0.001), 3),
-            0x92: u16(math.ceil(s.cell_overvoltage_delay_s)),
-            0x93: round(u16(s.cell_undervoltage_v, 0.001), 3),
-            0x94: round(u16(s.cell_undervoltage_release_v, 0.001), 3),
-            0x95: u16(math.ceil(s.cell_undervoltage_delay_s)),
-            0x96: round(u16(s.cell_imbalance_v, 0.001), 3),
-            0x97: u16(s.discharge_overcurrent_a),
-            0x98: u16(math.ceil(s.discharge_overcurrent_delay_s)),
-            0x99: u16(s.charge_overcurrent_a),
-            0x9A: u16(math.ceil(s.charge_overcurrent_delay_s)),
-            0x9B: round(u16(s.balance_start_v, 0.001), 3),
-            0x9C: round(u16(s.balance_trigger_delta_v, 0.001), 3),
-            0x9D: int(state.balancer_enabled is not False),
-            0x9E: u16(s.fet_overtemperature_c),
-            0x9F: u16(s.fet_overtemperature_release_c),
-            0xA3: u16(s.charge_overtemperature_c),
-            0xA4: u16(s.discharge_overtemperature_c),
-            0xA5: celsius(s.charge_undertemperature_c),
-            0xA6: celsius(s.charge_undertemperature_release_c),
-            0xA7: celsius(s.discharge_undertemperature_c),
-            0xA8: celsius(s.discharge_undertemperature_release_c),
-            0xA9: min(series, 0xFF),
-            0xAA: round(_clip(state.nominal_ah, 0, 0xFFFFFFFF)),
-            0xAF: self.BATTERY_TYPES.get(s.chemistry.split("_")[0], 0),
-            0xB0: u16(s.sleep_delay_s),
-            0xB4: (state.name or BOARD_NAME).encode("latin-1", "replace")[:8].decode("latin-1"),  # device id: 8 bytes
-            0xB6: round(_clip(state.uptime_s, 0, 0xFFFFFFFF * 60) / 60) * 60,  # sent in minutes
-            0xB9: round(_clip(state.nominal_ah, 0, 0xFFFFFFFF)),  # actual capacity: the twin's
-            jk.PROTOCOL_VERSION: 1,
+            # pack limits = series × cell limit
+            Rec.PACK_OVERVOLTAGE_PROTECTION: round(u16(series * s.cell_overvoltage_v, 0.01), 2),
+            Rec.PACK_UNDERVOLTAGE_PROTECTION: round(u16(series * s.cell_undervoltage_v, 0.01), 2),
+            Rec.CELL_OVERVOLTAGE_PROTECTION: round(u16(s.cell_overvoltage_v, 0.001), 3),
+            Rec.CELL_OVERVOLTAGE_RELEASE: round(u16(s.cell_overvoltage_release_v, 0.001), 3),
+            Rec.CELL_OVERVOLTAGE_DELAY: u16(math.ceil(s.cell_overvoltage_delay_s)),
+            Rec.CELL_UNDERVOLTAGE_PROTECTION: round(u16(s.cell_undervoltage_v, 0.001), 3),
+            Rec.CELL_UNDERVOLTAGE_RELEASE: round(u16(s.cell_undervoltage_release_v, 0.001), 3),
+            Rec.CELL_UNDERVOLTAGE_DELAY: u16(math.ceil(s.cell_undervoltage_delay_s)),
+            Rec.CELL_IMBALANCE_PROTECTION: round(u16(s.cell_imbalance_v, 0.001), 3),
+            Rec.DISCHARGE_OVERCURRENT_PROTECTION: u16(s.discharge_overcurrent_a),
+            Rec.DISCHARGE_OVERCURRENT_DELAY: u16(math.ceil(s.discharge_overcurrent_delay_s)),
+            Rec.CHARGE_OVERCURRENT_PROTECTION: u16(s.charge_overcurrent_a),
+            Rec.CHARGE_OVERCURRENT_DELAY: u16(math.ceil(s.charge_overcurrent_delay_s)),
+            Rec.BALANCE_START: round(u16(s.balance_start_v, 0.001), 3),
+            Rec.BALANCE_TRIGGER_DELTA: round(u16(s.balance_trigger_delta_v, 0.001), 3),
+            Rec.BALANCER_ENABLED: int(state.balancer_enabled is not False),
+            Rec.FET_OVERTEMPERATURE_PROTECTION: u16(s.fet_overtemperature_c),
+            Rec.FET_OVERTEMPERATURE_RELEASE: u16(s.fet_overtemperature_release_c),
+            Rec.CHARGE_OVERTEMPERATURE_PROTECTION: u16(s.charge_overtemperature_c),
+            Rec.DISCHARGE_OVERTEMPERATURE_PROTECTION: u16(s.discharge_overtemperature_c),
+            Rec.CHARGE_UNDERTEMPERATURE_PROTECTION: celsius(s.charge_undertemperature_c),
+            Rec.CHARGE_UNDERTEMPERATURE_RELEASE: celsius(s.charge_undertemperature_release_c),
+            Rec.DISCHARGE_UNDERTEMPERATURE_PROTECTION: celsius(s.discharge_undertemperature_c),
+            Rec.DISCHARGE_UNDERTEMPERATURE_RELEASE: celsius(s.discharge_undertemperature_release_c),
+            Rec.CELL_COUNT_SETTING: min(series, 0xFF),
+            Rec.NOMINAL_CAPACITY: round(_clip(state.nominal_ah, 0, 0xFFFFFFFF)),
+            Rec.BATTERY_TYPE: self.BATTERY_TYPES.get(s.chemistry.split("_")[0], 0),
+            Rec.SLEEP_WAIT: u16(s.sleep_delay_s),
+            Rec.DEVICE_ID: _latin1(state.name or BOARD_NAME, 8),
+            Rec.RUNTIME: round(_clip(state.uptime_s, 0, 0xFFFFFFFF * 60) / 60) * 60,  # sent in minutes
+            Rec.ACTUAL_CAPACITY: round(_clip(state.nominal_ah, 0, 0xFFFFFFFF)),  # actual capacity: the twin's
+            jk.PROTOCOL_VERSION: jk.PROTOCOL_V1,
         }
         values.update(self.FIXED)
         return values

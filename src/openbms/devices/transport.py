@@ -16,6 +16,8 @@ from typing import Protocol
 
 import serial
 
+from openbms.devices.framing import FrameFinder
+
 try:  # a pseudo-terminal whose other end went away raises termios.error (EIO), not OSError
     from termios import error as TermiosError
 except ImportError:  # pragma: no cover - not on POSIX
@@ -23,7 +25,6 @@ except ImportError:  # pragma: no cover - not on POSIX
 
 PORT_ERRORS = (serial.SerialException, OSError, TermiosError)
 
-FrameFinder = Callable[[bytes], tuple[bytes | None, int]]
 MAX_BUFFER = 4096
 
 
@@ -63,7 +64,8 @@ def _why(err: Exception) -> str:
 
 
 class SerialTransport:
-    """Request/response over a byte stream. Garbage before, between or after frames is skipped."""
+    """Request/response over a byte stream. Garbage before, between or after frames is skipped by the
+    protocol's ``find_frame`` (the one scanner of ``framing``)."""
 
     def __init__(self, port: Port, find_frame: FrameFinder, timeout_s: float = 1.0, retries: int = 2) -> None:
         self.port = port
