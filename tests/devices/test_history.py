@@ -11,7 +11,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,14 +20,12 @@ import pytest
 from typer.testing import CliRunner
 
 from openbms.cli import app
-from openbms.devices.emulator import Emulator, PtyPort, run_emulator
 from openbms.devices.history import HistoryError, HistoryRecorder, load_history
 from openbms.devices.model import DeviceReading
 from openbms.devices.reader import Poll
 from openbms.diagnose.engine import diagnose
 from openbms.diagnose.from_device import snapshot_from_reading
-from openbms.scenario.runner import ScenarioRunner
-from openbms.scenario.schema import load_scenario
+from tests.devices.emulated import emulated_port
 from tests.devices.test_cli_devices import assert_refused, run
 
 # A 4S 5 Ah pack at 3 % under a 3 A load: cell_undervoltage trips at about t=160 s and the board
@@ -50,34 +47,14 @@ timeline:
 """
 
 
-def _emulated(tmp_path: Path, text: str, speed: float) -> Iterator[str]:
-    """A JBD emulator on a pseudo-terminal, in a thread, for the test's duration."""
-    path = tmp_path / "scenario.yaml"
-    path.write_text(text)
-    scenario, steps = load_scenario(path)
-    emulator = Emulator(ScenarioRunner(scenario, steps), "jbd")
-    port = PtyPort()
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=run_emulator, args=(emulator, port), kwargs={"speed": speed, "stop": stop}, daemon=True
-    )
-    thread.start()
-    try:
-        yield port.path
-    finally:
-        stop.set()
-        thread.join(5)
-        port.close()
-
-
 @pytest.fixture
 def cut_off_port(tmp_path: Path) -> Iterator[str]:
-    yield from _emulated(tmp_path, CUT_OFF, speed=200.0)
+    yield from emulated_port(tmp_path, CUT_OFF, speed=200.0)
 
 
 @pytest.fixture
 def hung_port(tmp_path: Path) -> Iterator[str]:
-    yield from _emulated(tmp_path, HUNG, speed=20.0)
+    yield from emulated_port(tmp_path, HUNG)
 
 
 def _monitor(device: str, record: Path, count: int) -> list[dict[str, Any]]:

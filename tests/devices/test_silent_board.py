@@ -6,7 +6,6 @@ protocol that answers."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,10 @@ from typer.testing import CliRunner
 
 from openbms.cli import app
 from openbms.devices import reader as reader_module
-from openbms.devices.emulator import Emulator, PtyPort, run_emulator
 from openbms.devices.reader import DEFAULT_BAUD, DeviceReader
 from openbms.diagnose.engine import diagnose
 from openbms.diagnose.from_device import snapshot_from_reading
-from openbms.scenario.runner import ScenarioRunner
-from openbms.scenario.schema import load_scenario
+from tests.devices.emulated import emulated_port
 
 IDLE = """\
 name: an idle pack
@@ -38,38 +35,19 @@ timeline:
 """
 
 
-def _emulated(tmp_path: Path, text: str, protocol: str) -> Iterator[str]:
-    path = tmp_path / "scenario.yaml"
-    path.write_text(text)
-    scenario, steps = load_scenario(path)
-    emulator = Emulator(ScenarioRunner(scenario, steps), protocol)
-    port = PtyPort()
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=run_emulator, args=(emulator, port), kwargs={"speed": 20.0, "stop": stop}, daemon=True
-    )
-    thread.start()
-    try:
-        yield port.path
-    finally:
-        stop.set()
-        thread.join(5)
-        port.close()
-
-
 @pytest.fixture
 def daly_port(tmp_path: Path) -> Iterator[str]:
-    yield from _emulated(tmp_path, IDLE, "daly")
+    yield from emulated_port(tmp_path, IDLE, "daly")
 
 
 @pytest.fixture
 def jk_port(tmp_path: Path) -> Iterator[str]:
-    yield from _emulated(tmp_path, IDLE, "jk")
+    yield from emulated_port(tmp_path, IDLE, "jk")
 
 
 @pytest.fixture
 def hung_port(tmp_path: Path) -> Iterator[str]:
-    yield from _emulated(tmp_path, HUNG, "jbd")
+    yield from emulated_port(tmp_path, HUNG, "jbd")
 
 
 def _diagnose_json(*args: str) -> dict[str, object]:

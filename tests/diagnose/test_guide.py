@@ -364,6 +364,17 @@ NORMAL = {
     "hard_reset_tried": "no",
 }
 
+# A healthy-looking 4S pack whose BMS shows no sign of life, nothing having happened before.
+SILENT_4S = NORMAL | {
+    "chemistry": "lfp",
+    "series": "4S",
+    "responds": "no",
+    "app_state": "",
+    "before": "nothing, it just stopped",
+    "cell_v": "3.30 3.30 3.31 3.30",
+    "temperature_c": "22",
+}
+
 CONVERSATIONS: list[tuple[str, tuple[str, int], dict[str, str], str]] = [
     # --- 4S LiFePO4 (a "12 V" battery)
     (
@@ -553,16 +564,7 @@ CONVERSATIONS: list[tuple[str, tuple[str, int], dict[str, str], str]] = [
     (
         "4S silent for no reason",
         ("lfp", 4),
-        NORMAL
-        | {
-            "chemistry": "lfp",
-            "series": "4S",
-            "responds": "no",
-            "app_state": "",
-            "before": "nothing, it just stopped",
-            "cell_v": "3.30 3.30 3.31 3.30",
-            "temperature_c": "22",
-        },
+        SILENT_4S,
         # seed: the soft reset "should always be your first troubleshooting step"; the hard reset
         # "only ... after a soft reset has failed" ("does not wake up after connecting a charger")
         "soft_reset",
@@ -570,15 +572,8 @@ CONVERSATIONS: list[tuple[str, tuple[str, int], dict[str, str], str]] = [
     (
         "4S silent, the charger and a rest-and-reconnect changed nothing",
         ("lfp", 4),
-        NORMAL
+        SILENT_4S
         | {
-            "chemistry": "lfp",
-            "series": "4S",
-            "responds": "no",
-            "app_state": "",
-            "before": "nothing, it just stopped",
-            "cell_v": "3.30 3.30 3.31 3.30",
-            "temperature_c": "22",
             "charger_tried": "yes",
             "charger_result": "nothing",
             "soft_reset_tried": "tried it, no change",

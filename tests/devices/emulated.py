@@ -1,0 +1,33 @@
+"""An emulated board on a pseudo-terminal for a test's duration: the twin playing a scenario,
+served by the protocol's emulator in a thread, as a reader on a real serial port meets it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from openbms.devices.emulator import Emulator, PtyPort, run_emulator
+from openbms.scenario.runner import ScenarioRunner
+from openbms.scenario.schema import load_scenario
+
+
+def emulated_port(tmp_path: Path, text: str, protocol: str = "jbd", speed: float = 20.0) -> Iterator[str]:
+    """Yield the path of a pseudo-terminal where ``protocol``'s emulator serves the scenario
+    ``text`` at ``speed`` times real time; stop and close it afterwards."""
+    path = tmp_path / "scenario.yaml"
+    path.write_text(text)
+    scenario, steps = load_scenario(path)
+    emulator = Emulator(ScenarioRunner(scenario, steps), protocol)
+    port = PtyPort()
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=run_emulator, args=(emulator, port), kwargs={"speed": speed, "stop": stop}, daemon=True
+    )
+    thread.start()
+    try:
+        yield port.path
+    finally:
+        stop.set()
+        thread.join(5)
+        port.close()
