@@ -57,10 +57,11 @@ from hypothesis import strategies as st
 from openbms.bms.brain import Bms
 from openbms.bms.events import Event
 from openbms.bms.nvm import NonVolatileMemory
-from openbms.bms.profile import Profile, load_profile
+from openbms.bms.profile import Profile
 from openbms.bms.recovery import LATCHED, PERSISTENT
 from openbms.bms.recovery import RECOVERY_CLASSES as CLASSES
 from openbms.chemistry import CellParams, load_chemistry
+from openbms.profiles import load_profile
 from openbms.twin.cells import Spread
 from openbms.twin.faults import FaultSpec, inject, repair
 from openbms.twin.pack import Topology

@@ -15,12 +15,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from openbms.bms.profile import Profile, load_profile
+from openbms.bms.profile import Profile
 from openbms.bms.reading import PackReading
 from openbms.devices import daly, jbd, jk
 from openbms.devices.errors import FrameError
 from openbms.devices.model import DeviceReading
 from openbms.devices.transport import SerialTransport, TransportError
+from openbms.profiles import load_profile
 
 FrameFinder = Callable[[bytes], tuple[bytes | None, int]]
 # A write the server received: (what, fields) -> accepted? The emulator logs and decides.
