@@ -33,8 +33,8 @@ from test_protections import (
 )
 
 from openbms.bms.events import Event
-from openbms.bms.recovery import CLEARERS
-from openbms.bms.recovery import RECOVERY_CLASSES as CLASSES
+from openbms.bms.recovery_classes import CLEARERS
+from openbms.bms.recovery_classes import RECOVERY_CLASSES as CLASSES
 
 # SPEC §4's table: what clears each class (with its condition gone).
 #   self: by itself; soft: soft reset; hard: power removed ≥ hold-up; service: authenticated clear
