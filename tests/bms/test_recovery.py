@@ -266,7 +266,7 @@ def test_rows_cover_every_class() -> None:
 
 
 def test_the_brains_clearer_table_is_the_specs() -> None:
-    """The brain reads its rule from ``recovery.CLEARERS``; this file's TABLE is SPEC §4's."""
+    """The brain reads its rule from ``recovery_classes.CLEARERS``; this file's TABLE is SPEC §4's."""
     brain = {
         c.recovery_class: {"self": c.by_itself, "soft": c.soft_reset, "hard": c.hard_reset, "service": c.service}
         for c in CLEARERS

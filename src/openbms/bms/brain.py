@@ -118,6 +118,8 @@ class Bms:
         self.limits = self._commands(np.zeros(packs), np.zeros(packs))
 
     def _row_arrays(self) -> list[tuple[object, str]]:
+        """Every per-pack array (first axis: the pack) of the brain and its collaborators, as
+        (holder, attribute): what a pack that did not run keeps through a cycle."""
         holders: list[object] = [self, self.brain, self.sensors, self.soc, self.health, self.soc.counters]
         found = []
         for holder in holders:

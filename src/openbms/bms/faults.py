@@ -4,7 +4,9 @@ condition is still present (SPEC §3–§4).
 Everything here is array arithmetic over the whole batch; Python loops run only over the few
 (pack, fault) pairs that changed this cycle, to log them. The per-fault consequences (SOC
 points, a damaged AFE, …) come from ``fault_hooks.FAULT_HOOKS``; what may clear a fault of
-which recovery class comes from ``recovery.CLEARERS``.
+which recovery class comes from ``recovery_classes.CLEARERS``. A fault presumed at boot (judged
+over time, SPEC §4) is confirmed or cleared here too, in ``judge_presumed``. Every function acts
+on the ``BrainState`` it is given.
 """
 
 from __future__ import annotations
