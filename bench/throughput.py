@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import pybamm_reference as ref  # noqa: E402  (bench/ is not a package)
 
-from openbms.bms.profile import load_profile  # noqa: E402
 from openbms.chemistry import load_chemistry  # noqa: E402
+from openbms.profiles import load_profile  # noqa: E402
 from openbms.twin.cells import Spread  # noqa: E402
 from openbms.twin.pack import Topology  # noqa: E402
 from openbms.twin.simulator import ALL_PACKS, Twin, TwinConfig  # noqa: E402

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from openbms.bms.events import EVENT_KINDS, FAULT_NAMES
-from openbms.bms.profile import load_profile
+from openbms.profiles import load_profile
 from openbms.scenario.schema import Scenario
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -57,10 +57,11 @@ from hypothesis import strategies as st
 from openbms.bms.brain import Bms
 from openbms.bms.events import Event
 from openbms.bms.nvm import NonVolatileMemory
-from openbms.bms.profile import Profile, load_profile
-from openbms.bms.recovery import LATCHED, PERSISTENT
-from openbms.bms.recovery import RECOVERY_CLASSES as CLASSES
+from openbms.bms.profile import Profile
+from openbms.bms.recovery_classes import LATCHED, PERSISTENT
+from openbms.bms.recovery_classes import RECOVERY_CLASSES as CLASSES
 from openbms.chemistry import CellParams, load_chemistry
+from openbms.profiles import load_profile
 from openbms.twin.cells import Spread
 from openbms.twin.faults import FaultSpec, inject, repair
 from openbms.twin.pack import Topology
@@ -758,7 +759,9 @@ def test_p1_checker_flags_an_unbounded_recovery_charge(broken: Any) -> None:
         def update_fets(self: Bms, *args: Any) -> None:
             original(self, *args)
             self.recovery_blocked[:] = False
-            self.charge_fet = ~(self.active & self.table.blocks_charge & ~self._recovery_charge).any(axis=1)
+            self.charge_fet = ~(self.active & self.table.blocks_charge & ~self.brain.recovery_charge_columns).any(
+                axis=1
+            )
 
         return update_fets
 
@@ -791,7 +794,7 @@ def test_p2_checker_flags_a_persistent_fault_lost_at_boot(broken: Any) -> None:
     def forgets(original: Callable[..., None]) -> Callable[..., None]:
         def restore(self: Bms, pack: int, snapshot: dict[str, Any] | None) -> None:
             original(self, pack, snapshot)
-            self._persistent_at_boot[pack] = []
+            self.brain.persistent_at_boot[pack] = []
 
         return restore
 

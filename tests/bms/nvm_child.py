@@ -36,8 +36,8 @@ from collections.abc import Iterable
 
 from openbms.bms.events import Event
 from openbms.bms.nvm import NonVolatileMemory
-from openbms.bms.profile import load_profile
 from openbms.chemistry import load_chemistry
+from openbms.profiles import load_profile
 from openbms.twin.cells import Spread
 from openbms.twin.pack import Topology
 from openbms.twin.simulator import Twin, TwinConfig

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from openbms.bms.cell_health import CellHealthLearner
-from openbms.bms.profile import load_profile
 from openbms.chemistry import load_chemistry
+from openbms.profiles import load_profile
 
 OCV = load_chemistry("lfp").ocv
 SETTINGS = load_profile("lfp").cell_health

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from openbms.bms.profile import ProfileError, builtin_profiles, load_profile
+from openbms.bms.profile import ProfileError
+from openbms.profiles import builtin_profiles, load_profile
 
 
 @pytest.mark.parametrize("name", ["lfp", "nmc", "lto"])

@@ -18,8 +18,9 @@ import pytest
 from openbms.bms.brain import Bms, PackConfig
 from openbms.bms.events import Event
 from openbms.bms.interface import Commands, Measurements
-from openbms.bms.profile import ProfileError, load_profile
+from openbms.bms.profile import ProfileError
 from openbms.chemistry import load_chemistry
+from openbms.profiles import load_profile
 
 SERIES = 4
 CAPACITY_AH = 100.0

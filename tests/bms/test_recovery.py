@@ -33,8 +33,8 @@ from test_protections import (
 )
 
 from openbms.bms.events import Event
-from openbms.bms.recovery import CLEARERS
-from openbms.bms.recovery import RECOVERY_CLASSES as CLASSES
+from openbms.bms.recovery_classes import CLEARERS
+from openbms.bms.recovery_classes import RECOVERY_CLASSES as CLASSES
 
 # SPEC §4's table: what clears each class (with its condition gone).
 #   self: by itself; soft: soft reset; hard: power removed ≥ hold-up; service: authenticated clear
@@ -266,7 +266,7 @@ def test_rows_cover_every_class() -> None:
 
 
 def test_the_brains_clearer_table_is_the_specs() -> None:
-    """The brain reads its rule from ``recovery.CLEARERS``; this file's TABLE is SPEC §4's."""
+    """The brain reads its rule from ``recovery_classes.CLEARERS``; this file's TABLE is SPEC §4's."""
     brain = {
         c.recovery_class: {"self": c.by_itself, "soft": c.soft_reset, "hard": c.hard_reset, "service": c.service}
         for c in CLEARERS

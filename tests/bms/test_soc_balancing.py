@@ -8,8 +8,8 @@ import pytest
 from test_protections import CAPACITY_AH, DT_S, SERIES, Driver, cells, measurements, of
 
 from openbms.bms.brain import Bms, PackConfig
-from openbms.bms.profile import load_profile
 from openbms.chemistry import load_chemistry
+from openbms.profiles import load_profile
 
 OCV = load_chemistry("lfp").ocv
 

@@ -34,11 +34,11 @@ import numpy as np
 import pytest
 
 from openbms.bms.nvm import NonVolatileMemory
-from openbms.bms.profile import load_profile
 from openbms.chemistry import load_chemistry
 from openbms.diagnose.apply import apply
 from openbms.diagnose.engine import RECOMMENDATIONS, diagnose
 from openbms.diagnose.from_twin import snapshot_of
+from openbms.profiles import load_profile
 from openbms.twin.cells import Spread
 from openbms.twin.external import LOAD_CURRENT
 from openbms.twin.faults import FaultSpec, inject, repair

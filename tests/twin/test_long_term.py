@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from openbms.bms.profile import load_profile
 from openbms.chemistry import load_chemistry
+from openbms.profiles import load_profile
 from openbms.twin.cells import Spread
 from openbms.twin.pack import Topology
 from openbms.twin.simulator import ALL_PACKS, Twin, TwinConfig

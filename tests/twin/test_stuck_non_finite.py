@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from openbms.bms.profile import load_profile
 from openbms.chemistry import load_chemistry
 from openbms.cli import app
+from openbms.profiles import load_profile
 from openbms.twin.cells import Spread
 from openbms.twin.faults import FaultSpec, inject, repair
 from openbms.twin.pack import Topology

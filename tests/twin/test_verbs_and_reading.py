@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from openbms.bms.profile import load_profile
 from openbms.bms.reading import TWIN_PROTOCOL, PackReading
 from openbms.chemistry import load_chemistry
 from openbms.devices.model import DeviceReading
 from openbms.devices.protocols import LiveState
+from openbms.profiles import load_profile
 from openbms.twin.cells import Spread
 from openbms.twin.external import LOAD_CURRENT, LOAD_NONE, LOAD_POWER, LOAD_RESISTANCE, Charger, Load
 from openbms.twin.pack import Topology

@@ -6,8 +6,6 @@ block, what recovery class they have) and this cycle's readings; only changes ar
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import numpy.typing as npt
 
@@ -16,101 +14,101 @@ from openbms.bms.events import Event
 from openbms.bms.interface import Commands, Measurements
 from openbms.bms.limits import balancing_mask
 from openbms.bms.plausibility import CellStats
-from openbms.bms.recovery import LATCHED, PERSISTENT
-
-if TYPE_CHECKING:
-    from openbms.bms.brain import Bms
+from openbms.bms.recovery_classes import LATCHED, PERSISTENT
+from openbms.bms.state import BrainState
 
 FloatArray = npt.NDArray[np.float64]
 
 _RECOVERY_CHARGE_GRACE = 1.1  # the recovery charge may exceed its rate by 10 % (sensor tolerance)
 
 
-def update_fets(bms: Bms, t_s: float, dt_s: float, stats: CellStats, m: Measurements, events: list[Event]) -> None:
+def update_fets(
+    brain: BrainState, t_s: float, dt_s: float, stats: CellStats, m: Measurements, events: list[Event]
+) -> None:
     """Open every path an active fault blocks; a deep-discharged pack may still take a small
     recovery charge (SPEC §3), and more than that for a second opens the charge FET until the
     charger goes away."""
-    counts = bms.active.astype(np.float32) @ bms.path_matrix
+    counts = brain.active.astype(np.float32) @ brain.path_matrix
     charge_blocked = counts[:, 0] > 0
     recovery_only = counts[:, 1] > 0
     discharge_blocked = counts[:, 2] > 0
     if recovery_only.any():
-        over = stats.current_a > bms.recovery_charge_a * _RECOVERY_CHARGE_GRACE
+        over = stats.current_a > brain.recovery_charge_a * _RECOVERY_CHARGE_GRACE
         overrate = recovery_only & over
-        bms.recovery_overrate_s = np.where(
-            overrate, bms.recovery_overrate_s + np.where(bms._overrate_seen, dt_s, 0.0), 0.0
+        brain.recovery_overrate_s = np.where(
+            overrate, brain.recovery_overrate_s + np.where(brain.overrate_seen, dt_s, 0.0), 0.0
         )
-        bms._overrate_seen = overrate
-        bms.recovery_blocked |= recovery_only & (bms.recovery_overrate_s >= 1.0)
-        bms.recovery_blocked &= recovery_only & m.charger_present
-        charge_blocked |= recovery_only & bms.recovery_blocked
+        brain.overrate_seen = overrate
+        brain.recovery_blocked |= recovery_only & (brain.recovery_overrate_s >= 1.0)
+        brain.recovery_blocked &= recovery_only & m.charger_present
+        charge_blocked |= recovery_only & brain.recovery_blocked
     # An operator's FET-off command (monitoring link) can only open a path, never close one.
-    charge_fet = ~charge_blocked & ~bms.sleeping & ~bms.operator_charge_off
-    discharge_fet = ~discharge_blocked & ~bms.sleeping & ~bms.operator_discharge_off
-    for name, old, new in (("charge", bms.charge_fet, charge_fet), ("discharge", bms.discharge_fet, discharge_fet)):
+    charge_fet = ~charge_blocked & ~brain.sleeping & ~brain.operator_charge_off
+    discharge_fet = ~discharge_blocked & ~brain.sleeping & ~brain.operator_discharge_off
+    for name, old, new in (("charge", brain.charge_fet, charge_fet), ("discharge", brain.discharge_fet, discharge_fet)):
         for pack in np.nonzero(old != new)[0]:
             events.append(Event(t_s, int(pack), "fet_changed", {"fet": name, "on": bool(new[pack])}))
-    bms.charge_fet, bms.discharge_fet = charge_fet, discharge_fet
-    bms.recovery_only = recovery_only
+    brain.charge_fet, brain.discharge_fet = charge_fet, discharge_fet
+    brain.recovery_only = recovery_only
 
 
-def update_state(bms: Bms, t_s: float, events: list[Event]) -> None:
+def update_state(brain: BrainState, t_s: float, events: list[Event]) -> None:
     """SPEC §5: locked (a persistent fault), latched, sleep, protected (a blocking fault), normal."""
-    active = bms.active
-    if not active.any() and not bms.sleeping.any() and not (bms.state != states.NORMAL).any():
+    active = brain.active
+    if not active.any() and not brain.sleeping.any() and not (brain.state != states.NORMAL).any():
         return
-    locked = (active & (bms.recovery_class == PERSISTENT)).any(axis=1)
-    latched = (active & (bms.recovery_class == LATCHED)).any(axis=1)
-    blocking = (active & (bms.table.blocks_charge | bms.table.blocks_discharge)).any(axis=1)
+    locked = (active & (brain.recovery_class == PERSISTENT)).any(axis=1)
+    latched = (active & (brain.recovery_class == LATCHED)).any(axis=1)
+    blocking = (active & (brain.table.blocks_charge | brain.table.blocks_discharge)).any(axis=1)
     new_state = np.select(
-        [locked, latched, bms.sleeping, blocking],
+        [locked, latched, brain.sleeping, blocking],
         [states.LOCKED, states.LATCHED, states.SLEEP, states.PROTECTED],
         states.NORMAL,
     ).astype(np.int8)
-    for pack in np.nonzero(new_state != bms.state)[0]:
-        fields = {"from": states.STATES[bms.state[pack]], "to": states.STATES[new_state[pack]]}
+    for pack in np.nonzero(new_state != brain.state)[0]:
+        fields = {"from": states.STATES[brain.state[pack]], "to": states.STATES[new_state[pack]]}
         events.append(Event(t_s, int(pack), "state_changed", fields))
-    bms.state = new_state
+    brain.state = new_state
 
 
-def update_balancing(bms: Bms, m: Measurements, stats: CellStats, t_s: float, events: list[Event]) -> None:
+def update_balancing(brain: BrainState, m: Measurements, stats: CellStats, t_s: float, events: list[Event]) -> None:
     """Bleed the high cells during balancing time: from the top of a charge until the pack is
     discharged again, never while a fault stops it, the pack sleeps or its readings are doubtful."""
-    bal = bms.profile.balancing
+    bal = brain.profile.balancing
     if not bal.enabled:
         return
-    capacity_ah = bms.pack.capacity_ah
+    capacity_ah = brain.pack.capacity_ah
     current_c = stats.current_a / capacity_ah
     topping = (current_c > 0) & (stats.max_v >= bal.min_cell_v)
-    topping |= (bms.active & bms.full_columns).any(axis=1)
+    topping |= (brain.active & brain.full_columns).any(axis=1)
     # Balancing time ends after a net discharge (sensor noise averages out in it) of more than
     # ``top_until_out_soc``.
-    out_ah = -stats.current_a * bms.cycle_dt_s / 3600.0
-    bms.out_since_top_ah = np.where(topping, 0.0, np.maximum(bms.out_since_top_ah + out_ah, 0.0))
-    ended = bms.out_since_top_ah > bal.top_until_out_soc * capacity_ah
-    bms.after_top = (bms.after_top | topping) & ~ended
-    stopping = (bms.active & bms.table.stops_balancing).any(axis=1)
-    allowed = ~stopping & m.afe_ok & ~bms.sleeping & ~bms.untrusted & bms.after_top
-    if not allowed.any() and not bms.balance.any():
+    out_ah = -stats.current_a * brain.cycle_dt_s / 3600.0
+    brain.out_since_top_ah = np.where(topping, 0.0, np.maximum(brain.out_since_top_ah + out_ah, 0.0))
+    ended = brain.out_since_top_ah > bal.top_until_out_soc * capacity_ah
+    brain.after_top = (brain.after_top | topping) & ~ended
+    stopping = (brain.active & brain.table.stops_balancing).any(axis=1)
+    allowed = ~stopping & m.afe_ok & ~brain.sleeping & ~brain.untrusted & brain.after_top
+    if not allowed.any() and not brain.balance.any():
         return
-    rest_c = bms.profile.rest_current_c_rate
-    mask = balancing_mask(bal, m.cell_v, stats, capacity_ah, rest_c, allowed, bms.balance)
-    changed = (mask != bms.balance).any(axis=1)
+    rest_c = brain.profile.rest_current_c_rate
+    mask = balancing_mask(bal, m.cell_v, stats, capacity_ah, rest_c, allowed, brain.balance)
+    changed = (mask != brain.balance).any(axis=1)
     for pack in np.nonzero(changed)[0]:
         cells = [int(c) + 1 for c in np.nonzero(mask[pack])[0]]
         events.append(Event(t_s, int(pack), "balancing", {"cells": cells}))
-    bms.balance = mask
+    brain.balance = mask
 
 
-def commands(bms: Bms, charge_limit_a: FloatArray, discharge_limit_a: FloatArray) -> Commands:
+def commands(brain: BrainState, charge_limit_a: FloatArray, discharge_limit_a: FloatArray) -> Commands:
     """The cycle's commands; a path whose FET is open is allowed 0 A, a recovery charge its rate."""
-    recovery_limit_a = np.minimum(charge_limit_a, bms.recovery_charge_a)
-    charge_a = np.where(bms.recovery_only, recovery_limit_a, np.where(bms.charge_fet, charge_limit_a, 0.0))
+    recovery_limit_a = np.minimum(charge_limit_a, brain.recovery_charge_a)
+    charge_a = np.where(brain.recovery_only, recovery_limit_a, np.where(brain.charge_fet, charge_limit_a, 0.0))
     return Commands(
-        charge_fet=bms.charge_fet,
-        discharge_fet=bms.discharge_fet,
-        balance=bms.balance,
-        charge_current_limit_a=np.where(bms.charge_fet, charge_a, 0.0),
-        discharge_current_limit_a=np.where(bms.discharge_fet, discharge_limit_a, 0.0),
-        charge_voltage_limit_v=np.full(bms.packs, bms.profile.limits.charge_voltage_cell_v * bms.pack.series),
+        charge_fet=brain.charge_fet,
+        discharge_fet=brain.discharge_fet,
+        balance=brain.balance,
+        charge_current_limit_a=np.where(brain.charge_fet, charge_a, 0.0),
+        discharge_current_limit_a=np.where(brain.discharge_fet, discharge_limit_a, 0.0),
+        charge_voltage_limit_v=np.full(brain.packs, brain.profile.limits.charge_voltage_cell_v * brain.pack.series),
     )

@@ -1,6 +1,8 @@
 """BMS profiles: every threshold, delay and setting the brain uses, as validated data.
 
-A profile is a YAML file in ``profiles/`` (or a user's own); a scenario overrides any value with
+This module is the profile's schema and its validation only; the brain reads no file. The shipped
+profiles are YAML files in ``profiles/``, read and merged (``extends:``, ``set:``) by
+``openbms.profiles``, the layer above the brain. A scenario overrides any value with
 dotted keys (``cell_undervoltage.trip_v: 2.6``, ``sleep.delay_s: 600``). Thresholds carry their unit
 in their key (``trip_v``, ``trip_c`` for °C, ``trip_c_rate`` for multiples of the rated capacity per
 hour, ``trip_s``, ``trip_flag`` for yes/no diagnostics), so a file reads unambiguously.
@@ -8,11 +10,8 @@ hour, ``trip_s``, ``trip_flag`` for yes/no diagnostics), so a file reads unambig
 
 from __future__ import annotations
 
-import copy
-from importlib import resources
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticUndefined
 
@@ -294,59 +293,13 @@ class Profile(_Strict):
     hardware: Hardware
 
 
-def _builtin_text(name: str) -> str:
-    if name not in builtin_profiles():  # never a path: a name is looked up, not opened
-        raise ProfileError(f"unknown BMS profile {name!r}; built in: {', '.join(builtin_profiles())}")
-    return resources.files("openbms.bms").joinpath("profiles", f"{name}.yaml").read_text("utf-8")
-
-
-def builtin_profiles() -> list[str]:
-    folder = resources.files("openbms.bms").joinpath("profiles")
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def _raw_profile(name: str) -> dict[str, Any]:
-    raw = yaml.safe_load(_builtin_text(name))
-    base = raw.pop("extends", None)
-    overrides = raw.pop("set", {}) or {}
-    if base is not None:
-        merged = _raw_profile(base)
-        merged["name"] = raw.get("name", name)
-        apply_overrides(merged, overrides)
-        return merged
-    return dict(raw)
-
-
-def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> None:
-    """Apply dotted-key overrides in place. A protection's name may stand first (SPEC §8)."""
-    for dotted, value in overrides.items():
-        parts = str(dotted).split(".")
-        node: Any = raw
-        protections = raw.get("protections")
-        if isinstance(protections, dict) and parts[0] in protections:
-            node = raw["protections"]
-        for depth, part in enumerate(parts[:-1]):
-            if not isinstance(node, dict) or part not in node:
-                where = ".".join(parts[: depth + 1])
-                raise ProfileError(f"unknown setting {dotted!r} ({where!r} does not exist)")
-            node = node[part]
-        leaf = parts[-1]
-        if not isinstance(node, dict):
-            raise ProfileError(f"unknown setting {dotted!r}")
-        is_protection = node is not raw and "quantity" in node
-        if leaf not in node and not (is_protection and _is_protection_key(leaf)):
-            raise ProfileError(f"unknown setting {dotted!r}")
-        node[leaf] = value
-
-
-def _is_protection_key(key: str) -> bool:
+def is_protection_key(key: str) -> bool:
+    """Whether ``key`` is a setting of a protection (an override may add one its file leaves out)."""
     return key in Protection.model_fields
 
 
-def load_profile(name: str = "lfp", overrides: dict[str, Any] | None = None) -> Profile:
-    """The built-in profile ``name`` with dotted-key ``overrides`` applied and validated."""
-    raw = copy.deepcopy(_raw_profile(name))
-    apply_overrides(raw, overrides or {})
+def validate_profile(raw: dict[str, Any]) -> Profile:
+    """The profile these plain values describe, or a ``ProfileError`` naming the first wrong key."""
     try:
         return Profile.model_validate(raw)
     except ValidationError as err:

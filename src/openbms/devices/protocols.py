@@ -24,13 +24,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from openbms.bms.profile import Profile, load_profile
+from openbms.bms.profile import Profile
 from openbms.bms.reading import PackReading
 from openbms.devices import daly, jbd, jk
 from openbms.devices.errors import FrameError
 from openbms.devices.framing import FrameFinder
 from openbms.devices.model import DeviceReading, alarm_word
 from openbms.devices.transport import SerialTransport, TransportError
+from openbms.profiles import load_profile
 
 # A write the server received: (what, fields) -> accepted? The emulator logs and decides.
 ControlHook = Callable[[str, dict[str, object]], bool]

@@ -474,7 +474,7 @@ def _relevant(key: str, a: dict[str, str]) -> bool:
 
 def guide_thresholds(chem: str | None, n: int | None) -> tuple[Thresholds, list[str]]:
     """The limits of the chosen chemistry's profile scaled to the cell count; none quoted that are not known."""
-    from openbms.bms.profile import load_profile
+    from openbms.profiles import load_profile
 
     notes: list[str] = []
     if chem is None:

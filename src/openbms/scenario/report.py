@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from openbms.bms.profile import load_profile
+from openbms.profiles import load_profile
 from openbms.scenario.runner import RunResult
 from openbms.units import format_duration
 

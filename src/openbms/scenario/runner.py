@@ -14,9 +14,9 @@ import numpy.typing as npt
 
 from openbms.bms.events import Event
 from openbms.bms.nvm import NonVolatileMemory
-from openbms.bms.profile import load_profile
 from openbms.chemistry import CellParams, ChemistryError, load_chemistry, load_user_cell
 from openbms.inputs import InputLimitError, read_text_limited
+from openbms.profiles import load_profile
 from openbms.scenario.schema import (
     MAX_DURATION_S,
     ChargerSpec,

@@ -23,7 +23,8 @@ from pydantic import (
 )
 
 from openbms.bms.events import EVENT_KINDS, FAULT_NAMES
-from openbms.bms.profile import ProfileError, load_profile
+from openbms.bms.profile import ProfileError
+from openbms.profiles import load_profile
 from openbms.scenario.yaml_lines import InputLimitError, Location, line_of, load_yaml_with_lines
 from openbms.units import parse_duration_s
 
