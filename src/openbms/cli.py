@@ -356,10 +356,11 @@ def _diagnose(
         verdict = run_guide(lambda q: print_guide_question(console, q))
         snapshot_state = None
     elif device is not None:
-        from openbms.bms.profile import ProfileError, builtin_profiles, load_profile
+        from openbms.bms.profile import ProfileError
         from openbms.devices.history import HistoryError, load_history
         from openbms.devices.reader import DEVICE_ERRORS
         from openbms.diagnose.from_device import read_device_snapshot
+        from openbms.profiles import builtin_profiles, load_profile
 
         if profile_name is not None and profile_name not in builtin_profiles():
             err.print(

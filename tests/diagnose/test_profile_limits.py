@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from openbms.bms.profile import load_profile
 from openbms.cli import app
 from openbms.devices.model import DeviceReading
 from openbms.diagnose.engine import diagnose
 from openbms.diagnose.from_device import snapshot_from_reading
+from openbms.profiles import load_profile
 
 # profile: (over-voltage trip, under-voltage trip, its release, deep discharge, charge V per cell)
 HAND_READ = {

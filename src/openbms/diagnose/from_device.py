@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from openbms.bms.profile import Profile, load_profile
+from openbms.bms.profile import Profile
 from openbms.devices.model import DeviceReading
 from openbms.devices.reader import read_once
 from openbms.diagnose.snapshot import ActiveFault, Snapshot, Thresholds
+from openbms.profiles import load_profile
 
 # A board reports flags, not how they clear: each fault's recovery class is the one of the
 # profile the board is judged with (``Thresholds.recovery_classes``).

@@ -84,7 +84,7 @@ class Thresholds(BaseModel):
 def default_thresholds() -> Thresholds:
     """The built-in LiFePO4 profile's limits for a 16S 100 Ah pack: what a snapshot judges with when
     its source names no profile (a saved twin state always names its own)."""
-    from openbms.bms.profile import load_profile
+    from openbms.profiles import load_profile
 
     return Thresholds.from_profile(load_profile("lfp"), 16, 100.0)
 
