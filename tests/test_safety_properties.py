@@ -1,4 +1,4 @@
-"""Safety properties of the BMS over random timelines (SPEC §3–§5), checked after every cycle.
+"""Safety properties of the BMS over random timelines (docs/behaviour.md §3–§5), checked after every cycle.
 
 Hypothesis draws a starting pack (a 4S1P, 10 Ah LiFePO4 twin at a random SOC and temperature, a
 0.5 or 1 s cycle) and a handful of actions — loads up to 3C, chargers (13–16 V, up to 2C), shorts,
@@ -78,13 +78,13 @@ FAST_TIMERS: tuple[tuple[str, Any], ...] = (
     ("discharge_overcurrent.release_delay_s", 5),
     ("short_circuit.release_delay_s", 5),
 )
-# SPEC §3: cell_overvoltage_latched trips at ≥ 3.80 V after 1 s.
+# docs/behaviour.md §3: cell_overvoltage_latched trips at ≥ 3.80 V after 1 s.
 OV_LATCHED_V = 3.80
 OV_DELAY_S = 1.0
 # The AFE reads cell voltages with 0.5 mV noise and 1 mV resolution: a cell a hair above the
 # threshold may read below it. Over-voltage exposure counts from 5 mV above the threshold.
 OV_MEASUREMENT_TOLERANCE_V = 0.005
-# The recovery charge of a deep-discharged pack (SPEC §3: ≤ 0.05 C), with the brain's 10 % grace
+# The recovery charge of a deep-discharged pack (docs/behaviour.md §3: ≤ 0.05 C), with the brain's 10 % grace
 # and the current sensor's tolerance (0.05 A noise, 0.01 A resolution).
 RECOVERY_GRACE = 1.1
 RECOVERY_DELAY_S = 1.0
@@ -475,7 +475,7 @@ class Runner:
         self.log.append(f"t={twin.t_s:g} {label} -> {self._status()}")
 
     def _hard_reset(self, how: str) -> None:
-        """SPEC §4's procedure (``full``); ``incomplete`` powers up before the hold-up has passed;
+        """docs/behaviour.md §4's procedure (``full``); ``incomplete`` powers up before the hold-up has passed;
         ``sloppy`` leaves charger, loads and short connected; ``wrong_order`` plugs the main
         leads before the balance connector."""
         twin = self.twin
@@ -535,7 +535,7 @@ class Runner:
 
     def _allowed_s(self, delay_s: float, hung: bool) -> float:
         """A protection's delay plus one cycle. While the controller is hung nothing but the AFE's
-        watchdog can open a FET (SPEC §2 gives the AFE no hardware over-voltage or recovery-charge
+        watchdog can open a FET (docs/behaviour.md §2 gives the AFE no hardware over-voltage or recovery-charge
         limit), so the watchdog's time is the bound instead (see the module docstring)."""
         if hung:
             delay_s = max(delay_s, self.bms.profile.hardware.afe.watchdog_s)

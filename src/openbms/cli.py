@@ -433,7 +433,7 @@ def diagnose(
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
-    """What is wrong with the BMS, which reset is safe, and the steps (SPEC §10)."""
+    """What is wrong with the BMS, which reset is safe, and the steps (docs/behaviour.md §10)."""
     _exit(lambda: _diagnose(scenario, state, device, json_out, apply_it, guide, baud, history, profile), debug)
 
 

@@ -42,7 +42,7 @@ def _raw_profile(name: str) -> dict[str, Any]:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> None:
-    """Apply dotted-key overrides in place. A protection's name may stand first (SPEC §8)."""
+    """Apply dotted-key overrides in place. A protection's name may stand first (docs/behaviour.md §8)."""
     for dotted, value in overrides.items():
         parts = str(dotted).split(".")
         node: Any = raw

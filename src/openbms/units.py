@@ -1,7 +1,7 @@
 """Parsing of the human units used in scenario files and on the command line.
 
 Durations in files are strings such as ``300us``, ``500ms``, ``30s``, ``10min``, ``2h``, ``1d`` or
-plain numbers of seconds (SPEC §1). One parser, used everywhere, so every place agrees.
+plain numbers of seconds (docs/behaviour.md §1). One parser, used everywhere, so every place agrees.
 """
 
 from __future__ import annotations

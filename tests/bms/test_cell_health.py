@@ -1,4 +1,4 @@
-"""Learning a failing cell like with like (SPEC §6): in charge, through the OCV curve, with the
+"""Learning a failing cell like with like (docs/behaviour.md §6): in charge, through the OCV curve, with the
 known balancing bleed added back, and never on evidence that a healthy pack produces.
 
 The voltages fed here are hand-made from the LFP OCV table: a cell at SOC x reads OCV(x).

@@ -1,4 +1,4 @@
-"""Never let the brain be fooled or killed (SPEC §3): any reading, however absurd, is a sensor
+"""Never let the brain be fooled or killed (docs/behaviour.md §3): any reading, however absurd, is a sensor
 fault that opens the FETs, and nothing it reads can crash the controller or poison what
 non-volatile memory must store."""
 

@@ -1,4 +1,4 @@
-"""The non-volatile memory keeps what SPEC §7 promises (and issue 3 item 7 asks us to prove).
+"""The non-volatile memory keeps what docs/behaviour.md §7 promises (and issue 3 item 7 asks us to prove).
 
 - Unit: gap-free ids across appends and reopenings, atomic appends, WAL with synchronous=FULL,
   snapshots that round-trip, clear errors.

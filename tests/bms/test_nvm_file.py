@@ -1,4 +1,4 @@
-"""The black box in a file (issue 8 item 8, SPEC §7): ``--nvm FILE`` on simulate and emulate, one
+"""The black box in a file (issue 8 item 8, docs/behaviour.md §7): ``--nvm FILE`` on simulate and emulate, one
 writer at a time, every run marked, and a BMS that powers on from the file restores its
 persistent faults instead of starting ``normal`` and overwriting them.
 """

@@ -1,8 +1,9 @@
-"""SPEC §3 protections against the brain: thresholds, debounce, paths, states and recovery.
+"""docs/behaviour.md §3 protections against the brain: thresholds, debounce, paths, states and recovery.
 
 Every test drives ``openbms.bms.brain.Bms`` directly with hand-made AFE read-outs of a 4-cell,
-100 Ah LiFePO4 pack, one control cycle every 0.1 s from t = 0. The expected numbers are the SPEC's
-defaults, written out below (``SPEC``), so a changed default in the profile is caught.
+100 Ah LiFePO4 pack, one control cycle every 0.1 s from t = 0. The expected numbers are the behaviour
+reference's defaults (docs/behaviour.md §3), written out below (``DEFAULTS``), so a changed default in
+the profile is caught.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ EPS = 1e-6
 OCV = load_chemistry("lfp").ocv
 NAN = math.nan
 
-# SPEC §3, default LiFePO4 protections: trip threshold (in the profile's unit: V, °C, C-rate or
+# docs/behaviour.md §3, default LiFePO4 protections: trip threshold (in the profile's unit: V, °C, C-rate or
 # flag), trip delay, release threshold (None: not by hysteresis), release delay, blocks, recovery.
-SPEC: dict[str, dict[str, Any]] = {
+DEFAULTS: dict[str, dict[str, Any]] = {
     "cell_overvoltage": dict(trip=3.65, delay_s=1, release=3.40, release_delay_s=2, blocks="charge", recovery="auto"),
     "cell_overvoltage_latched": dict(
         trip=3.80, delay_s=1, release=None, release_delay_s=None, blocks="both", recovery="latched"
@@ -211,7 +212,7 @@ class Case:
 
     @property
     def spec(self) -> dict[str, Any]:
-        return SPEC[self.name]
+        return DEFAULTS[self.name]
 
 
 def cells(*values: float) -> list[float]:
@@ -337,14 +338,14 @@ def trip(d: Driver, case: Case) -> Event:
     return event
 
 
-# --------------------------------------------------------------------------- the SPEC defaults
+# --------------------------------------------------------------------------- the reference's defaults
 def test_profile_holds_the_spec_defaults() -> None:
     profile = load_profile("lfp")
     assert profile.cycle_s == pytest.approx(0.1)
     assert profile.hardware.supply.hold_up_s == 600
     assert profile.sleep.delay_s == 300
     assert profile.sensors.stack_mismatch_fraction == pytest.approx(0.02)
-    for name, spec in SPEC.items():
+    for name, spec in DEFAULTS.items():
         prot = profile.protections[name]
         assert prot.enabled, name
         assert prot.trip == pytest.approx(spec["trip"]), name
@@ -366,7 +367,7 @@ def test_profile_holds_the_spec_defaults() -> None:
 
 def test_cases_cover_every_protection_with_a_threshold() -> None:
     tested = {c.name for c in CASES} | {"short_circuit"}  # the AFE flag has its own tests
-    assert tested == set(SPEC)
+    assert tested == set(DEFAULTS)
 
 
 def test_healthy_pack_closes_both_fets_at_the_first_cycle() -> None:
@@ -428,7 +429,7 @@ def test_releases_exactly_when_the_release_delay_has_elapsed() -> None:
 
 
 def test_condition_present_at_boot_trips_at_once_and_its_fet_never_closes() -> None:
-    """SPEC §4: at boot every protection is evaluated before a FET closes; a condition that is
+    """docs/behaviour.md §4: at boot every protection is evaluated before a FET closes; a condition that is
     already there trips at once, without waiting for its delay."""
     d = Driver()
     events = d.steps(5, cell_v=3.70)  # above the overvoltage trip from the very first cycle

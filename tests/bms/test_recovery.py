@@ -1,4 +1,4 @@
-"""SPEC §4–§5 recovery against the brain alone: one test per transition of the recovery table.
+"""docs/behaviour.md §4–§5 recovery against the brain alone: one test per transition of the recovery table.
 
 Rows are recovery classes (auto, charger, load-removal, soft, latched, persistent), each with a
 fault that exercises it; columns are the clearers: the fault's own release when its condition is
@@ -36,7 +36,7 @@ from openbms.bms.events import Event
 from openbms.bms.recovery_classes import CLEARERS
 from openbms.bms.recovery_classes import RECOVERY_CLASSES as CLASSES
 
-# SPEC §4's table: what clears each class (with its condition gone).
+# docs/behaviour.md §4's table: what clears each class (with its condition gone).
 #   self: by itself; soft: soft reset; hard: power removed ≥ hold-up; service: authenticated clear
 #   (for latched: only if the profile allows it).
 TABLE: dict[str, dict[str, bool]] = {
@@ -266,7 +266,7 @@ def test_rows_cover_every_class() -> None:
 
 
 def test_the_brains_clearer_table_is_the_specs() -> None:
-    """The brain reads its rule from ``recovery_classes.CLEARERS``; this file's TABLE is SPEC §4's."""
+    """The brain reads its rule from ``recovery_classes.CLEARERS``; this file's TABLE is docs/behaviour.md §4's."""
     brain = {
         c.recovery_class: {"self": c.by_itself, "soft": c.soft_reset, "hard": c.hard_reset, "service": c.service}
         for c in CLEARERS
@@ -450,7 +450,7 @@ def test_hard_reset_with_the_condition_gone(row: Row) -> None:
 
 @pytest.mark.parametrize("row", [r for r in ROWS if TABLE[r.klass]["hard"]], ids=lambda r: r.id)
 def test_hard_reset_logs_what_it_cleared(row: Row) -> None:
-    """SPEC §7: ``fault_cleared`` has ``by: hard_reset`` — the log must not show a fault set
+    """docs/behaviour.md §7: ``fault_cleared`` has ``by: hard_reset`` — the log must not show a fault set
     and never cleared after a hard reset took it away."""
     d = row.start()
     d.steps(1, **row.gone)
@@ -828,7 +828,7 @@ def test_power_on_wakes_a_sleeping_bms_and_under_voltage_re_trips_at_once() -> N
     assert d.bms.state_name(0) == "protected"
 
 
-# --------------------------------------------------------------------------- states (SPEC §5)
+# --------------------------------------------------------------------------- states (docs/behaviour.md §5)
 @pytest.mark.parametrize("row", ROWS, ids=ROW_IDS)
 def test_state_of_each_class(row: Row) -> None:
     d = row.start()

@@ -1,4 +1,4 @@
-"""SPEC §6: SOC by coulomb counting, OCV correction where the curve allows it, full-charge
+"""docs/behaviour.md §6: SOC by coulomb counting, OCV correction where the curve allows it, full-charge
 recalibration, learned capacity, and passive balancing under the stated conditions."""
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def test_balancing_bleeds_cells_more_than_10_mv_above_the_lowest_while_charging_
 
 
 def after_a_top(d: Driver) -> Driver:
-    """Charge briefly near the top: from here on, rest is balancing time (SPEC §6)."""
+    """Charge briefly near the top: from here on, rest is balancing time (docs/behaviour.md §6)."""
     d.run(1.0, cell_v=cells(3.45, 3.45, 3.45, 3.45), current_a=10.0)
     return d
 
@@ -129,7 +129,7 @@ def test_no_balancing_above_50_c_or_during_a_temperature_fault() -> None:
 
 
 def test_an_overvoltage_hold_bleeds_the_high_cells() -> None:
-    # SPEC §6: while cell_overvoltage holds the charge FET open, a top-balancing BMS does its work.
+    # docs/behaviour.md §6: while cell_overvoltage holds the charge FET open, a top-balancing BMS does its work.
     d = driver_at(0.9)
     d.run(1.2, cell_v=cells(3.45, 3.47, 3.45, 3.70), current_a=10.0)  # over-voltage on cell 4
     assert d.bms.active_faults(0) == ["cell_overvoltage"]

@@ -96,7 +96,7 @@ def test_a_jk_sample_with_a_problem_charging_and_a_missing_sensor() -> None:
     assert r.charge_fet is True and r.discharge_fet is False
     assert r.balancing is None  # a bool says nothing about which cells
     # aiobmsble's problem codes mean different things per board: one unmapped alarm, never a
-    # guessed SPEC fault.
+    # guessed fault of ours.
     assert r.faults == []
     assert r.unmapped_alarms == ["ble_problem_code_0x400"]
     assert r.name is None

@@ -3,7 +3,7 @@
 For each protocol the twin runs as an emulated BMS in a thread (a pseudo-terminal, once a TCP port),
 paced at a modest speed, and ``DeviceReader`` reads it through pyserial exactly as ``openbms monitor``
 does. What the reader reports must be what the twin shows (``Emulator.live_state``) within the
-protocol's resolution; a protection tripped in the twin must arrive as its SPEC §3 name through the
+protocol's resolution; a protection tripped in the twin must arrive as its docs/behaviour.md §3 name through the
 protocol's own bits; and a silent or garbling device must give ``comm_error`` and no values at all.
 
 The scenario's AFE is noise-free (``bms.set``), so between two looks at the twin the values only
@@ -284,7 +284,7 @@ def test_a_short_circuit_trip_opens_both_fets_and_is_never_misnamed(protocol: st
             assert reading.faults == ["short_circuit"]
         else:
             # Daly's 0x98 and JK's 0x8B have no short-circuit bit (Daly's byte 6 bit 2 is the
-            # protection *failing*): nothing may be reported but the truth, so at most the SPEC name.
+            # protection *failing*): nothing may be reported but the truth, so at most our fault name.
             assert set(reading.faults) <= {"short_circuit"}
 
 

@@ -28,7 +28,7 @@ from openbms.devices.protocols import ControlHook, JbdServer, LiveState
 
 VECTORS: dict[str, Any] = json.loads((Path(__file__).parent / "vectors" / "jbd.json").read_text())
 
-SPEC_FAULTS = frozenset(FAULT_NAMES)  # SPEC §3, the project's one list
+FAULT_VOCABULARY = frozenset(FAULT_NAMES)  # docs/behaviour.md §3, the project's one list
 
 # Protocol resolution of each decoded quantity; vectors are compared within half of it.
 RESOLUTION = {
@@ -146,8 +146,8 @@ def _reading_with_protection(word: int) -> Any:
 def test_every_protection_bit_lands_in_faults_or_unmapped(bit: int) -> None:
     reading = _reading_with_protection(1 << bit)
     assert len(reading.faults) + len(reading.unmapped_alarms) == 1
-    assert all(f in SPEC_FAULTS for f in reading.faults)
-    assert all(a and a not in SPEC_FAULTS for a in reading.unmapped_alarms)
+    assert all(f in FAULT_VOCABULARY for f in reading.faults)
+    assert all(a and a not in FAULT_VOCABULARY for a in reading.unmapped_alarms)
     alarm = jbd.PROTECTION_BITS[bit]
     assert reading.faults + reading.unmapped_alarms == [alarm.name]
     assert bool(reading.faults) == (alarm.fault is not None)
@@ -160,7 +160,7 @@ def test_protection_table_follows_the_documented_bits() -> None:
         assert jbd.PROTECTION_BITS[bit].text == text
     for bit in set(range(16)) - set(documented):
         assert jbd.PROTECTION_BITS[bit].unmapped, "undocumented bits are shown, never dropped"
-    # the decisions the brief and SPEC §3 call for
+    # the decisions the brief and docs/behaviour.md §3 call for
     assert jbd.PROTECTION_BITS[2].unmapped and jbd.PROTECTION_BITS[3].unmapped  # pack limits
     assert jbd.PROTECTION_BITS[11].fault == "afe_fault"
     assert jbd.PROTECTION_BITS[12].unmapped  # MOS software lock is a command, not a fault
@@ -179,7 +179,7 @@ def test_reading_carries_the_basic_info() -> None:
     reading = jbd.to_reading(info, cells, name="pack-1")
     assert reading.protocol == "jbd" and reading.name == "pack-1"
     assert reading.cell_v == cells and reading.balancing == []
-    assert reading.current_a is not None and reading.current_a < 0  # discharging, SPEC sign
+    assert reading.current_a is not None and reading.current_a < 0  # discharging, our sign
 
 
 def test_balance_bitmaps_cover_cells_1_to_32() -> None:

@@ -29,7 +29,7 @@ RESPONSES = [v for v in VECTORS if "request" not in v["name"]]
 REQUESTS = [v for v in VECTORS if "request" in v["name"]]
 RESPONSE = bytes.fromhex(RESPONSES[0]["hex"])
 
-SPEC_FAULTS = frozenset(FAULT_NAMES)  # SPEC §3, the project's one list
+FAULT_VOCABULARY = frozenset(FAULT_NAMES)  # docs/behaviour.md §3, the project's one list
 
 # What each `expect` key of a vector means, and the wire resolution of that quantity (SI units).
 Getter = Callable[[bytes, jk.JkFrame, DeviceReading], Any]
@@ -242,7 +242,7 @@ def test_values_encode_back_to_the_recorded_bytes() -> None:
 
 
 def test_module_knows_the_same_spec_names() -> None:
-    assert set(jk.SPEC_FAULTS) == SPEC_FAULTS
+    assert set(jk.FAULT_VOCABULARY) == FAULT_VOCABULARY
 
 
 @pytest.mark.parametrize("bit", range(16))
@@ -253,7 +253,7 @@ def test_every_alarm_bit_maps_to_a_spec_fault_or_a_named_unmapped_alarm(bit: int
     assert len(names) == 1, names
     (name,) = names
     assert name.isidentifier() and name == name.lower()
-    assert (name in SPEC_FAULTS) == bool(reading.faults), f"bit {bit}: {name}"
+    assert (name in FAULT_VOCABULARY) == bool(reading.faults), f"bit {bit}: {name}"
 
 
 def test_alarm_bits_that_have_a_spec_meaning() -> None:

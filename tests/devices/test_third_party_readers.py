@@ -168,7 +168,7 @@ def test_bmstools_reads_the_jbd_emulator(scenario_path: Path, fets: tuple[bool, 
 # ----------------------------------------------------------------------------- Daly: dalybms
 
 # Both Daly readers compute current = (raw - 30000) / 10 and dalybms documents it as
-# "negative=charging, positive=discharging": the opposite sign of our (and SPEC's) positive-charging
+# "negative=charging, positive=discharging": the opposite sign of our positive-charging
 # convention, which is what our emulator encodes too (raw above 30000 = discharge, as the vendor
 # document's example; see src/openbms/devices/daly.py, 0x90). So these readers show -current.
 
@@ -286,7 +286,7 @@ def test_pydalybms_reads_the_daly_emulator(scenario_path: Path, fets: tuple[bool
 # ----------------------------------------------------------------------------- a protection, by each reader's own names
 
 # The same pack below 0 degC: the BMS holds the charge FET off for charge under-temperature
-# (SPEC §3 ``charge_undertemperature``) while the load keeps discharging.
+# (docs/behaviour.md §3 ``charge_undertemperature``) while the load keeps discharging.
 COLD_SCENARIO = SCENARIO.replace("temperature_c: 31.6", "temperature_c: -4.6")
 
 

@@ -53,7 +53,7 @@ CHARGE_CELL_V = 3.55  # a compatible LFP charger's set point per cell (56.8 V on
 POST_S = 180.0  # after a reset: no fault may come back within this time
 MIN_PER_RECOMMENDATION = 3
 
-# Limits the ground truth is judged by: the default LFP profile's (SPEC §3).
+# Limits the ground truth is judged by: the default LFP profile's (docs/behaviour.md §3).
 DEEP_DISCHARGE_V = 2.0
 UV_TRIP_V = 2.5
 DEAD_V = 0.5 * DEEP_DISCHARGE_V

@@ -1,4 +1,4 @@
-"""Left alone for days (SPEC §6): balancing converges a spread pack, and the SOC count drifts by
+"""Left alone for days (docs/behaviour.md §6): balancing converges a spread pack, and the SOC count drifts by
 no more than what the BMS cannot know (the cells' own self-discharge; the sensor has no offset
 here). Small packs at a coarse cycle, so days pass in seconds; `scripts/soak.py` runs the month.
 """

@@ -277,7 +277,7 @@ class Bms:
     def soft_reset(self, packs: BoolArray | list[int], t_s: float, method: str = "soft") -> list[Event]:
         """A soft reset (``soft`` command, reset ``button``, ``charger`` wake) of some packs.
 
-        A sleeping BMS hears no ``soft`` command: its link is silent (SPEC §4).
+        A sleeping BMS hears no ``soft`` command: its link is silent (docs/behaviour.md §4).
         """
         events: list[Event] = []
         rows = np.nonzero(packs)[0] if isinstance(packs, np.ndarray) else packs
@@ -292,7 +292,7 @@ class Bms:
 
     def service_clear(self, pack: int, fault: str, authenticated: bool, t_s: float) -> list[Event]:
         """The maintenance command for latched and persistent faults: refused while the
-        condition is present, always logged (SPEC §4)."""
+        condition is present, always logged (docs/behaviour.md §4)."""
         return recovery.service_clear(self.brain, pack, fault, authenticated, t_s)
 
     def operator_fets(self, pack: int, charge_on: bool, discharge_on: bool, t_s: float) -> list[Event]:
@@ -330,7 +330,7 @@ class Bms:
         self._last_save_s = np.where(packs, t_s, self._last_save_s)
 
     def persistent_snapshot(self, pack: int) -> dict[str, Any]:
-        """Everything SPEC §4 keeps across a hard reset, as plain JSON-able values."""
+        """Everything docs/behaviour.md §4 keeps across a hard reset, as plain JSON-able values."""
         return memory.encode(self.brain, pack)
 
     def restore(self, pack: int, snapshot: dict[str, Any] | None) -> None:

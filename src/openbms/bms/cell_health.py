@@ -4,7 +4,7 @@ A cell with an internal short falls further and further behind the others at res
 has lost much of its capacity reaches the cut-off long before the pack has delivered what it
 should. Both are learned from the data over time; neither can be fixed by a reset.
 
-The rest learner compares like with like (SPEC §6). A voltage drop means very different things on
+The rest learner compares like with like (docs/behaviour.md §6). A voltage drop means very different things on
 the steep top of the OCV curve (a few mAh) and on its flat middle (many Ah), so every cell's rest
 voltage is turned into charge through the OCV curve, the charge the BMS itself took out of that
 cell (its balancing bleed) is added back, and only then is the cell compared with the others. A

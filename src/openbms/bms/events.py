@@ -1,4 +1,4 @@
-"""Events the brain reports: the black box's vocabulary (SPEC §7)."""
+"""Events the brain reports: the black box's vocabulary (docs/behaviour.md §7)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-# SPEC §3: the fault vocabulary every part of openbms speaks (profiles, protocols, diagnosis).
+# docs/behaviour.md §3: the fault vocabulary every part of openbms speaks (profiles, protocols, diagnosis).
 FAULT_NAMES = (
     "cell_overvoltage",
     "cell_overvoltage_latched",

@@ -1,11 +1,11 @@
 """Faults and warnings over (packs, protections): trip, release, clear, and whether a fault's
-condition is still present (SPEC §3–§4).
+condition is still present (docs/behaviour.md §3–§4).
 
 Everything here is array arithmetic over the whole batch; Python loops run only over the few
 (pack, fault) pairs that changed this cycle, to log them. The per-fault consequences (SOC
 points, a damaged AFE, …) come from ``fault_hooks.FAULT_HOOKS``; what may clear a fault of
 which recovery class comes from ``recovery_classes.CLEARERS``. A fault presumed at boot (judged
-over time, SPEC §4) is confirmed or cleared here too, in ``judge_presumed``. Every function acts
+over time, docs/behaviour.md §4) is confirmed or cleared here too, in ``judge_presumed``. Every function acts
 on the ``BrainState`` it is given.
 """
 
@@ -80,7 +80,7 @@ def update_faults(
             record_trips(brain, new, m, t_s, values, damaged, events)
         return
     table = brain.table
-    # SPEC §3: charger removed or I ≤ 0 (read with the rest-current tolerance, so sensor noise
+    # docs/behaviour.md §3: charger removed or I ≤ 0 (read with the rest-current tolerance, so sensor noise
     # around zero with the charge FET open counts as "not charging").
     charger_gone = ~m.charger_present | (m.current_a <= brain.rest_current_a)
     releasing = table.release_condition(values, m.load_present, charger_gone) & brain.active

@@ -42,7 +42,7 @@ def balancing_mask(
     bleeding: BoolArray,
 ) -> BoolArray:
     """Bleed cells more than ``threshold_v`` above the lowest, only while charging near the top
-    or resting, never during a fault or above ``max_temperature_c`` (SPEC §6). A cell already
+    or resting, never during a fault or above ``max_temperature_c`` (docs/behaviour.md §6). A cell already
     bleeding goes on until it is within half the threshold, so noise does not toggle it."""
     current_c = stats.current_a / capacity_ah
     resting = np.abs(current_c) < rest_current_c_rate

@@ -1,4 +1,4 @@
-"""What survives a power loss (SPEC §4): the snapshot the brain hands to non-volatile memory, and
+"""What survives a power loss (docs/behaviour.md §4): the snapshot the brain hands to non-volatile memory, and
 how a boot reads it back.
 
 The encoding is a file format (saved state files and the twin's store keep it as JSON), so its
@@ -20,7 +20,7 @@ _COUNTERS = ("charge_ah", "discharge_ah", "charge_wh", "discharge_wh")
 
 
 def encode(brain: BrainState, pack: int) -> dict[str, Any]:
-    """Everything SPEC §4 keeps across a hard reset, as plain JSON-able values."""
+    """Everything docs/behaviour.md §4 keeps across a hard reset, as plain JSON-able values."""
     m = brain.last_measurements
     cell_v = m.cell_v[pack] if m is not None else np.full(brain.pack.series, np.nan)
     counters = brain.soc.counters
@@ -58,7 +58,7 @@ def decode(brain: BrainState, pack: int, snapshot: dict[str, Any] | None) -> Non
     soc = np.asarray(snapshot.get("soc", [np.nan] * s), dtype=float)
     brain.soc.soc[pack] = soc
     brain.soc_known[pack] = bool(np.isfinite(soc).all())
-    brain.soc.uncertain[pack] = True  # SPEC §4: last known SOC, uncertain until recalibrated
+    brain.soc.uncertain[pack] = True  # docs/behaviour.md §4: last known SOC, uncertain until recalibrated
     brain.soc.capacity_ah[pack] = float(snapshot.get("capacity_ah", brain.pack.capacity_ah))
     brain.soc.ah_since_full[pack] = np.nan
     counters = snapshot.get("counters", {})

@@ -1,4 +1,4 @@
-"""What the brain commands: FETs, the SPEC §5 state, balancing and current limits.
+"""What the brain commands: FETs, the docs/behaviour.md §5 state, balancing and current limits.
 
 Each output is derived for the whole batch at once from the active faults (which paths they
 block, what recovery class they have) and this cycle's readings; only changes are logged.
@@ -26,7 +26,7 @@ def update_fets(
     brain: BrainState, t_s: float, dt_s: float, stats: CellStats, m: Measurements, events: list[Event]
 ) -> None:
     """Open every path an active fault blocks; a deep-discharged pack may still take a small
-    recovery charge (SPEC §3), and more than that for a second opens the charge FET until the
+    recovery charge (docs/behaviour.md §3), and more than that for a second opens the charge FET until the
     charger goes away."""
     counts = brain.active.astype(np.float32) @ brain.path_matrix
     charge_blocked = counts[:, 0] > 0
@@ -53,7 +53,7 @@ def update_fets(
 
 
 def update_state(brain: BrainState, t_s: float, events: list[Event]) -> None:
-    """SPEC §5: locked (a persistent fault), latched, sleep, protected (a blocking fault), normal."""
+    """docs/behaviour.md §5: locked (a persistent fault), latched, sleep, protected (a blocking fault), normal."""
     active = brain.active
     if not active.any() and not brain.sleeping.any() and not (brain.state != states.NORMAL).any():
         return

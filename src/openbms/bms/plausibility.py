@@ -75,7 +75,7 @@ def _sum_without_warning(cell_v: FloatArray) -> FloatArray:
 
 ERRATIC_JUMPS = 3  # one jump is a wire coming loose; several are a glitching front end
 REASONS = ("", "erratic", "stuck", "unreadable", "out_of_range", "stack_mismatch")
-# Reasons seen only over many readings: a boot's first reading cannot tell them gone (SPEC §4).
+# Reasons seen only over many readings: a boot's first reading cannot tell them gone (docs/behaviour.md §4).
 # (Erratic readings are implausible one by one; only their label needs a history.)
 JUDGED_OVER_TIME = ("stuck",)
 

@@ -22,7 +22,7 @@ ReleaseWhen = Literal["hysteresis", "load_removed", "charger_removed", "never"]
 
 THRESHOLD_UNITS = ("v", "c", "c_rate", "s", "flag")
 
-# Physical ranges every number must lie in (SPEC: "a finite number inside its physical range").
+# Physical ranges every number must lie in (docs/behaviour.md §3.3: a finite number inside its physical range).
 # They are limits of the validator, generous enough for any real pack, not thresholds: a value
 # outside them is a typo or an attack (``.nan``, ``.inf``, ``1e300``) that would silently disable
 # a protection, so it is refused before the BMS starts.
@@ -70,7 +70,7 @@ class _Strict(BaseModel):
 
 
 class Protection(_Strict):
-    """One protection of SPEC §3: condition, debounce delays, hysteresis, paths and recovery."""
+    """One protection of docs/behaviour.md §3: condition, debounce delays, hysteresis, paths and recovery."""
 
     quantity: str = Field(max_length=MAX_NAME_CHARS)
     direction: Direction
@@ -97,7 +97,7 @@ class Protection(_Strict):
     in_afe: bool = False
     recovery_charge_c_rate: float | None = _in(0.0, MAX_C_RATE, above=True, default=None)
     # A condition judged over time (a stuck sensor) cannot be seen in a boot's first reading: an
-    # active fault of this kind is presumed present this long after a boot (SPEC §4).
+    # active fault of this kind is presumed present this long after a boot (docs/behaviour.md §4).
     presumed_after_boot_s: float = _in(0.0, MAX_DELAY_S, default=0.0)
     stops_balancing: bool = False
 

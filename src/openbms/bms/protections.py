@@ -2,7 +2,7 @@
 
 The profile's protections are compiled once into arrays (one column per protection), so a control
 cycle is a handful of array operations over (packs, protections), whatever the number of packs.
-Debounce timers count up while a condition holds and down while it does not (SPEC §3), so a
+Debounce timers count up while a condition holds and down while it does not (docs/behaviour.md §3), so a
 noisy signal near a threshold neither trips at once nor is forgotten at the first clean sample.
 """
 

@@ -31,7 +31,7 @@ class PackReading:
     soc: float | None = None  # 0..1
     charge_fet: bool | None = None
     discharge_fet: bool | None = None
-    faults: list[str] = field(default_factory=list)  # SPEC §3 names
+    faults: list[str] = field(default_factory=list)  # docs/behaviour.md §3 names
     unmapped_alarms: list[str] = field(default_factory=list)  # device alarms with no equivalent
     balancing: list[int] | None = None  # 1-based cells being bled
     cycles: int | None = None
@@ -39,14 +39,14 @@ class PackReading:
     nominal_ah: float | None = None
     name: str | None = None  # the device's name / id as it reports it
     firmware: str | None = None  # its software version as it reports it
-    warnings: list[str] | None = None  # SPEC §3 names below their trip level
+    warnings: list[str] | None = None  # docs/behaviour.md §3 names below their trip level
     balancer_enabled: bool | None = None  # the balancing switch, not "bleeding now"
     charger_present: bool | None = None  # the board's charger-detect input
     load_present: bool | None = None  # the board's load-detect input
     uptime_s: float | None = None  # how long the board has run
     # What a BMS knows of itself that few protocols carry (the twin reports all of it).
     t_s: float | None = None  # when the reading was taken, on the reader's clock
-    state: str | None = None  # the BMS's state name (SPEC §4), "off" / "unresponsive" included
+    state: str | None = None  # the BMS's state name (docs/behaviour.md §4), "off" / "unresponsive" included
     fault_details: list[dict[str, object]] | None = None  # per active fault: fault, class, since_s
     soc_uncertain: bool | None = None
     soh: float | None = None  # learned capacity over rated capacity

@@ -1,4 +1,4 @@
-"""Recovery (SPEC §4): the resets, the service clear, sleep and boot.
+"""Recovery (docs/behaviour.md §4): the resets, the service clear, sleep and boot.
 
 Which reset may clear which recovery class is the table ``recovery_classes.CLEARERS``; these
 functions apply it, and clear only faults whose condition is gone ("root cause first":
@@ -72,7 +72,7 @@ def soft_reset_one(brain: BrainState, pack: int, t_s: float, method: str, events
 
 def service_clear(brain: BrainState, pack: int, fault: str, authenticated: bool, t_s: float) -> list[Event]:
     """The maintenance command for latched and persistent faults: refused while the condition
-    is present, always logged (SPEC §4)."""
+    is present, always logged (docs/behaviour.md §4)."""
     events: list[Event] = []
     brain.reset_counts[pack, RESET_METHODS.index("service")] += 1
     brain.dirty[pack] = True
@@ -110,7 +110,7 @@ def update_sleep(
     brain: BrainState, m: Measurements, current_a: FloatArray, t_s: float, dt_s: float, events: list[Event]
 ) -> list[tuple[int, str]]:
     """Sleep after a long under-voltage with no charge current; wake on a charger's rising edge
-    (after it was away ``rearm_s``) or the reset button (SPEC §4).
+    (after it was away ``rearm_s``) or the reset button (docs/behaviour.md §4).
 
     Returns the soft resets this cycle calls for, as (pack, method): the brain does them at once.
     """

@@ -1,4 +1,4 @@
-"""Recovery classes (SPEC §4): which reset clears which fault, as one table.
+"""Recovery classes (docs/behaviour.md §4): which reset clears which fault, as one table.
 
 Every active fault carries a recovery class that says what may clear it. ``CLEARERS`` is that
 rule as one table, so the release, the soft reset, the hard reset and the service clear all ask
@@ -21,7 +21,7 @@ RESET_METHODS = ("soft", "button", "charger", "hard", "service")
 
 @dataclass(frozen=True)
 class Clearers:
-    """What may clear a fault of one recovery class once its condition is gone (SPEC §4)."""
+    """What may clear a fault of one recovery class once its condition is gone (docs/behaviour.md §4)."""
 
     recovery_class: str
     by_itself: bool  # its own release (hysteresis, load or charger removed) clears it
@@ -31,7 +31,7 @@ class Clearers:
     released_by: str = "auto"  # ``fault_cleared.by`` when it clears by itself
 
 
-# SPEC §4's table, in the order of RECOVERY_CLASSES. Written once as data so every clearer reads
+# docs/behaviour.md §4's table, in the order of RECOVERY_CLASSES. Written once as data so every clearer reads
 # the same rule, and a reviewer can check it against the specification line by line.
 CLEARERS: tuple[Clearers, ...] = (
     Clearers("auto", by_itself=True, soft_reset=True, hard_reset=True, service=True),

@@ -92,7 +92,7 @@ class SocEstimator:
     ) -> None:
         """Count the charge every group gained or lost: the measured terminal current (charge
         scaled by the coulombic efficiency), less the draws the BMS knows it causes itself, its
-        own supply from every group and the balancing bleed from some (SPEC §6)."""
+        own supply from every group and the balancing bleed from some (docs/behaviour.md §6)."""
         # An untrusted cycle (a sensor fault debouncing; its FETs open a second later) counts nothing.
         current = np.where(trusted, stats.current_a, 0.0)
         stored_a = np.where(current > 0.0, current * self.coulombic_efficiency, current)

@@ -42,7 +42,7 @@ class PackConfig:
     series: int
     capacity_ah: float  # rated capacity of one series group (cell Ah × parallel cells)
     ocv: OcvTable  # the chemistry's OCV curve, for SOC from voltage
-    coulombic_efficiency: float = 1.0  # of the cells, for the SOC count (SPEC §6)
+    coulombic_efficiency: float = 1.0  # of the cells, for the SOC count (docs/behaviour.md §6)
 
 
 # What a power loss wipes: the attributes ``reset_volatile`` sets afresh.
@@ -99,12 +99,12 @@ class BrainState:
     warn_gone_s: FloatArray
     trip_history_s: FloatArray  # (packs, protections, escalation depth): the latest trip times
     last_values: FloatArray  # this cycle's values of the protections' quantities
-    # Faults judged over time, kept active after a boot until judged again (SPEC §4).
+    # Faults judged over time, kept active after a boot until judged again (docs/behaviour.md §4).
     presumed: BoolArray
     presumed_until_s: FloatArray
     over_time: BoolArray  # active faults whose trip was judged over time
     # Outputs and sleep, (packs,) or (packs, series):
-    state: npt.NDArray[np.int8]  # SPEC §5, an index of ``states.STATES``
+    state: npt.NDArray[np.int8]  # docs/behaviour.md §5, an index of ``states.STATES``
     charge_fet: BoolArray
     discharge_fet: BoolArray
     balance: BoolArray
@@ -183,7 +183,7 @@ class BrainState:
         self.reset_volatile(np.ones(n, dtype=bool))
 
     def _init_recovery_charge(self) -> None:
-        """Which faults allow a small recovery charge (SPEC §3), and how much (the smallest)."""
+        """Which faults allow a small recovery charge (docs/behaviour.md §3), and how much (the smallest)."""
         table, protections = self.table, self.profile.protections
         rates = [protections[name].recovery_charge_c_rate for name in table.names]
         self.recovery_charge_columns = np.array([rate is not None for rate in rates])

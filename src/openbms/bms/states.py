@@ -1,4 +1,4 @@
-"""The BMS states of SPEC §5, as small integers so a batch of packs holds them in one array."""
+"""The BMS states of docs/behaviour.md §5, as small integers so a batch of packs holds them in one array."""
 
 from __future__ import annotations
 

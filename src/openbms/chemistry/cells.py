@@ -264,7 +264,7 @@ def load_user_cell(
     thermal_mass_j_per_k: float,
     cooling_w_per_k: float,
 ) -> CellParams:
-    """A user's own cell (SPEC §8 ``pack.cell``): constant resistances, their OCV table."""
+    """A user's own cell (docs/behaviour.md §8 ``pack.cell``): constant resistances, their OCV table."""
     try:
         text = read_text_limited(Path(ocv_csv), MAX_TABLE_BYTES)
     except OSError as err:

@@ -2,7 +2,7 @@
 
 Why this module exists: Daly boards are, with JBD, what most DIY packs carry; their UART port is
 the monitoring link a user plugs in. We decode what they report onto our vocabulary
-(``DeviceReading``, SPEC §3 fault names) and encode the same frames so the twin can impersonate a
+(``DeviceReading``, docs/behaviour.md §3 fault names) and encode the same frames so the twin can impersonate a
 Daly board and the decoders can be tested against their own output.
 
 Frame layout (Daly UART/485 protocol document as implemented in softwarecrash/Daly2MQTT
@@ -525,12 +525,12 @@ def encode_balance(mask: int) -> bytes:
     return mask.to_bytes(6, "little") + bytes(2)
 
 
-# --- 0x98: failure bitfields -> SPEC §3 --------------------------------------------------------
+# --- 0x98: failure bitfields -> docs/behaviour.md §3 --------------------------------------------------------
 
-# Policy: a level-2 bit ("alarm", the board acts on it) is the SPEC fault where one exists; a
+# Policy: a level-2 bit ("alarm", the board acts on it) is our fault where one exists; a
 # level-1 bit ("warning", the board only reports it) is never a fault: it goes to unmapped_alarms as
-# "warning:<name>", because SPEC §3 warnings below a protection are events, never FET actions.
-# Level-2 bits with no SPEC equivalent go to unmapped_alarms under their own name.
+# "warning:<name>", because docs/behaviour.md §3 warnings below a protection are events, never FET actions.
+# Level-2 bits with no equivalent among our faults go to unmapped_alarms under their own name.
 
 
 def _at(byte: int, bit: int) -> int:
@@ -545,7 +545,7 @@ def _levelled(level2: AlarmBit) -> tuple[AlarmBit, AlarmBit]:
 
 
 def _pair(byte: int, bit: int, text: str, name: str, *, spec: bool) -> tuple[AlarmBit, AlarmBit]:
-    """The pair whose level 1 is at (byte, bit); ``spec``: ``name`` is a SPEC §3 fault."""
+    """The pair whose level 1 is at (byte, bit); ``spec``: ``name`` is a docs/behaviour.md §3 fault."""
     words = f"{text}, level 2"
     at = _at(byte, bit + 1)
     return _levelled(AlarmBit(at, words, fault=name) if spec else AlarmBit(at, words, unmapped=name))
@@ -557,7 +557,7 @@ def _voltage(byte: int, bit: int, text: str, side: VoltageSide, scope: VoltageSc
 
 
 _DOCUMENTED: Final[tuple[AlarmBit, ...]] = (
-    # byte 0: voltages; the board's pack-level limits have no SPEC equivalent (we protect on cells)
+    # byte 0: voltages; the board's pack-level limits have no equivalent among our faults (we protect on cells)
     *_voltage(0, 0, "cell voltage high", "over", VoltageScope.CELL),
     *_voltage(0, 2, "cell voltage low", "under", VoltageScope.CELL),
     *_voltage(0, 4, "pack voltage high", "over", VoltageScope.PACK),
@@ -576,7 +576,7 @@ _DOCUMENTED: Final[tuple[AlarmBit, ...]] = (
     *_pair(3, 0, "cell voltage difference", "cell_imbalance", spec=True),
     *_pair(3, 2, "temperature difference", "temperature_difference", spec=False),
     # byte 4: FETs. "Adhesion" is a welded (stuck-closed) FET; "breaker" failure, the FET not
-    # switching as commanded. Neither has a SPEC name: the twin injects them, the BMS cannot
+    # switching as commanded. Neither has a fault name of ours: the twin injects them, the BMS cannot
     # clear them.
     AlarmBit(_at(4, 0), "charge FET over-temperature", fault="fet_overtemperature"),
     AlarmBit(_at(4, 1), "discharge FET over-temperature", fault="fet_overtemperature"),
@@ -593,16 +593,16 @@ _DOCUMENTED: Final[tuple[AlarmBit, ...]] = (
     AlarmBit(_at(5, 3), "EEPROM failure", unmapped="eeprom_failure"),
     AlarmBit(_at(5, 4), "RTC failure", unmapped="rtc_failure"),
     AlarmBit(_at(5, 5), "precharge failure", unmapped="precharge_failure"),
-    # The external (vehicle / CAN) link is the board's monitoring link: SPEC comm_error.
+    # The external (vehicle / CAN) link is the board's monitoring link: our comm_error.
     AlarmBit(_at(5, 6), "vehicle communication failure", fault="comm_error"),
     # Board-internal bus: may or may not be the AFE link, so not claimed as afe_fault.
     AlarmBit(_at(5, 7), "internal communication failure", unmapped="internal_communication_failure"),
     # byte 6
     AlarmBit(_at(6, 0), "current module failure", fault="sensor_fault"),
     AlarmBit(_at(6, 1), "voltage module failure", fault="sensor_fault"),
-    # The short-circuit *protection* failed, not a short: no SPEC equivalent.
+    # The short-circuit *protection* failed, not a short: no equivalent among our faults.
     AlarmBit(_at(6, 2), "short-circuit protection failure", unmapped="short_circuit_protection_failure"),
-    # Cells too low to accept a normal charge: SPEC deep_discharge.
+    # Cells too low to accept a normal charge: our deep_discharge.
     AlarmBit(_at(6, 3), "low voltage, charging forbidden", fault="deep_discharge"),
 )
 
@@ -648,7 +648,7 @@ def encode_failures(failures: Failures) -> bytes:
 
 
 def failure_names(failures: Failures) -> tuple[list[str], list[str]]:
-    """(SPEC faults, unmapped alarms) for a 0x98 reply, each without repeats, in bit order."""
+    """(our fault names, unmapped alarms) for a 0x98 reply, each without repeats, in bit order."""
     faults, unmapped = alarm_names(FAILURE_ALARMS, failures.flags)
     if failures.fault_code:
         # dbus-serialbattery reads data[7] as a fault code; our sources do not list its values.

@@ -69,7 +69,7 @@ class Emulator:
         )
 
     def answering(self) -> bool:
-        """A sleeping, unpowered or hung BMS keeps its link silent (SPEC §4, §5)."""
+        """A sleeping, unpowered or hung BMS keeps its link silent (docs/behaviour.md §4, §5)."""
         return bool(self.twin.running[0] and not self.twin.bms.sleeping[0])
 
     def _control(self, what: str, fields: dict[str, object]) -> bool:

@@ -2,7 +2,7 @@
 
 Why this module exists: JBD boards (also sold as Xiaoxiang, Overkill Solar, many "smart BMS" packs)
 are the most common BMS a DIY-solar owner can plug a USB-UART into. We decode what they report onto
-our own vocabulary (``DeviceReading``, SPEC §3 fault names), and encode the same frames so the twin
+our own vocabulary (``DeviceReading``, docs/behaviour.md §3 fault names), and encode the same frames so the twin
 can impersonate one (an emulator) and the decoders can be tested against their own output.
 
 Frame layout (register map of the bms-tools project, gitlab.com/bms-tools/bms-tools
@@ -363,7 +363,7 @@ def encode_name(name: str) -> bytes:
     return text
 
 
-# --- protection bits -> SPEC §3 ----------------------------------------------------------------
+# --- protection bits -> docs/behaviour.md §3 ----------------------------------------------------------------
 
 
 # Protection status word of register 0x03 (bms-tools register map, offset 0x10). Pack and cell
@@ -391,7 +391,7 @@ PROTECTION_BITS: Final[dict[int, AlarmBit]] = {alarm.bit: alarm for alarm in PRO
 
 
 def protection_names(protection: int) -> tuple[list[str], list[str]]:
-    """(SPEC faults, unmapped alarms) for a protection word."""
+    """(our fault names, unmapped alarms) for a protection word."""
     return alarm_names(PROTECTION_ALARMS, protection)
 
 

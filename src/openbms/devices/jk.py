@@ -195,7 +195,7 @@ def _text(name: str, size: int) -> Record:
 
 # Record id -> meaning, from the register table of protocol-design-uart-ttl-gps-port.md (byte counts
 # as listed there; scales as decoded in jk_bms.cpp). Names carry SI units; "soc" and the low-capacity
-# alarm level are fractions 0..1 (SPEC §1).
+# alarm level are fractions 0..1 (docs/behaviour.md §1).
 RECORDS: dict[int, Record] = {
     RecordId.CELLS: Record("cell_v", 0, "cells"),  # count byte (3 per cell), then cell number u8, mV u16
     RecordId.FET_TEMPERATURE: _temp("fet_temperature_c"),  # power tube (MOS)
@@ -285,18 +285,18 @@ MAX_FRAME_LEN = _HEADER + _TRAILER + 2 + 255 + sum(1 + r.size for i, r in RECORD
 
 
 # 0x8B warning bits -> our names (bit order of the doc's table ^1 and of ERRORS[] in jk_bms.cpp).
-# SPEC §3 names go to DeviceReading.faults, the rest to unmapped_alarms.
+# docs/behaviour.md §3 names go to DeviceReading.faults, the rest to unmapped_alarms.
 # JK has one "battery over temperature" and one "battery low temperature" bit for both directions; the
-# charge-side limits (SPEC defaults 45 °C / 0 °C) are always passed before the discharge-side ones
+# charge-side limits (lfp profile defaults 45 °C / 0 °C) are always passed before the discharge-side ones
 # (60 °C / −20 °C), so the charge-side fault is the one the bit certainly implies. Whether discharge is
 # blocked too shows in the discharge FET bit of 0x8C.
 def _alarm(bit: int, text: str, name: str) -> AlarmBit:
-    """A 0x8B bit: a SPEC §3 name is a fault, any other name an unmapped alarm."""
+    """A 0x8B bit: a docs/behaviour.md §3 name is a fault, any other name an unmapped alarm."""
     return AlarmBit(bit, text, fault=name) if name in FAULT_NAMES else AlarmBit(bit, text, unmapped=name)
 
 
 ALARM_BITS: Final[tuple[AlarmBit, ...]] = (
-    _alarm(0, "low capacity", "low_capacity"),  # a warning; no SPEC fault for low SOC
+    _alarm(0, "low capacity", "low_capacity"),  # a warning; no fault of ours for low SOC
     _alarm(1, "MOS tube over-temperature", "fet_overtemperature"),
     # Bits 2-3 come from the total voltage (0x8E / 0x8F) but name the direction they block: the one
     # pack-vs-cell policy (``model.voltage_alarm``) makes them the cell faults.
@@ -316,7 +316,7 @@ ALARM_BITS: Final[tuple[AlarmBit, ...]] = (
     _alarm(15, "reserved", "reserved_bit_15"),
 )
 
-SPEC_FAULTS = frozenset(FAULT_NAMES)
+FAULT_VOCABULARY = frozenset(FAULT_NAMES)
 
 # 0x8C status bits (esphome-jk-bms protocol doc). Bits 4..15 are reserved.
 STATUS_CHARGE_FET = 0
@@ -643,7 +643,7 @@ def find_frame(buffer: bytes | bytearray | memoryview) -> tuple[bytes | None, in
 
 
 def alarm_names(alarm_bits: int) -> tuple[list[str], list[str]]:
-    """The set bits of 0x8B as (SPEC §3 faults, unmapped alarms), each once, in bit order."""
+    """The set bits of 0x8B as (docs/behaviour.md §3 faults, unmapped alarms), each once, in bit order."""
     return model.alarm_names(ALARM_BITS, alarm_bits)
 
 

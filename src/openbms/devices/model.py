@@ -1,4 +1,4 @@
-"""What any BMS reports, mapped onto our own vocabulary (SPEC §3 fault names, SI units).
+"""What any BMS reports, mapped onto our own vocabulary (docs/behaviour.md §3 fault names, SI units).
 
 Every protocol decoder ends in a ``DeviceReading`` (a ``PackReading``); the monitor shows it and the diagnosis reads it.
 Current is positive when charging; cells and sensors are numbered from 1 where a list is shown.
@@ -19,14 +19,14 @@ DeviceReading = PackReading
 
 
 WARNING_PREFIX: Final = "warning:"
-"""An unmapped name with this prefix is a device *warning* below a SPEC §3 limit (Daly's level 1)."""
+"""An unmapped name with this prefix is a device *warning* below a docs/behaviour.md §3 limit (Daly's level 1)."""
 
 
 @dataclass(frozen=True)
 class AlarmBit:
     """One device alarm bit: where it sits, the source's words and where it lands in our vocabulary.
 
-    Exactly one of ``fault`` (a SPEC §3 name) and ``unmapped`` (a descriptive name for
+    Exactly one of ``fault`` (a docs/behaviour.md §3 name) and ``unmapped`` (a descriptive name for
     ``DeviceReading.unmapped_alarms``) is set, so no bit is ever silently dropped. ``bit`` is the
     index in the protocol's alarm word (for a multi-byte bitfield, 8 x byte + bit).
     """
@@ -46,7 +46,7 @@ class AlarmBit:
 
     @property
     def warning(self) -> str | None:
-        """The SPEC §3 name this bit warns of (``warning:<name>``), or None for any other bit."""
+        """The docs/behaviour.md §3 name this bit warns of (``warning:<name>``), or None for any other bit."""
         if self.unmapped is not None and self.unmapped.startswith(WARNING_PREFIX):
             return self.unmapped.removeprefix(WARNING_PREFIX)
         return None
@@ -56,7 +56,7 @@ AlarmTable = Sequence[AlarmBit]
 
 
 def alarm_names(table: AlarmTable, word: int) -> tuple[list[str], list[str]]:
-    """(SPEC faults, unmapped alarms) for the set bits of ``word``, each name once, in bit order.
+    """(our fault names, unmapped alarms) for the set bits of ``word``, each name once, in bit order.
 
     One function for every protocol, so a bit is reported the same way whichever board sent it;
     names repeat across bits (JK's pack and cell over-voltage bits, Daly's two FET over-temperatures)
@@ -103,11 +103,11 @@ class VoltageScope(Enum):
 def voltage_alarm(bit: int, text: str, side: VoltageSide, scope: VoltageScope) -> AlarmBit:
     """A voltage alarm bit mapped by the one pack-vs-cell policy.
 
-    We protect on cells only (SPEC §3 has ``cell_overvoltage`` / ``cell_undervoltage`` and no pack
+    We protect on cells only (docs/behaviour.md §3 has ``cell_overvoltage`` / ``cell_undervoltage`` and no pack
     voltage fault), so:
 
     * a cell-level bit is the cell fault;
-    * a pack-level limit of its own (JBD protection bits 2-3, Daly 0x98 byte 0 bits 4-7) has no SPEC
+    * a pack-level limit of its own (JBD protection bits 2-3, Daly 0x98 byte 0 bits 4-7) has no fault of ours
       equivalent: it is shown as ``pack_<side>voltage``, never claimed as a cell fault;
     * a bit that names the direction it blocks (JK 0x8B bits 2-3, "charging over-voltage" /
       "discharge under-voltage") does what our cell protection does — stops that direction — so it

@@ -1,4 +1,4 @@
-"""What is wrong, and which reset is safe: the technician's reasoning of SPEC §10.
+"""What is wrong, and which reset is safe: the technician's reasoning of docs/behaviour.md §10.
 
 Order of reasoning: damaged cells first (no reset fixes them); then persistent faults (service);
 then conditions that are still present (cool down, remove the load or the short, charge, mend the

@@ -1,4 +1,4 @@
-"""The scenario file format (SPEC §8), validated with pydantic before anything runs.
+"""The scenario file format (docs/behaviour.md §8), validated with pydantic before anything runs.
 
 A timeline step is a mapping with exactly one key, the step's kind (``- run: 10min``); its value
 is validated by that kind's model. Every error is turned into one sentence naming the file, the

@@ -73,7 +73,7 @@ class AnalogFrontEnd:
         )
 
     def power_lost(self, packs: BoolArray) -> None:
-        """An AFE that lost power forgets its glitch (SPEC §2); damage stays."""
+        """An AFE that lost power forgets its glitch (docs/behaviour.md §2); damage stays."""
         self.glitch[packs] = False
         self.faults_changed()
 

@@ -1,4 +1,4 @@
-"""Faults a user can inject into the twin, each with its matching repair (SPEC §2).
+"""Faults a user can inject into the twin, each with its matching repair (docs/behaviour.md §2).
 
 Cells are series groups, numbered from 0 here (the scenario numbers them from 1); in a pack with
 parallel cells a cell fault (internal short, fade) hits the first cell of the group.

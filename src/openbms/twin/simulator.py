@@ -112,7 +112,7 @@ class Twin:
 
     def _power_on_from_memory(self) -> None:
         """A board whose memory already holds a pack's snapshot (a file a previous run wrote)
-        powers on from it, as a real board would (SPEC §7): its first cycle is a boot that
+        powers on from it, as a real board would (docs/behaviour.md §7): its first cycle is a boot that
         re-trips the persistent faults before any FET closes, so the state is ``locked`` from
         the start and the first save writes them back instead of a clean slate."""
         if self.nvm is None:
