@@ -62,6 +62,7 @@ from openbms.bms.recovery_classes import LATCHED, PERSISTENT
 from openbms.bms.recovery_classes import RECOVERY_CLASSES as CLASSES
 from openbms.chemistry import CellParams, load_chemistry
 from openbms.profiles import load_profile
+from openbms.twin.board import BoardProfile, load_board
 from openbms.twin.cells import Spread
 from openbms.twin.faults import FaultSpec, inject, repair
 from openbms.twin.pack import Topology
@@ -69,7 +70,7 @@ from openbms.twin.simulator import Twin, TwinConfig
 
 SERIES = 4
 CAPACITY_AH = 10.0
-HOLD_UP_S = 5.0  # profile override: a full hard reset costs a few cycles, not 600 s
+HOLD_UP_S = 5.0  # board override: a full hard reset costs a few cycles, not 600 s
 # Half the timelines compress the slow recovery timers (never a trip threshold or trip delay), so
 # sleep, wake and the 3-trips-in-10-min escalation fit in a short timeline.
 FAST_TIMERS: tuple[tuple[str, Any], ...] = (
@@ -117,9 +118,13 @@ def _cell() -> CellParams:
 
 
 @functools.cache
+def _board() -> BoardProfile:
+    return load_board(overrides={"supply.hold_up_s": HOLD_UP_S})
+
+
+@functools.cache
 def _profile(service_clears_latched: bool, extra: tuple[tuple[str, Any], ...] = ()) -> Profile:
     overrides: dict[str, Any] = {
-        "hardware.supply.hold_up_s": HOLD_UP_S,
         "reset.service_clears_latched": service_clears_latched,
     }
     overrides.update(dict(extra))
@@ -315,6 +320,7 @@ class Runner:
                 temperature_c=float(sc.temperature_c),
                 spread=Spread(),
                 dt_s=sc.dt_s,
+                board=_board(),
             ),
             nvm=NonVolatileMemory(),
         )
@@ -538,7 +544,7 @@ class Runner:
         watchdog can open a FET (docs/behaviour.md §2 gives the AFE no hardware over-voltage or recovery-charge
         limit), so the watchdog's time is the bound instead (see the module docstring)."""
         if hung:
-            delay_s = max(delay_s, self.bms.profile.hardware.afe.watchdog_s)
+            delay_s = max(delay_s, self.twin.config.board.afe.watchdog_s)
         return delay_s + self.dt_s + EPS_S
 
     def _check_overvoltage(self) -> None:

@@ -30,8 +30,6 @@ def test_the_builtin_profiles_stay_valid(name: str) -> None:
         ("cell_undervoltage.trip_delay_s", math.nan),
         ("charge_overtemperature.trip_c", math.nan),
         ("discharge_overcurrent.trip_c_rate", math.inf),
-        ("hardware.supply.hold_up_s", math.inf),
-        ("hardware.afe.cell_v_noise_v", math.nan),
         ("sensors.cell_v_max_v", math.inf),
         ("soc.full_cell_v", math.nan),
     ],
@@ -56,9 +54,6 @@ def test_a_non_finite_entry_in_a_derating_table_is_refused() -> None:
         ("charge_undertemperature.trip_c", -100.0),
         ("short_circuit.trip_c_rate", 1e6),
         ("cell_undervoltage.trip_delay_s", 1e9),  # a protection delayed 30 years is none
-        ("hardware.supply.hold_up_s", 1e7),
-        ("hardware.afe.cell_v_noise_v", 1e300),
-        ("hardware.afe.current_noise_a", 1e300),
         ("discharge_overcurrent.escalate_count", 1e11),
         ("discharge_overcurrent.escalate_count", 0),
         ("cycle_s", 0.0),
@@ -74,7 +69,6 @@ def test_numbers_outside_their_physical_range_are_refused_naming_the_key(key: st
     "key, value",
     [
         ("cell_undervoltage.trip_v", 2.6),
-        ("hardware.supply.hold_up_s", 3 * 3600.0),  # a supply bridging three hours is real
         ("discharge_overcurrent.escalate_count", 10),
         ("charge_undertemperature.trip_c", -40.0),
         ("short_circuit.trip_c_rate", 50.0),

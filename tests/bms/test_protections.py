@@ -342,7 +342,6 @@ def trip(d: Driver, case: Case) -> Event:
 def test_profile_holds_the_spec_defaults() -> None:
     profile = load_profile("lfp")
     assert profile.cycle_s == pytest.approx(0.1)
-    assert profile.hardware.supply.hold_up_s == 600
     assert profile.sleep.delay_s == 300
     assert profile.sensors.stack_mismatch_fraction == pytest.approx(0.02)
     for name, spec in DEFAULTS.items():

@@ -157,7 +157,7 @@ def test_profile_thresholds_drive_balancing() -> None:
 
 
 # ----------------------------------------------------------------------------- known draws
-QUIESCENT_A = 0.010  # lfp profile, hardware.supply.quiescent_a
+QUIESCENT_A = 0.010  # lfp profile, board_draw.awake_a
 BLEED_OHM = 33.0  # lfp profile, balancing.bleed_resistance_ohm
 
 

@@ -18,7 +18,7 @@ from openbms.scenario.schema import load_scenario
 HOT = """\
 name: a hot pack
 pack: {series: 8, capacity_ah: 50, soc: 0.7, temperature_c: 66}
-bms: {set: {hardware.afe.cell_v_noise_v: 0.0, hardware.afe.temperature_noise_c: 0.0}}
+board: {set: {afe.cell_v_noise_v: 0.0, afe.temperature_noise_c: 0.0}}
 timeline:
   - ambient: {temperature_c: 66}
   - run: 10s

@@ -40,12 +40,12 @@ SCENARIO = f"""\
 name: end-to-end
 pack: {{chemistry: lfp, series: {SERIES}, capacity_ah: 50, soc: 0.6, temperature_c: 25,
        spread: {{soc: 0.03, capacity: 0.01, resistance: 0.05, seed: 5}}}}
-bms:
-  profile: lfp
+bms: {{profile: lfp}}
+board:
   set:
-    hardware.afe.cell_v_noise_v: 0
-    hardware.afe.current_noise_a: 0
-    hardware.afe.temperature_noise_c: 0
+    afe.cell_v_noise_v: 0
+    afe.current_noise_a: 0
+    afe.temperature_noise_c: 0
 dt: 100ms
 timeline:
   - load: {{current_a: 10}}

@@ -31,7 +31,7 @@ WIDE = {"COLUMNS": "200"}  # so rich does not wrap the one sentence over two lin
 
 PACK = (
     "pack: {chemistry: lfp, series: 4, parallel: 1, capacity_ah: 10, soc: 0.6, temperature_c: 25}\n"
-    "bms: {profile: lfp, set: {hardware.supply.hold_up_s: 60}}\n"
+    "bms: {profile: lfp}\nboard: {set: {supply.hold_up_s: 60}}\n"
 )
 TROUBLED = {
     # name: (scenario text, the advice)

@@ -39,6 +39,7 @@ from openbms.diagnose.apply import apply
 from openbms.diagnose.engine import RECOMMENDATIONS, diagnose
 from openbms.diagnose.from_twin import snapshot_of
 from openbms.profiles import load_profile
+from openbms.twin.board import load_board
 from openbms.twin.cells import Spread
 from openbms.twin.external import LOAD_CURRENT
 from openbms.twin.faults import FaultSpec, inject, repair
@@ -67,10 +68,9 @@ TEMPERATURE_LIMITS = (
     ("charge_undertemperature", False, 0.0, 5.0),
     ("discharge_undertemperature", False, -20.0, -15.0),
 )
-PROFILE = load_profile("lfp", {"hardware.supply.hold_up_s": HOLD_UP_S})
-PROFILE_ORDER_DAMAGES = load_profile(
-    "lfp", {"hardware.supply.hold_up_s": HOLD_UP_S, "hardware.reconnect_order_damages_afe": True}
-)
+PROFILE = load_profile("lfp")
+BOARD = load_board(overrides={"supply.hold_up_s": HOLD_UP_S})
+BOARD_ORDER_DAMAGES = load_board(overrides={"supply.hold_up_s": HOLD_UP_S, "reconnect_order_damages_afe": True})
 LFP = load_chemistry("lfp")
 
 
@@ -93,7 +93,8 @@ class World:
             TwinConfig(
                 cell=LFP.scaled_to(self.capacity_ah),
                 topology=Topology(SERIES, 1),
-                profile=PROFILE_ORDER_DAMAGES if order_damages_afe else PROFILE,
+                profile=PROFILE,
+                board=BOARD_ORDER_DAMAGES if order_damages_afe else BOARD,
                 packs=1,
                 soc=soc,
                 temperature_c=temperature_c,
@@ -743,6 +744,7 @@ def _small_twin(soc: float, seed: int = 1) -> Twin:
             cell=LFP.scaled_to(10.0),
             topology=Topology(SERIES, 1),
             profile=PROFILE,
+            board=BOARD,
             soc=soc,
             spread=Spread(capacity=0.02, resistance=0.05, soc=0.005, seed=seed),
             dt_s=1.0,

@@ -54,6 +54,10 @@ def bms_set(key: str, value: str) -> str:
     return scenario(bms=f"{{set: {{{key}: {value}}}}}")
 
 
+def board_set(key: str, value: str) -> str:
+    return scenario(board=f"{{set: {{{key}: {value}}}}}")
+
+
 @dataclass(frozen=True)
 class Case:
     """A file for ``command``; ``content`` is its text or bytes, or a callable making it at a path."""
@@ -265,18 +269,37 @@ PROFILE_KEYS_NAN = [
     "soc.full_cell_v",
     "soc.save_interval_s",
     "limits.charge_c_rate",
-    "hardware.afe.cell_v_noise_v",
-    "hardware.afe.watchdog_s",
-    "hardware.supply.hold_up_s",
-    "hardware.fet.on_resistance_ohm",
+    "board_draw.awake_a",
     "cycle_s",
+]
+# Board overrides (``board: {set: ...}``), likewise.
+BOARD_KEYS_NAN = [
+    "afe.cell_v_noise_v",
+    "afe.watchdog_s",
+    "afe.stack_v_resolution_v",
+    "supply.hold_up_s",
+    "fet.on_resistance_ohm",
+    "bleed_resistance_ohm",
+    "unsafe_disconnect_a",
 ]
 PROFILE_CASES = (
     [Case(f"set-{key}-nan", bms_set(key, ".nan"), (key, "finite")) for key in PROFILE_KEYS_NAN]
     + [Case(f"set-{key}-inf", bms_set(key, ".inf"), (key, "finite")) for key in PROFILE_KEYS_NAN[::3]]
+    + [Case(f"board-{key}-nan", board_set(key, ".nan"), (key, "finite")) for key in BOARD_KEYS_NAN]
+    + [Case(f"board-{key}-inf", board_set(key, ".inf"), (key, "finite")) for key in BOARD_KEYS_NAN[::3]]
+    + [
+        Case("board-hold-up-1e9", board_set("supply.hold_up_s", "1000000000"), ("hold_up_s",)),
+        Case("board-noise-1e300", board_set("afe.cell_v_noise_v", "1.0e300"), ("cell_v_noise_v",)),
+        Case("board-unknown-key", board_set("afe.cell_v_noisy_v", "0"), ("unknown board setting",)),
+        Case("board-unknown-section", board_set("nonsense.key", "1"), ("unknown board setting",)),
+        Case("board-old-spelling-bad", board_set("hardware.afe.cell_v_noise_v", "0"), ("unknown board setting",)),
+        Case("board-not-a-map", scenario(board="{set: 5}"), ("board.set",)),
+        Case("board-profile", scenario(board="{profile: other}"), ("board.profile",)),
+    ]
     + [
         Case(f"set-{name}", bms_set(key, value), words)
         for name, key, value, words in [
+            # the old spelling of a board setting (board: {set: {supply.hold_up_s: ...}}) is checked too
             ("hold-up-1e9", "hardware.supply.hold_up_s", "1000000000", ("hold_up_s",)),
             ("noise-1e300", "hardware.afe.cell_v_noise_v", "1.0e300", ("cell_v_noise_v",)),
             ("escalate-1e11", "discharge_overcurrent.escalate_count", "100000000000", ("escalate_count",)),

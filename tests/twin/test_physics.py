@@ -7,6 +7,7 @@ import pytest
 
 from openbms.chemistry import load_chemistry
 from openbms.profiles import load_profile
+from openbms.twin.board import load_board
 from openbms.twin.cells import Spread
 from openbms.twin.pack import Topology
 from openbms.twin.simulator import ALL_PACKS, Twin, TwinConfig
@@ -20,6 +21,7 @@ def make_twin(
     spread: Spread | None = None,
     dt_s: float = 0.1,
     overrides: dict[str, object] | None = None,
+    board: dict[str, object] | None = None,
     capacity_ah: float = 100.0,
     temperature_c: float = 25.0,
 ) -> Twin:
@@ -33,6 +35,7 @@ def make_twin(
             temperature_c=temperature_c,
             spread=spread or Spread(),
             dt_s=dt_s,
+            board=load_board(overrides=board or {}),
         )
     )
 
@@ -171,7 +174,7 @@ def test_short_circuit_is_cut_inside_the_step_not_at_the_next_cycle() -> None:
 def test_afe_measures_with_its_resolution_and_noise() -> None:
     twin = make_twin(
         soc=0.5,
-        overrides={"hardware.afe.cell_v_resolution_v": 0.005, "hardware.afe.cell_v_noise_v": 0.0},
+        board={"afe.cell_v_resolution_v": 0.005, "afe.cell_v_noise_v": 0.0},
     )
     twin.step()
     measured = twin.last_measurements.cell_v
@@ -179,7 +182,7 @@ def test_afe_measures_with_its_resolution_and_noise() -> None:
     assert np.all(np.abs(measured - twin.pack.group_v) <= 0.0025 + 1e-12)
     noisy = make_twin(
         soc=0.5,
-        overrides={"hardware.afe.cell_v_resolution_v": 0.0, "hardware.afe.cell_v_noise_v": 0.002},
+        board={"afe.cell_v_resolution_v": 0.0, "afe.cell_v_noise_v": 0.002},
     )
     errors = []
     for _ in range(50):
@@ -190,12 +193,12 @@ def test_afe_measures_with_its_resolution_and_noise() -> None:
 
 def test_a_batch_of_identical_packs_matches_a_single_pack() -> None:
     quiet = {
-        "hardware.afe.cell_v_noise_v": 0.0,
-        "hardware.afe.current_noise_a": 0.0,
-        "hardware.afe.temperature_noise_c": 0.0,
+        "afe.cell_v_noise_v": 0.0,
+        "afe.current_noise_a": 0.0,
+        "afe.temperature_noise_c": 0.0,
     }
-    single = make_twin(soc=0.7, overrides=quiet)
-    batch = make_twin(soc=0.7, packs=3, overrides=quiet)
+    single = make_twin(soc=0.7, board=quiet)
+    batch = make_twin(soc=0.7, packs=3, board=quiet)
     for twin in (single, batch):
         twin.connect_load(ALL_PACKS, current_a=60.0)
     batch.connect_load(2, current_a=0.0)  # connected, drawing nothing

@@ -218,9 +218,9 @@ class Bms:
         return self.limits, events
 
     def _own_draw_a(self) -> FloatArray:
-        """What the board itself takes from every cell (awake or asleep): known, so counted."""
-        supply = self.profile.hardware.supply
-        return np.where(self.sleeping, supply.sleep_a, supply.quiescent_a)
+        """What the board itself takes from every cell (awake or asleep): assumed by the firmware, so counted."""
+        draw = self.profile.board_draw
+        return np.where(self.sleeping, draw.asleep_a, draw.awake_a)
 
     def _bleed_a(self, m: Measurements) -> FloatArray:
         """The balancing current each group gave up since the last cycle (its resistor at its voltage)."""

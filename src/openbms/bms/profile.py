@@ -33,7 +33,6 @@ MAX_C_RATE = 100.0
 MAX_SENSOR_C_RATE = 10_000.0  # a current sensor's plausibility band (a hard short of a small pack)
 MAX_DELAY_S = 86_400.0  # one day: a protection delayed longer is no protection
 MAX_INTERVAL_S = 7 * 86_400.0  # learning and escalation windows
-MAX_HOLD_UP_S = 6 * 3600.0  # a BMS supply's capacitor or cell bridges hours at most
 MAX_ESCALATE_COUNT = 100
 MAX_TABLE_POINTS = 64
 MAX_CURRENT_A = 10_000.0  # AFE noise, offset and leak currents of the largest packs
@@ -244,35 +243,11 @@ class Limits(_Strict):
         return self
 
 
-class Afe(_Strict):
-    cell_v_noise_v: float = _in(0.0, 0.1)
-    cell_v_offset_v: float = _in(-0.1, 0.1)
-    cell_v_resolution_v: float = _in(0.0, 0.1)
-    current_noise_a: float = _in(0.0, MAX_CURRENT_A)
-    current_offset_a: float = _in(-MAX_CURRENT_A, MAX_CURRENT_A)
-    current_resolution_a: float = _in(0.0, MAX_CURRENT_A)
-    temperature_noise_c: float = _in(0.0, 10.0)
-    temperature_resolution_c: float = _in(0.0, 10.0)
-    watchdog_s: float = _in(0.0, 3600.0, above=True)
+class BoardDraw(_Strict):
+    """What the firmware assumes its own board draws from the cells (it counts it in the SOC)."""
 
-
-class Supply(_Strict):
-    hold_up_s: float = _in(0.0, MAX_HOLD_UP_S)
-    quiescent_a: float = _in(0.0, 10.0)
-    sleep_a: float = _in(0.0, 10.0)
-
-
-class Fet(_Strict):
-    on_resistance_ohm: float = _in(0.0, 1.0)
-    thermal_mass_j_per_k: float = _in(0.0, 1e6, above=True)
-    cooling_w_per_k: float = _in(0.0, 1e4, above=True)
-
-
-class Hardware(_Strict):
-    afe: Afe
-    supply: Supply
-    fet: Fet
-    reconnect_order_damages_afe: bool
+    awake_a: float = _in(0.0, 10.0)
+    asleep_a: float = _in(0.0, 10.0)
 
 
 class Profile(_Strict):
@@ -290,7 +265,7 @@ class Profile(_Strict):
     balancing: Balancing
     soc: SocSettings
     limits: Limits
-    hardware: Hardware
+    board_draw: BoardDraw
 
 
 def is_protection_key(key: str) -> bool:

@@ -16,6 +16,7 @@ from openbms.devices.model import DeviceReading
 from openbms.devices.reader import read_once
 from openbms.diagnose.snapshot import ActiveFault, Snapshot, Thresholds
 from openbms.profiles import load_profile
+from openbms.twin.board import default_board
 
 # A board reports flags, not how they clear: each fault's recovery class is the one of the
 # profile the board is judged with (``Thresholds.recovery_classes``).
@@ -38,7 +39,9 @@ def snapshot_from_reading(
         profile = load_profile("lfp")
     series = len(reading.cell_v) if reading is not None and reading.cell_v else None
     capacity = reading.nominal_ah if reading is not None and reading.nominal_ah else None
-    thresholds = Thresholds.from_profile(profile, series, capacity)
+    # A device does not report its supply's hold-up time: the default board's is assumed
+    # (not yet stated as assumed in the snapshot, as the profile is).
+    thresholds = Thresholds.from_profile(profile, series, capacity, default_board())
     if reading is None:
         # Silence is all that was observed: a sleeping BMS, a hung one, the wrong protocol, port or
         # baud rate and swapped wires all look alike, so the state says only "no reply".

@@ -29,7 +29,7 @@ def snapshot_of(twin: Twin, pack: int = 0, events: list[dict[str, Any]] | None =
     responds = state not in ("unresponsive", "off")
     history = events if events is not None else [e.as_dict() for e in twin.events if e.pack == pack]
     bms = twin.bms
-    thresholds = Thresholds.from_profile(bms.profile, bms.pack.series, bms.pack.capacity_ah)
+    thresholds = Thresholds.from_profile(bms.profile, bms.pack.series, bms.pack.capacity_ah, twin.config.board)
     if not responds:
         # Nothing can be read from a BMS that is off or hung: only what a person sees and knows.
         return Snapshot(

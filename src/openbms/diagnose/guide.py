@@ -475,6 +475,9 @@ def _relevant(key: str, a: dict[str, str]) -> bool:
 def guide_thresholds(chem: str | None, n: int | None) -> tuple[Thresholds, list[str]]:
     """The limits of the chosen chemistry's profile scaled to the cell count; none quoted that are not known."""
     from openbms.profiles import load_profile
+    from openbms.twin.board import default_board
+
+    board = default_board()  # a person's board's hold-up time is not asked: the default board's is assumed
 
     notes: list[str] = []
     if chem is None:
@@ -483,10 +486,10 @@ def guide_thresholds(chem: str | None, n: int | None) -> tuple[Thresholds, list[
             "use the one on the battery's label"
         )
         # The cell-level limits of the LiFePO4 profile; no pack voltage, since the chemistry is unknown.
-        return Thresholds.from_profile(load_profile("lfp"), None, None), notes
+        return Thresholds.from_profile(load_profile("lfp"), None, None, board), notes
     if n is None:
         notes.append("number of cells in series unknown: no pack charge voltage quoted — use the one on the label")
-    return Thresholds.from_profile(load_profile(chem), n, None), notes  # the capacity is not asked
+    return Thresholds.from_profile(load_profile(chem), n, None, board), notes  # the capacity is not asked
 
 
 def build_snapshot(answers: dict[str, str], thresholds: Thresholds | None = None) -> tuple[Snapshot, list[str]]:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from openbms.bms.profile import Profile
 from openbms.files import atomic_write
 from openbms.inputs import InputLimitError, read_text_limited
+from openbms.twin.board import BoardProfile, default_board
 
 STATE_FILE_VERSION = 1
 # Limits of the state-file reader: a day's event log of a troubled pack is well under 1 MB, and
@@ -53,9 +54,12 @@ class Thresholds(BaseModel):
     recovery_classes: dict[str, str] = Field(default_factory=dict)  # each fault's class in this profile
 
     @staticmethod
-    def from_profile(profile: Profile, series: int | None, capacity_ah: float | None) -> Thresholds:
+    def from_profile(
+        profile: Profile, series: int | None, capacity_ah: float | None, board: BoardProfile
+    ) -> Thresholds:
         """The limits of ``profile``; the pack charge voltage needs the cell count and the recovery
-        charge current the capacity (None where they are unknown)."""
+        charge current the capacity (None where they are unknown). The hold-up time is the
+        ``board``'s (for a real board, the twin's default board's: an assumption)."""
         prot = profile.protections
 
         def release(name: str) -> float:
@@ -76,7 +80,7 @@ class Thresholds(BaseModel):
             fet_overtemperature_release_c=release("fet_overtemperature"),
             charge_voltage_v=None if series is None else profile.limits.charge_voltage_cell_v * series,
             recovery_charge_a=None if capacity_ah is None or recovery_c_rate is None else recovery_c_rate * capacity_ah,
-            hold_up_s=profile.hardware.supply.hold_up_s,
+            hold_up_s=board.supply.hold_up_s,
             recovery_classes={name: p.recovery for name, p in prot.items()},
         )
 
@@ -86,7 +90,7 @@ def default_thresholds() -> Thresholds:
     its source names no profile (a saved twin state always names its own)."""
     from openbms.profiles import load_profile
 
-    return Thresholds.from_profile(load_profile("lfp"), 16, 100.0)
+    return Thresholds.from_profile(load_profile("lfp"), 16, 100.0, default_board())
 
 
 class ActiveFault(BaseModel):

@@ -30,6 +30,7 @@ from openbms.scenario.schema import (
     event_pattern,
     resolve_relative,
 )
+from openbms.twin.board import load_board
 from openbms.twin.cells import Spread
 from openbms.twin.faults import FaultSpec, inject, repair
 from openbms.twin.pack import Topology
@@ -238,6 +239,7 @@ class ScenarioRunner:
                 temperature_c=spec.temperature_c,
                 spread=Spread(**spec.spread.model_dump()),
                 dt_s=scenario.dt,
+                board=load_board(overrides=scenario.board.set),
             ),
             nvm=self.nvm,
         )

@@ -3,6 +3,13 @@
 A timeline step is a mapping with exactly one key, the step's kind (``- run: 10min``); its value
 is validated by that kind's model. Every error is turned into one sentence naming the file, the
 line and the key at fault.
+
+``bms: {profile, set}`` chooses the brain's profile and overrides its settings; ``board: {set}``
+overrides the twin's board (``twin/boards/default.yaml``: ``afe.current_noise_a: 0.0``,
+``supply.hold_up_s: 900``). The old spelling of a board setting, ``bms: {set: {hardware.X: v}}``
+(from when the board lived in the brain's profile), still works: it is read as ``board: {set:
+{X: v}}``, and ``hardware.supply.quiescent_a`` / ``sleep_a``, which the brain then also counted,
+set the firmware's ``board_draw.awake_a`` / ``asleep_a`` too.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from openbms.bms.events import EVENT_KINDS, FAULT_NAMES
 from openbms.bms.profile import ProfileError
 from openbms.profiles import load_profile
 from openbms.scenario.yaml_lines import InputLimitError, Location, line_of, load_yaml_with_lines
+from openbms.twin.board import BoardError, load_board
 from openbms.units import parse_duration_s
 
 # Limits of the validator (not of the BMS): they keep every accepted scenario bounded in time
@@ -127,6 +135,46 @@ class PackSpec(_Strict):
 class BmsSpec(_Strict):
     profile: str = Field(default="lfp", max_length=100)
     set: dict[str, Any] = Field(default_factory=dict, max_length=1000)
+
+
+class BoardSpec(_Strict):
+    """The twin's board: dotted-key overrides of the default board profile."""
+
+    set: dict[str, Any] = Field(default_factory=dict, max_length=1000)
+
+
+OLD_BOARD_PREFIX = "hardware."  # the old spelling: a board setting in the brain's profile
+# Old-spelling settings the brain also read (as its own draw): they set its assumption as well.
+_OLD_FIRMWARE_TWINS = {"supply.quiescent_a": "board_draw.awake_a", "supply.sleep_a": "board_draw.asleep_a"}
+
+
+def _translate_old_board_spelling(data: Any) -> Any:
+    """``bms: {set: {hardware.X: v}}`` becomes ``board: {set: {X: v}}`` (see the module docstring)."""
+    if not isinstance(data, dict) or not isinstance(data.get("bms"), dict):
+        return data
+    bms_set = data["bms"].get("set")
+    if not isinstance(bms_set, dict) or not any(str(k).startswith(OLD_BOARD_PREFIX) for k in bms_set):
+        return data
+    board = data.get("board")
+    if board is None:
+        board = {}
+    if not isinstance(board, dict) or not isinstance(board.get("set", {}), dict):
+        return data  # the board key's own error is reported
+    kept: dict[Any, Any] = {}
+    moved: dict[str, Any] = {}
+    for key, value in bms_set.items():
+        if str(key).startswith(OLD_BOARD_PREFIX):
+            new = str(key).removeprefix(OLD_BOARD_PREFIX)
+            moved[new] = value
+            if new in _OLD_FIRMWARE_TWINS:
+                kept.setdefault(_OLD_FIRMWARE_TWINS[new], value)
+        else:
+            kept[key] = value
+    return {
+        **data,
+        "bms": {**data["bms"], "set": kept},
+        "board": {**board, "set": {**moved, **(board.get("set") or {})}},
+    }
 
 
 # ---------------------------------------------------------------------------- conditions
@@ -352,9 +400,15 @@ class Scenario(_Strict):
     description: str | None = Field(default=None, max_length=MAX_TEXT_CHARS)
     pack: PackSpec = Field(default_factory=PackSpec)
     bms: BmsSpec = Field(default_factory=BmsSpec)
+    board: BoardSpec = Field(default_factory=BoardSpec)
     dt: Duration = 0.1
     timeline: list[dict[str, Any]] = Field(max_length=MAX_STEPS)
     source: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_spelling(cls, data: Any) -> Any:
+        return _translate_old_board_spelling(data)
 
     @field_validator("dt")
     @classmethod
@@ -452,6 +506,11 @@ def load_scenario(path: Path | str) -> tuple[Scenario, list[Step]]:
         load_profile(scenario.bms.profile, scenario.bms.set)
     except ProfileError as err:
         raise ScenarioError(_sentence(file, lines, ("bms", "set"), str(err))) from None
+    try:
+        load_board(overrides=scenario.board.set)
+    except BoardError as err:
+        where: Location = ("board", "set") if "board" in data else ("bms", "set")  # the old spelling
+        raise ScenarioError(_sentence(file, lines, where, str(err))) from None
     steps = parse_steps(scenario.timeline, file, lines)
     if not steps:
         raise ScenarioError(_sentence(file, lines, ("timeline",), "the timeline is empty"))

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from openbms.bms.interface import Measurements
-from openbms.bms.profile import Afe
+from openbms.twin.board import Afe
 from openbms.twin.pack import Pack, StepResult
 
 FloatArray = npt.NDArray[np.float64]
@@ -110,7 +110,7 @@ class AnalogFrontEnd:
             cell_v=cell_v,
             cell_t_c=cell_t,
             current_a=current,
-            stack_v=_quantise(pack.pack_v, 0.01),
+            stack_v=_quantise(pack.pack_v, self.settings.stack_v_resolution_v),
             fet_t_c=_quantise(pack.fet_t_c, s.temperature_resolution_c),
             afe_ok=np.ones(n, dtype=bool),
             afe_damaged=self.damaged.copy(),

@@ -14,8 +14,8 @@ import numpy as np
 import numpy.typing as npt
 
 from openbms.bms.interface import AfeProtectionConfig
-from openbms.bms.profile import Hardware
 from openbms.chemistry import CellParams
+from openbms.twin.board import BoardProfile
 from openbms.twin.cells import CellBank, Spread
 from openbms.twin.external import External
 
@@ -51,7 +51,7 @@ class Pack:
         params: CellParams,
         topology: Topology,
         packs: int,
-        hardware: Hardware,
+        board: BoardProfile,
         soc: float,
         temperature_c: float,
         spread: Spread,
@@ -61,7 +61,7 @@ class Pack:
         self.balance_resistance_ohm = balance_resistance_ohm
         self.topology = topology
         self.packs = packs
-        self.hardware = hardware
+        self.board = board
         self.cells = CellBank(params, packs, topology.cells, soc, temperature_c, spread)
         self.external = External(packs)
         self.ambient_c = np.full(packs, float(temperature_c))
@@ -113,7 +113,7 @@ class Pack:
             g = 1.0 / self._grouped(r)
             r_group = 1.0 / g.sum(axis=2)
             e_group = (self._grouped(e) * g).sum(axis=2) * r_group
-        fet_r = 2.0 * self.hardware.fet.on_resistance_ohm
+        fet_r = 2.0 * self.board.fet.on_resistance_ohm
         e_pack = e_group.sum(axis=1)
         r_pack = r_group.sum(axis=1) + fet_r
 
@@ -191,7 +191,7 @@ class Pack:
         else:
             a = dt_s / mass
             cells.temperature_c = (t + a * (heat_w + h * ambient)) / (1.0 + a * h)
-        fet = self.hardware.fet
+        fet = self.board.fet
         b = dt_s / fet.thermal_mass_j_per_k
         fet_heat = current_a * current_a * fet_r
         self.fet_t_c = (self.fet_t_c + b * (fet_heat + fet.cooling_w_per_k * self.ambient_c)) / (

@@ -25,6 +25,7 @@ from openbms.bms.profile import Profile
 from openbms.bms.reading import TWIN_PROTOCOL, PackReading
 from openbms.chemistry import CellParams
 from openbms.twin.afe import AnalogFrontEnd
+from openbms.twin.board import BoardProfile, default_board
 from openbms.twin.cells import Spread
 from openbms.twin.external import LOAD_CURRENT, LOAD_NONE, LOAD_POWER, LOAD_RESISTANCE, Charger, Load
 from openbms.twin.pack import Pack, StepResult, Topology
@@ -37,7 +38,6 @@ Amount = float | npt.NDArray[np.float64]
 ALL_PACKS = slice(None)
 
 TWIN_NAME = "openbms twin"  # the name the twin's board reports
-UNSAFE_DISCONNECT_A = 0.5  # unplugging the leads with more than this flowing draws an arc
 
 
 @dataclass
@@ -50,6 +50,7 @@ class TwinConfig:
     temperature_c: float = 25.0
     spread: Spread = field(default_factory=Spread)
     dt_s: float = 0.1
+    board: BoardProfile = field(default_factory=default_board)  # the hardware the brain runs on
 
 
 class TwinError(ValueError):
@@ -67,13 +68,13 @@ class Twin:
             config.cell,
             config.topology,
             n,
-            config.profile.hardware,
+            config.board,
             config.soc,
             config.temperature_c,
             config.spread,
-            config.profile.balancing.bleed_resistance_ohm,
+            config.board.bleed_resistance_ohm,
         )
-        self.afe = AnalogFrontEnd(config.profile.hardware.afe, config.spread.seed, n, series)
+        self.afe = AnalogFrontEnd(config.board.afe, config.spread.seed, n, series)
         group_soc = self.pack._groups_mean(self.pack.cells.soc)
         self.bms = Bms(
             config.profile,
@@ -93,8 +94,7 @@ class Twin:
         self.event_count = 0
         self.t_s = 0.0
         # The board.
-        hw = config.profile.hardware
-        self.hold_up_s = hw.supply.hold_up_s
+        self.hold_up_s = config.board.supply.hold_up_s
         self.balance_connected = np.ones(n, dtype=bool)
         self.unpowered_since_s = np.full(n, np.nan)
         self.hung = np.zeros(n, dtype=bool)
@@ -175,7 +175,7 @@ class Twin:
         """Drive the FETs: no power, no gate drive; a hung controller keeps its last command
         until the AFE's watchdog opens both; a stuck FET conducts whatever it is told."""
         self.silent_s = np.where(self.hung, self.silent_s + self.dt_s, 0.0)
-        watchdog = self.silent_s >= self.config.profile.hardware.afe.watchdog_s
+        watchdog = self.silent_s >= self.config.board.afe.watchdog_s
         drive = self.powered & ~watchdog
         # The AFE's own over-voltage comparator (as BQ769x0 parts have) cuts charging without the
         # controller: it is what still protects the cells while the firmware hangs.
@@ -183,7 +183,7 @@ class Twin:
         self.pack.charge_fet = (commands.charge_fet & drive & ~afe_ov) | self.fet_stuck_charge
         self.pack.discharge_fet = (commands.discharge_fet & drive) | self.fet_stuck_discharge
         self.pack.balance = commands.balance & self.running[:, None]
-        supply = self.config.profile.hardware.supply
+        supply = self.config.board.supply
         draw = np.where(self.bms.sleeping, supply.sleep_a, supply.quiescent_a)
         self.pack.supply_draw_a = np.where(self.powered, draw, 0.0)
 
@@ -392,7 +392,7 @@ class Twin:
         if not self.pack.main_leads[pack]:
             return
         flowing = float(self.pack.current_a[pack])
-        if abs(flowing) > UNSAFE_DISCONNECT_A:
+        if abs(flowing) > self.config.board.unsafe_disconnect_a:
             self._board_event(pack, "unsafe_disconnect_under_load", {"current_a": round(flowing, 3)})
         self.pack.main_leads[pack] = False
 
@@ -405,7 +405,7 @@ class Twin:
                 "reconnect_order_violation",
                 {"detail": "main leads plugged before the balance connector"},
             )
-            if self.config.profile.hardware.reconnect_order_damages_afe:
+            if self.config.board.reconnect_order_damages_afe:
                 self.afe.damaged[pack] = True
         self.pack.main_leads[pack] = True
 
