@@ -207,3 +207,18 @@ def test_an_answering_board_diagnosed_with_its_history_reads_the_history_too() -
     d = diagnose(snapshot_from_reading(latched, history=history))
     assert d.recommendation == "hard_reset"
     assert [r.source for r in d.reasons] == ["measured", "history"]
+
+
+def test_a_board_nobody_measured_is_not_told_its_own_hold_up_time() -> None:
+    """The guide and a real board do not know the board's hold-up time: the hard reset waits the
+    full time without claiming "this BMS keeps its memory for 10 minutes"; the twin's board is known."""
+    latched = _reading(faults=["sensor_fault"], charge_fet=False, discharge_fet=False)
+    device = diagnose(snapshot_from_reading(latched))
+    assert device.recommendation == "hard_reset"
+    waits = [s.text for s in device.steps if s.text.startswith("Wait at least")]
+    assert waits and "this BMS keeps its memory" not in waits[0], waits
+    scenario, steps = load_scenario(ROOT / "scenarios" / "troubled" / "hard-reset-firmware-hang.yaml")
+    runner = ScenarioRunner(scenario, steps)
+    runner.run()
+    twin = diagnose(snapshot_of(runner.twin))
+    assert any("this BMS keeps its memory for" in s.text for s in twin.steps)

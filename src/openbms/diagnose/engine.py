@@ -344,7 +344,7 @@ def present_conditions(s: Snapshot) -> list[tuple[str, Reason, list[ProcedureSte
                     action=f"repair open_balance_wire {cell}",
                 ),
                 ProcedureStep(text="The sensor fault is latched: after the repair, do a hard reset:"),
-                *hard_reset_steps(s.thresholds.hold_up_s),
+                *hard_reset_steps(s.thresholds.hold_up_s, s.thresholds.hold_up_known),
             ],
             f"cell_v_{cell}",
             0.0,
@@ -384,7 +384,7 @@ def diagnose(s: Snapshot) -> Diagnosis:
             recommendation="replace_cells",
             summary=f"Cell(s) {', '.join(map(str, cells))} are damaged; no reset can fix them.",
             reasons=[r for _, r in damaged],
-            steps=replace_cell_steps(cells, s.thresholds.hold_up_s),
+            steps=replace_cell_steps(cells, s.thresholds.hold_up_s, s.thresholds.hold_up_known),
             assumptions=assumptions,
             damaged_cells=cells,
         )
@@ -419,7 +419,7 @@ def diagnose(s: Snapshot) -> Diagnosis:
                     source=seen(s, "cell_replaced"),
                 )
             ],
-            steps=hard_reset_steps(s.thresholds.hold_up_s)[4:],
+            steps=hard_reset_steps(s.thresholds.hold_up_s, s.thresholds.hold_up_known)[4:],
             assumptions=assumptions,
         )
     if s.state == "off":
@@ -460,7 +460,7 @@ def diagnose(s: Snapshot) -> Diagnosis:
             recommendation="hard_reset",
             summary="A soft reset cannot clear this; a hard reset (full power-down of the BMS) is needed.",
             reasons=hard,
-            steps=hard_reset_steps(s.thresholds.hold_up_s),
+            steps=hard_reset_steps(s.thresholds.hold_up_s, s.thresholds.hold_up_known),
             assumptions=assumptions,
         )
     soft = _soft_reset_reasons(s)
@@ -625,7 +625,7 @@ def _silent(s: Snapshot, assumptions: list[str]) -> Diagnosis:
         steps=[
             *soft_reset_steps(s.thresholds.charge_voltage_v, asleep=True),
             ProcedureStep(text="If it still shows no sign of life, its firmware is hung: do a hard reset:"),
-            *hard_reset_steps(s.thresholds.hold_up_s),
+            *hard_reset_steps(s.thresholds.hold_up_s, s.thresholds.hold_up_known),
         ],
         assumptions=assumptions,
     )

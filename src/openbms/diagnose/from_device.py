@@ -41,7 +41,7 @@ def snapshot_from_reading(
     capacity = reading.nominal_ah if reading is not None and reading.nominal_ah else None
     # A device does not report its supply's hold-up time: the default board's is assumed
     # (not yet stated as assumed in the snapshot, as the profile is).
-    thresholds = Thresholds.from_profile(profile, series, capacity, default_board())
+    thresholds = Thresholds.from_profile(profile, series, capacity, default_board(), board_known=False)
     if reading is None:
         # Silence is all that was observed: a sleeping BMS, a hung one, the wrong protocol, port or
         # baud rate and swapped wires all look alike, so the state says only "no reply".

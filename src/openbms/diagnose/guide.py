@@ -486,10 +486,12 @@ def guide_thresholds(chem: str | None, n: int | None) -> tuple[Thresholds, list[
             "use the one on the battery's label"
         )
         # The cell-level limits of the LiFePO4 profile; no pack voltage, since the chemistry is unknown.
-        return Thresholds.from_profile(load_profile("lfp"), None, None, board), notes
+        return Thresholds.from_profile(load_profile("lfp"), None, None, board, board_known=False), notes
     if n is None:
         notes.append("number of cells in series unknown: no pack charge voltage quoted — use the one on the label")
-    return Thresholds.from_profile(load_profile(chem), n, None, board), notes  # the capacity is not asked
+    return Thresholds.from_profile(
+        load_profile(chem), n, None, board, board_known=False
+    ), notes  # the capacity is not asked
 
 
 def build_snapshot(answers: dict[str, str], thresholds: Thresholds | None = None) -> tuple[Snapshot, list[str]]:

@@ -68,7 +68,9 @@ def soft_reset_steps(charger_v: float | None, asleep: bool, button: bool = True)
     return steps
 
 
-def hard_reset_steps(hold_up_s: float) -> list[ProcedureStep]:
+def hard_reset_steps(hold_up_s: float, hold_up_known: bool = True) -> list[ProcedureStep]:
+    """The seed's hard reset. The wait covers ``hold_up_s``; the board's own hold-up time is quoted
+    only when it is known (the twin's board), never for a board nobody measured."""
     wait_min = max(15, int(round(hold_up_s / 60.0)) + 5)
     return [
         ProcedureStep(
@@ -90,7 +92,11 @@ def hard_reset_steps(hold_up_s: float) -> list[ProcedureStep]:
         ProcedureStep(
             text=(
                 f"Wait at least {wait_min} minutes, so the internal capacitors discharge and the memory "
-                f"really clears (this BMS keeps its memory for {hold_up_s / 60:.0f} minutes)."
+                + (
+                    f"really clears (this BMS keeps its memory for {hold_up_s / 60:.0f} minutes)."
+                    if hold_up_known
+                    else "really clears (a BMS keeps its memory for some minutes; wait the full time)."
+                )
             ),
             action=f"wait {wait_min}min",
         ),
@@ -108,7 +114,7 @@ def hard_reset_steps(hold_up_s: float) -> list[ProcedureStep]:
     ]
 
 
-def replace_cell_steps(cells: list[int], hold_up_s: float) -> list[ProcedureStep]:
+def replace_cell_steps(cells: list[int], hold_up_s: float, hold_up_known: bool = True) -> list[ProcedureStep]:
     names = ", ".join(str(c) for c in cells)
     return [
         ProcedureStep(
@@ -128,7 +134,7 @@ def replace_cell_steps(cells: list[int], hold_up_s: float) -> list[ProcedureStep
         ProcedureStep(
             text="After the replacement, do a hard reset so the BMS detects the new cell and balances the pack:"
         ),
-        *hard_reset_steps(hold_up_s),
+        *hard_reset_steps(hold_up_s, hold_up_known),
     ]
 
 

@@ -51,11 +51,18 @@ class Thresholds(BaseModel):
     charge_voltage_v: float | None  # None: unknown (no cell count, or no chemistry)
     recovery_charge_a: float | None  # None: unknown (no capacity known)
     hold_up_s: float
+    # False: the board is not the one measured (a real board, a person's): its hold-up time is the
+    # default board's, good for judging "too short", never quoted as this board's own.
+    hold_up_known: bool = True
     recovery_classes: dict[str, str] = Field(default_factory=dict)  # each fault's class in this profile
 
     @staticmethod
     def from_profile(
-        profile: Profile, series: int | None, capacity_ah: float | None, board: BoardProfile
+        profile: Profile,
+        series: int | None,
+        capacity_ah: float | None,
+        board: BoardProfile,
+        board_known: bool = True,
     ) -> Thresholds:
         """The limits of ``profile``; the pack charge voltage needs the cell count and the recovery
         charge current the capacity (None where they are unknown). The hold-up time is the
@@ -81,6 +88,7 @@ class Thresholds(BaseModel):
             charge_voltage_v=None if series is None else profile.limits.charge_voltage_cell_v * series,
             recovery_charge_a=None if capacity_ah is None or recovery_c_rate is None else recovery_c_rate * capacity_ah,
             hold_up_s=board.supply.hold_up_s,
+            hold_up_known=board_known,
             recovery_classes={name: p.recovery for name, p in prot.items()},
         )
 
@@ -90,7 +98,7 @@ def default_thresholds() -> Thresholds:
     its source names no profile (a saved twin state always names its own)."""
     from openbms.profiles import load_profile
 
-    return Thresholds.from_profile(load_profile("lfp"), 16, 100.0, default_board())
+    return Thresholds.from_profile(load_profile("lfp"), 16, 100.0, default_board(), board_known=False)
 
 
 class ActiveFault(BaseModel):
