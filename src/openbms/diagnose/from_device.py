@@ -39,8 +39,8 @@ def snapshot_from_reading(
         profile = load_profile("lfp")
     series = len(reading.cell_v) if reading is not None and reading.cell_v else None
     capacity = reading.nominal_ah if reading is not None and reading.nominal_ah else None
-    # A device does not report its supply's hold-up time: the default board's is assumed
-    # (not yet stated as assumed in the snapshot, as the profile is).
+    # A device does not report its supply's hold-up time: the default board's judges a hard reset
+    # "too short", and is never quoted as this board's own (``hold_up_known=False``).
     thresholds = Thresholds.from_profile(profile, series, capacity, default_board(), board_known=False)
     if reading is None:
         # Silence is all that was observed: a sleeping BMS, a hung one, the wrong protocol, port or
