@@ -70,7 +70,7 @@ class Emulator:
 
     def answering(self) -> bool:
         """A sleeping, unpowered or hung BMS keeps its link silent (docs/behaviour.md §4, §5)."""
-        return bool(self.twin.running[0] and not self.twin.bms.sleeping[0])
+        return self.twin.listening(0)
 
     def _control(self, what: str, fields: dict[str, object]) -> bool:
         return self.twin.control_write(0, self.protocol, what, self.allow_control, **fields)

@@ -66,8 +66,9 @@ class ProcedureRunner:
         self.twin = twin
         self.pack = pack
         self.load = twin.connected_load(pack)
-        charge_v = float(twin.bms.limits.charge_voltage_limit_v[pack])
-        capacity = twin.bms.pack.capacity_ah
+        reading = twin.reading(pack)
+        charge_v = reading.charge_voltage_limit_v or 0.0
+        capacity = reading.nominal_ah or 0.0
         self.charger = twin.connected_charger(pack) or Charger(charge_v, DEFAULT_CHARGER_C_RATE * capacity, 0.0)
 
     # ------------------------------------------------------------------ hands
@@ -179,7 +180,7 @@ class ProcedureRunner:
         elif action.startswith("service_clear "):
             fault = action.split()[1]
             faults = (
-                [f["fault"] for f in twin.bms.fault_details(p) if f["class"] == "persistent"]
+                [f["fault"] for f in twin.reading(p).fault_details or [] if f["class"] == "persistent"]
                 if fault == "all"
                 else [fault]
             )
@@ -214,7 +215,7 @@ class ProcedureRunner:
         if check == "booted":
             return state not in ("off", "unresponsive"), f"state {state}"
         if check == "normal":
-            faults = self.twin.bms.active_faults(self.pack)
+            faults = self.twin.reading(self.pack).faults
             blocking = [f for f in faults if f != "cell_imbalance" and f != "comm_error"]
             ok = state == "normal" and not blocking
             return ok, f"state {state}" + (f", active faults: {', '.join(faults)}" if faults else "")

@@ -219,6 +219,11 @@ class Twin:
             self.step()
 
     # ------------------------------------------------------------------ what a user sees
+    def listening(self, pack: int) -> bool:
+        """Whether pack ``pack``'s controller hears its monitoring link: a sleeping, unpowered or
+        hung BMS keeps its link silent (docs/behaviour.md §4, §5)."""
+        return bool(self.running[pack] and not self.bms.sleeping[pack])
+
     def state_name(self, pack: int) -> str:
         if not self.powered[pack]:
             return states.STATES[states.OFF]
@@ -353,7 +358,7 @@ class Twin:
     def command_soft_reset(self, pack: int) -> list[Event]:
         """``soft_reset`` over the monitoring link: heard only by a running, awake controller
         whose link works."""
-        if not self.running[pack] or self.link_errors[pack] or self.bms.sleeping[pack]:
+        if not self.listening(pack) or self.link_errors[pack]:
             return []
         events = self.bms.soft_reset([pack], self.t_s, "soft")
         self._record(events)
@@ -375,7 +380,7 @@ class Twin:
                 "discharge_on": not bool(self.bms.operator_discharge_off[pack]),
                 **request,
             }
-        accepted = bool(allowed and self.running[pack] and not self.bms.sleeping[pack])
+        accepted = bool(allowed and self.listening(pack))
         self._board_event(pack, "control_write", {"protocol": protocol, "what": what, "accepted": accepted, **request})
         if accepted and what == "fet":
             self.bms.operator_fets(pack, bool(request["charge_on"]), bool(request["discharge_on"]), self.t_s)
