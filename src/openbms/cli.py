@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -21,11 +22,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from openbms import __version__
 from openbms.bms.nvm import NonVolatileMemory, NvmError
-from openbms.units import parse_duration_s
+from openbms.units import format_duration, parse_duration_s
 
 if TYPE_CHECKING:  # the simulation, numpy and matplotlib load only when a command needs them
     from openbms.devices.history import HistoryRecorder
@@ -134,6 +135,41 @@ def _run_one(
     return result, wall_s, runner, files
 
 
+PIPE_PROGRESS_EVERY_S = 5.0  # wall time between progress lines when stderr is not a terminal
+
+
+class PipeProgress:
+    """A progress line on a non-terminal stream (a pipe, a CI log) every ``every_s`` of wall time:
+    simulated time done, speed against real time and the time left, so a long run is never silent
+    there (the live bar only draws on a terminal)."""
+
+    def __init__(
+        self,
+        name: str,
+        planned_s: float,
+        write: Callable[[str], object],
+        every_s: float = PIPE_PROGRESS_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name, self.planned_s, self.write, self.every_s, self.clock = name, planned_s, write, every_s, clock
+        self.start = clock()
+        self.next_at = self.start + every_s
+
+    def __call__(self, t_s: float) -> None:
+        now = self.clock()
+        if now < self.next_at:
+            return
+        self.next_at = now + self.every_s
+        wall = max(now - self.start, 1e-9)
+        done = min(t_s / self.planned_s, 1.0) if self.planned_s > 0 else 1.0
+        left = wall * (1.0 - done) / done if done > 0 else float("nan")
+        eta = f"about {format_duration(left)} left" if math.isfinite(left) else "time left unknown"
+        self.write(
+            f"{self.name}: {format_duration(t_s)} of {format_duration(self.planned_s)} simulated "
+            f"({100 * done:.0f} %), {t_s / wall:,.0f}× real time, {eta}\n"
+        )
+
+
 def _play(
     scenario: Scenario,
     steps: list[Step],
@@ -149,19 +185,26 @@ def _play(
     runner = ScenarioRunner(scenario, steps, every_s=every_s, nvm=nvm, telemetry_sink=sink, diagnoser=diagnosis_of)
     planned = max(runner.planned_duration_s(), 1.0)
     start = time.perf_counter()
+    on_terminal = err.is_terminal
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         TextColumn("{task.fields[simulated]}"),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
         console=err,
         transient=True,
-        disable=not show_progress,
+        disable=not (show_progress and on_terminal),
     ) as progress:
         task = progress.add_task(scenario.name[:40], total=planned, simulated="")
+        line = None
+        if show_progress and not on_terminal:
+            line = PipeProgress(scenario.name[:40], planned, err.file.write, PIPE_PROGRESS_EVERY_S)
 
         def report(t_s: float) -> None:
             progress.update(task, completed=min(t_s, planned), simulated=f"t={t_s / 60:.1f} min")
+            if line is not None:
+                line(t_s)
 
         result = runner.run(progress=report)
     return result, time.perf_counter() - start, runner
