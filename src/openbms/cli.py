@@ -507,6 +507,7 @@ def _monitor(
 
     console, err = _consoles(json_out)
     recorder = None
+    created = record is not None and not record.exists()
     try:
         protocol, port = parse_url(device)
         if protocol == "ble" and baud is not None:
@@ -521,6 +522,10 @@ def _monitor(
     except (*DEVICE_ERRORS, HistoryError) as exc:
         if recorder is not None:
             recorder.close()
+        if created and record is not None:
+            # nothing was recorded: leave no empty history behind a mistyped port
+            for leftover in (record, Path(f"{record}-wal"), Path(f"{record}-shm")):
+                leftover.unlink(missing_ok=True)
         err.print(f"[red]error:[/] {escape(str(exc))}")
         return EXIT_INVALID
     try:

@@ -334,3 +334,11 @@ def test_a_history_of_another_device_is_refused(tmp_path: Path) -> None:
         HistoryRecorder(path, "jbd:/dev/ttyUSB1")
     with pytest.raises(HistoryError, match="not of daly:/dev/ttyUSB0"):
         load_history(path, "daly:/dev/ttyUSB0")
+
+
+def test_a_port_that_cannot_be_opened_leaves_no_empty_history_behind(tmp_path: Path) -> None:
+    record = tmp_path / "battery.db"
+    result = CliRunner().invoke(app, ["monitor", "--device", "jbd:/dev/ttyNOPE", "--record", str(record)])
+    assert result.exit_code == 2, result.output
+    assert "cannot open" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
