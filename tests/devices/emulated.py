@@ -11,6 +11,15 @@ from openbms.devices.emulator import Emulator, PtyPort, run_emulator
 from openbms.scenario.runner import ScenarioRunner
 from openbms.scenario.schema import load_scenario
 
+# A board whose firmware hangs from the first moment: silent whatever it is asked.
+HUNG = """\
+name: hung from the start
+pack: {series: 4, capacity_ah: 50, soc: 0.7}
+timeline:
+  - inject: {fault: firmware_hang}
+  - run: 1h
+"""
+
 
 def emulated_port(tmp_path: Path, text: str, protocol: str = "jbd", speed: float = 20.0) -> Iterator[str]:
     """Yield the path of a pseudo-terminal where ``protocol``'s emulator serves the scenario

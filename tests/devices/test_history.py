@@ -25,7 +25,7 @@ from openbms.devices.model import DeviceReading
 from openbms.devices.reader import Poll
 from openbms.diagnose.engine import diagnose
 from openbms.diagnose.from_device import snapshot_from_reading
-from tests.devices.emulated import emulated_port
+from tests.devices.emulated import HUNG, emulated_port
 from tests.devices.test_cli_devices import assert_refused, run
 
 # A 4S 5 Ah pack at 3 % under a 3 A load: cell_undervoltage trips at about t=160 s and the board
@@ -37,13 +37,6 @@ pack: {series: 4, capacity_ah: 5, soc: 0.03}
 timeline:
   - load: {current_a: 3}
   - run: 2h
-"""
-HUNG = """\
-name: hung from the start
-pack: {series: 4, capacity_ah: 50, soc: 0.7}
-timeline:
-  - inject: {fault: firmware_hang}
-  - run: 1h
 """
 
 

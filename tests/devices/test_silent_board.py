@@ -18,19 +18,12 @@ from openbms.devices import reader as reader_module
 from openbms.devices.reader import DEFAULT_BAUD, DeviceReader
 from openbms.diagnose.engine import diagnose
 from openbms.diagnose.from_device import snapshot_from_reading
-from tests.devices.emulated import emulated_port
+from tests.devices.emulated import HUNG, emulated_port
 
 IDLE = """\
 name: an idle pack
 pack: {series: 4, capacity_ah: 50, soc: 0.7}
 timeline:
-  - run: 1h
-"""
-HUNG = """\
-name: hung from the start
-pack: {series: 4, capacity_ah: 50, soc: 0.7}
-timeline:
-  - inject: {fault: firmware_hang}
   - run: 1h
 """
 
