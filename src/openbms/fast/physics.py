@@ -86,9 +86,10 @@ class KernelState:
 
     def copy(self) -> KernelState:
         """A contiguous float64 copy: the kernel writes its state in place and never into yours."""
-        return KernelState(*(np.array(a, dtype=np.float64, order="C", copy=True) for a in self._arrays()))
+        return KernelState(*(np.array(a, dtype=np.float64, order="C", copy=True) for a in self.arrays()))
 
-    def _arrays(self) -> tuple[FloatArray, ...]:
+    def arrays(self) -> tuple[FloatArray, ...]:
+        """The five arrays in field order (for copying and comparing)."""
         return (self.soc, self.v_rc, self.temperature_c, self.fet_t_c, self.current_a)
 
 
@@ -169,7 +170,9 @@ def advance_many(
         raise ValueError(f"dt_s must be a positive finite number of seconds, not {dt_s}")
     if params.series * params.parallel != cells:
         raise ValueError(f"{params.series}s{params.parallel}p does not make {cells} cells")
-    currents = np.ascontiguousarray(currents)
+    # A fresh writable C array every time: a read-only or strided one is another numba type and
+    # would compile a second specialisation inside the caller's timed run.
+    currents = np.array(currents, dtype=np.float64, order="C")
     out = state.copy()
     if out.soc.shape != (packs, cells) or out.v_rc.shape != (params.rc_r_ohm.size, packs, cells):
         raise ValueError("the state does not match the parameters' packs, cells or RC pairs")
