@@ -2,7 +2,7 @@
 
 The layer map (each layer imports only layers below it, and the neutral helpers)::
 
-    chemistry → bms → profiles → twin → scenario → devices → diagnose → cli
+    chemistry → bms → profiles → twin → fast → scenario → devices → diagnose → cli
 
 - the neutral helpers (``openbms``, ``openbms.inputs``, ``openbms.units``, ``openbms.files``)
   import nothing of openbms but each other, so every layer may use them;
@@ -10,6 +10,9 @@ The layer map (each layer imports only layers below it, and the neutral helpers)
   or CLI, and no I/O;
 - ``profiles`` (one module) reads the shipped profile files for the brain, which reads no file:
   the brain validates a profile, the layer above it finds and merges the YAML;
+- ``fast`` (compiled numba kernels for the per-cycle work, an optional extra) sits above the
+  ``twin`` and ``bms`` whose Python code it reproduces and is checked against; nothing below it
+  may depend on numba;
 - ``devices`` sits above ``scenario`` because the emulator plays a scenario on the twin (it is
   the twin's serving end, beside the protocol servers it answers with);
 - ``diagnose`` sits above ``devices``: ``diagnose.from_device`` turns a device's reading into a
@@ -41,6 +44,7 @@ LAYERS = (
     "openbms.bms",
     "openbms.profiles",
     "openbms.twin",
+    "openbms.fast",
     "openbms.scenario",
     "openbms.devices",
     "openbms.diagnose",

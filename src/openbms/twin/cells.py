@@ -29,6 +29,23 @@ class Spread:
 
 
 _R0_POINTS = 101
+R0_POINTS = _R0_POINTS  # the R0 table's SOC grid size, for a compiled twin that reads the same table
+
+
+def r0_table_ohm(params: CellParams) -> FloatArray:
+    """R0 over SOC on a uniform 101-point grid: discharge row first, then charge, flattened.
+
+    Flattened so that one gather picks both the SOC point and the current direction
+    (``index + charging * R0_POINTS``); a pure function so the compiled fast path
+    (``openbms.fast``) looks up exactly the table the reference does.
+    """
+    grid = np.linspace(0, 1, _R0_POINTS)
+    return params.r0_ohm * np.concatenate(
+        [
+            np.interp(grid, np.linspace(0, 1, params.r0_discharge_factor.size), params.r0_discharge_factor),
+            np.interp(grid, np.linspace(0, 1, params.r0_charge_factor.size), params.r0_charge_factor),
+        ]
+    )
 
 
 class CellBank:
@@ -66,15 +83,7 @@ class CellBank:
         self.rc_tau_s = np.array([r * c for r, c in params.rc])
         self.temperature_c = np.full(shape, float(temperature_c))
         self.extra_leak_a = np.zeros(shape)  # internal shorts, balancing bleed (set by the pack)
-        # R0 over SOC on a uniform 101-point grid: discharge row first, then charge, flattened so
-        # one gather picks both the SOC point and the current direction.
-        grid = np.linspace(0, 1, _R0_POINTS)
-        self._r0_flat = params.r0_ohm * np.concatenate(
-            [
-                np.interp(grid, np.linspace(0, 1, params.r0_discharge_factor.size), params.r0_discharge_factor),
-                np.interp(grid, np.linspace(0, 1, params.r0_charge_factor.size), params.r0_charge_factor),
-            ]
-        )
+        self._r0_flat = r0_table_ohm(params)
         self._factor = self.resistance_scale.copy()
         self._ocv = params.ocv.voltage_v(self.soc)
         self._refresh_capacity()

@@ -1,0 +1,25 @@
+"""The compiled fast path: numba kernels for what runs every control cycle for every pack.
+
+The Python code in ``twin`` and ``bms`` stays the reference: it is what the behaviour is defined
+by and what a reader checks. The kernels here reproduce its arithmetic (same operations, same
+order where rounding could show) so a differential test (``tests/fast``) can hold them equal to
+within 1e-9, and they exist only because a fleet of packs over days of simulated time is too slow
+one vectorised NumPy step at a time. Nothing outside ``openbms.fast`` uses them yet.
+
+numba is an optional dependency (the ``fast`` extra): importing this package without it raises an
+ImportError that says how to get it, rather than a bare "No module named 'numba'".
+"""
+
+from __future__ import annotations
+
+try:
+    import numba  # noqa: F401  (checked here once, so every kernel module may assume it)
+except ImportError as err:  # pragma: no cover - exercised only where numba is absent
+    raise ImportError(
+        "openbms.fast needs numba, which is an optional dependency: install the 'fast' extra "
+        "(pip install 'openbms[fast]') or numba>=0.60,<0.70 directly"
+    ) from err
+
+from openbms.fast.physics import KernelParams, KernelState, advance_many, params_from_pack, state_from_pack
+
+__all__ = ["KernelParams", "KernelState", "advance_many", "params_from_pack", "state_from_pack"]
