@@ -126,6 +126,12 @@ TOP_CASES = [
     Case("name-list", scenario(name="[1, 2]"), ("name",)),
     Case("name-huge", scenario(name="x" * 500), ("name",)),
     Case("unknown-key", scenario(colour="red"), ("colour", "unknown key")),
+    # a key made of line breaks (found by scripts/fuzz_documents.py): quoted, still one line
+    Case(
+        "key-of-line-breaks",
+        "name: t\npack:\n  series: 4\n  spread:\n    ? '\n\n      '\n    : null\ntimeline: [{run: 1s}]\n",
+        ("pack.spread.'\\n'", "unknown key"),
+    ),
     Case("no-timeline", "name: t\n", ("timeline", "required")),
     Case("empty-timeline", scenario(timeline="  []\n").replace("timeline:\n  []", "timeline: []"), ("empty",)),
     Case("timeline-scalar", "name: t\ntimeline: 5\n", ("timeline",)),

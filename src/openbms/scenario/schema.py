@@ -419,9 +419,16 @@ class Scenario(_Strict):
 
 
 # ---------------------------------------------------------------------------- loading
+def _key_text(part: object) -> str:
+    """One part of a key path as the error names it: a key with blanks, line breaks or other
+    invisible characters in it is quoted (``'\\n\\n'``), so the error stays one readable line."""
+    text = str(part)
+    return text if text and text.isprintable() and not any(c.isspace() for c in text) else repr(text)
+
+
 def _sentence(file: str, lines: dict[Location, int], loc: Location, message: str) -> str:
     line = line_of(lines, loc)
-    key = ".".join(str(p) for p in loc) or "(top level)"
+    key = ".".join(_key_text(p) for p in loc) or "(top level)"
     where = f"{file}, line {line}" if line else file
     return f"{where}: {key}: {message}"
 
