@@ -20,16 +20,23 @@ except ImportError as err:  # pragma: no cover - exercised only where numba is a
         "(pip install 'openbms[fast]') or numba>=0.60,<0.70 directly"
     ) from err
 
+from openbms.fast.afe import AfeFaultError, AfeNoise, AfeReadings, draw_noise, fault_reason, measure_many
 from openbms.fast.guard import GuardContext, GuardState, advance_guard, reference_advance
 from openbms.fast.physics import KernelParams, KernelState, advance_many, params_from_pack, state_from_pack
 
 __all__ = [
+    "AfeFaultError",
+    "AfeNoise",
+    "AfeReadings",
     "GuardContext",
     "GuardState",
     "KernelParams",
     "KernelState",
     "advance_guard",
     "advance_many",
+    "draw_noise",
+    "fault_reason",
+    "measure_many",
     "params_from_pack",
     "reference_advance",
     "state_from_pack",
