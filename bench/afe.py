@@ -22,8 +22,6 @@ import os
 import sys
 import tempfile
 import time
-from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -44,25 +42,6 @@ def _truths(cycles: int, packs: int) -> dict[str, FloatArray]:
     }
 
 
-def _reference(afe: Any, t: dict[str, FloatArray]) -> list[Any]:
-    cycles, packs, _ = t["true_v"].shape
-    none = np.zeros(packs, dtype=bool)
-    step = SimpleNamespace(short_circuit_tripped=none, short_circuit_at_s=none * 0.0, short_circuit_peak_a=none * 0.0)
-    out = []
-    for c in range(cycles):
-        pack = SimpleNamespace(
-            packs=packs,
-            group_v=t["true_v"][c],
-            group_temperature_c=lambda c=c: t["true_t_c"][c],
-            current_a=t["current_a"][c],
-            pack_v=t["pack_v"][c],
-            fet_t_c=t["fet_t_c"][c],
-            external=SimpleNamespace(load_connected=lambda: none),
-        )
-        out.append(afe.measure(pack, step, 0.1, ~none, none, none))
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -70,6 +49,7 @@ def main() -> None:
     os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="openbms-afe-bench-")
 
     from openbms.fast import draw_noise, measure_many
+    from openbms.fast.afe import reference_measure_many
     from openbms.twin.afe import AnalogFrontEnd
     from openbms.twin.board import default_board
 
@@ -88,7 +68,7 @@ def main() -> None:
         n = reference_cycles
         ref_afe = AnalogFrontEnd(settings, 0, packs, SERIES)
         t0 = time.perf_counter()
-        want = _reference(ref_afe, {k: v[:n] for k, v in t.items()})
+        want = reference_measure_many(ref_afe, **{k: v[:n] for k, v in t.items()})
         reference_s = time.perf_counter() - t0
 
         fast_afe = AnalogFrontEnd(settings, 0, packs, SERIES)
@@ -99,7 +79,7 @@ def main() -> None:
         got = measure_many(fast_afe, **t, noise=noise)
         kernel_s = time.perf_counter() - t0
         diff = max(
-            float(np.max(np.abs(getattr(got, name)[:n] - np.array([getattr(m, name) for m in want]))))
+            float(np.max(np.abs(getattr(got, name)[:n] - getattr(want, name))))
             for name in ("cell_v", "cell_t_c", "current_a", "stack_v", "fet_t_c")
         )
         reference_rate, kernel_rate, both_rate = n / reference_s, cycles / kernel_s, cycles / (draw_s + kernel_s)

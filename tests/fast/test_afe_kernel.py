@@ -12,9 +12,6 @@ where the kernel stopped. A faulty AFE is the Python AFE's alone: the kernel ref
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any, cast
-
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -24,10 +21,10 @@ from hypothesis import strategies as st
 pytest.importorskip("numba")
 
 from openbms.fast import AfeFaultError, AfeNoise, AfeReadings, draw_noise, fault_reason, measure_many  # noqa: E402
+from openbms.fast.afe import reference_measure_many  # noqa: E402
 from openbms.twin import afe as twin_afe  # noqa: E402
 from openbms.twin.afe import AnalogFrontEnd  # noqa: E402
 from openbms.twin.board import Afe, default_board  # noqa: E402
-from openbms.twin.pack import Pack, StepResult  # noqa: E402
 
 FloatArray = npt.NDArray[np.float64]
 TOL = 1e-12  # the brief's bound; the kernel in fact matches exactly (checked too)
@@ -52,28 +49,7 @@ def truths(rng: np.random.Generator, cycles: int, packs: int, series: int, on_gr
 
 def reference(afe: AnalogFrontEnd, t: dict[str, FloatArray]) -> AfeReadings:
     """``afe.measure`` cycle by cycle on a stand-in pack carrying the true values."""
-    cycles, packs, _ = t["true_v"].shape
-    none = np.zeros(packs, dtype=bool)
-    step = cast(
-        StepResult,
-        SimpleNamespace(
-            short_circuit_tripped=none, short_circuit_at_s=np.zeros(packs), short_circuit_peak_a=none * 0.0
-        ),
-    )
-    rows: list[Any] = []
-    for c in range(cycles):
-        pack = SimpleNamespace(
-            packs=packs,
-            group_v=t["true_v"][c],
-            group_temperature_c=lambda c=c: t["true_t_c"][c],
-            current_a=t["current_a"][c],
-            pack_v=t["pack_v"][c],
-            fet_t_c=t["fet_t_c"][c],
-            external=SimpleNamespace(load_connected=lambda: none),
-        )
-        m = afe.measure(cast(Pack, pack), step, 0.1, ~none, none, none)
-        rows.append((m.cell_v, m.cell_t_c, m.current_a, m.stack_v, m.fet_t_c))
-    return AfeReadings(*(np.array([r[i] for r in rows]) for i in range(5)))
+    return reference_measure_many(afe, **t)
 
 
 def kernel(afe: AnalogFrontEnd, t: dict[str, FloatArray]) -> AfeReadings:

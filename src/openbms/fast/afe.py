@@ -223,3 +223,42 @@ def measure_many(
         settings_vector(afe.settings),
     )
     return AfeReadings(*out)
+
+
+def reference_measure_many(
+    afe: AnalogFrontEnd,
+    true_v: FloatArray,
+    true_t_c: FloatArray,
+    current_a: FloatArray,
+    pack_v: FloatArray,
+    fet_t_c: FloatArray,
+) -> AfeReadings:
+    """The Python AFE's ``measure``, cycle by cycle, on a stand-in pack carrying the true values
+    (shapes as ``measure_many``): the reference the kernel is held to, in tests and the bench."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    from openbms.twin.pack import Pack, StepResult
+
+    cycles, packs, _ = true_v.shape
+    none = np.zeros(packs, dtype=bool)
+    step = cast(
+        StepResult,
+        SimpleNamespace(
+            short_circuit_tripped=none, short_circuit_at_s=np.zeros(packs), short_circuit_peak_a=np.zeros(packs)
+        ),
+    )
+    rows = []
+    for c in range(cycles):
+        stand_in = SimpleNamespace(
+            packs=packs,
+            group_v=true_v[c],
+            group_temperature_c=lambda c=c: true_t_c[c],
+            current_a=current_a[c],
+            pack_v=pack_v[c],
+            fet_t_c=fet_t_c[c],
+            external=SimpleNamespace(load_connected=lambda: none),
+        )
+        m = afe.measure(cast(Pack, stand_in), step, 0.1, ~none, none, none)
+        rows.append((m.cell_v, m.cell_t_c, m.current_a, m.stack_v, m.fet_t_c))
+    return AfeReadings(*(np.array([r[i] for r in rows]) for i in range(5)))
