@@ -3,6 +3,8 @@ served by the protocol's emulator in a thread, as a reader on a real serial port
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,3 +42,18 @@ def emulated_port(tmp_path: Path, text: str, protocol: str = "jbd", speed: float
         stop.set()
         thread.join(5)
         port.close()
+
+
+def stop_process(proc: subprocess.Popen[str]) -> None:
+    """Stop a command started for a test as a user would (Ctrl-C), killing it only if it does not
+    stop within 5 s, and close its pipes."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()

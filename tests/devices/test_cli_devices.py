@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from openbms.cli import app
+from tests.devices.emulated import stop_process
 
 OPENBMS = [sys.executable, "-m", "openbms.cli"]
 SERIES = 6
@@ -61,16 +61,7 @@ def emulator(scenario: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
         path = _first_line(proc, 30)
         yield proc, path
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        stop_process(proc)
 
 
 def test_emulate_prints_the_pty_and_monitor_reads_it_as_one_json_line(

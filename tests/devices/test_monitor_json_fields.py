@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import select
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -22,6 +21,7 @@ import pytest
 from openbms.devices import daly
 from openbms.devices.protocols import DalyClient, DalyServer, LiveState
 from openbms.devices.transport import SerialTransport, TransportError
+from tests.devices.emulated import stop_process
 
 OPENBMS = [sys.executable, "-m", "openbms.cli"]
 SERIES = 4
@@ -74,16 +74,7 @@ def monitor_once(tmp_path: Path, protocol: str) -> dict[str, Any]:
         doc: dict[str, Any] = json.loads(lines[0])
         return doc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        stop_process(proc)
 
 
 @pytest.mark.parametrize("protocol", ["jbd", "daly", "jk"])

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from openbms.bms.events import Event, rounded
 from openbms.bms.fault_hooks import Trip, hooks_of
 from openbms.bms.interface import Measurements
-from openbms.bms.protections import RELEASE_MODES, debounce, elapsed
+from openbms.bms.protections import RELEASE_MODES, debounce, elapsed, trip_timers
 from openbms.bms.recovery_classes import CLEARERS, CLEARS_BY_ITSELF, LATCHED, RECOVERY_CLASSES
 from openbms.bms.state import BrainState
 
@@ -99,15 +99,9 @@ def _tripping(brain: BrainState, m: Measurements, dt_s: float, condition: BoolAr
     """(packs, protections): conditions that held for their trip delay, or that the AFE's own
     hardware detectors (short circuit) tripped inside the cycle."""
     table = brain.table
-    # Quiet cycles (nothing tripping, nothing counting, nothing active) are the common case for
-    # thousands of packs; they skip the timer arithmetic but change nothing else.
-    if condition.any() or brain.timers_running:
-        brain.trip_timer_s = debounce(brain.trip_timer_s, condition, brain.trip_seen, dt_s)
-        brain.trip_seen = condition
-        tripping = condition & elapsed(brain.trip_timer_s, table.trip_delay_s)
-        brain.timers_running = bool(brain.trip_timer_s.any())
-    else:
-        tripping = condition
+    brain.trip_timer_s, brain.trip_seen, brain.timers_running, tripping = trip_timers(
+        brain.trip_timer_s, brain.trip_seen, brain.timers_running, condition, table.trip_delay_s, dt_s
+    )
     if m.short_circuit_tripped.any():
         # Hardware detectors trip inside the cycle, at the time the AFE reports.
         afe_trip = (table.in_afe & table.enabled)[None, :] & m.short_circuit_tripped[:, None]

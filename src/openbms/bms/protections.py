@@ -135,3 +135,15 @@ def debounce(timer_s: FloatArray, condition: BoolArray, previous: BoolArray, dt_
 
 def elapsed(timer_s: FloatArray, delay_s: FloatArray) -> BoolArray:
     return timer_s >= delay_s - _TIMER_EPSILON_S
+
+
+def trip_timers(
+    timer_s: FloatArray, seen: BoolArray, running: bool, condition: BoolArray, delay_s: FloatArray, dt_s: float
+) -> tuple[FloatArray, BoolArray, bool, BoolArray]:
+    """One cycle of the trip debounce: the timers, the conditions seen, whether any timer runs,
+    and which conditions held for their delay. Quiet cycles (no condition, no timer running) are
+    the common case for thousands of packs: they skip the arithmetic and change nothing."""
+    if not (condition.any() or running):
+        return timer_s, seen, running, condition
+    timer_s = debounce(timer_s, condition, seen, dt_s)
+    return timer_s, condition, bool(timer_s.any()), condition & elapsed(timer_s, delay_s)

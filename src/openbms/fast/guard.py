@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from openbms.bms.protections import _TIMER_EPSILON_S, ProtectionTable, debounce, elapsed
+from openbms.bms.protections import _TIMER_EPSILON_S, ProtectionTable, debounce, elapsed, trip_timers
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -129,13 +129,9 @@ def reference_cycle(
     s = state.copy()
     values = table.values(quantities)
     condition = table.trip_condition(values)
-    if condition.any() or s.timers_running:
-        s.trip_timer_s = debounce(s.trip_timer_s, condition, s.trip_seen, dt_s)
-        s.trip_seen = condition
-        tripping = condition & elapsed(s.trip_timer_s, table.trip_delay_s)
-        s.timers_running = bool(s.trip_timer_s.any())
-    else:
-        tripping = condition
+    s.trip_timer_s, s.trip_seen, s.timers_running, tripping = trip_timers(
+        s.trip_timer_s, s.trip_seen, s.timers_running, condition, table.trip_delay_s, dt_s
+    )
     if table.in_afe.any():
         tripping = tripping & ~table.in_afe[None, :]
     active = context.active
