@@ -18,8 +18,9 @@ from openbms.bms.recovery_classes import LATCHED, PERSISTENT
 from openbms.bms.state import BrainState
 
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 
-_RECOVERY_CHARGE_GRACE = 1.1  # the recovery charge may exceed its rate by 10 % (sensor tolerance)
+RECOVERY_CHARGE_GRACE = 1.1  # the recovery charge may exceed its rate by 10 % (sensor tolerance)
 
 
 def update_fets(
@@ -28,12 +29,9 @@ def update_fets(
     """Open every path an active fault blocks; a deep-discharged pack may still take a small
     recovery charge (docs/behaviour.md §3), and more than that for a second opens the charge FET until the
     charger goes away."""
-    counts = brain.active.astype(np.float32) @ brain.path_matrix
-    charge_blocked = counts[:, 0] > 0
-    recovery_only = counts[:, 1] > 0
-    discharge_blocked = counts[:, 2] > 0
+    charge_blocked, recovery_only, discharge_blocked = paths_blocked(brain)
     if recovery_only.any():
-        over = stats.current_a > brain.recovery_charge_a * _RECOVERY_CHARGE_GRACE
+        over = stats.current_a > brain.recovery_charge_a * RECOVERY_CHARGE_GRACE
         overrate = recovery_only & over
         brain.recovery_overrate_s = np.where(
             overrate, brain.recovery_overrate_s + np.where(brain.overrate_seen, dt_s, 0.0), 0.0
@@ -52,19 +50,32 @@ def update_fets(
     brain.recovery_only = recovery_only
 
 
-def update_state(brain: BrainState, t_s: float, events: list[Event]) -> None:
-    """docs/behaviour.md §5: locked (a persistent fault), latched, sleep, protected (a blocking fault), normal."""
+def next_state(brain: BrainState) -> npt.NDArray[np.int8]:
+    """docs/behaviour.md §5 from the active faults and sleep: locked (a persistent fault), latched,
+    sleep, protected (a blocking fault), normal. Reads the brain, changes nothing."""
     active = brain.active
-    if not active.any() and not brain.sleeping.any() and not (brain.state != states.NORMAL).any():
-        return
     locked = (active & (brain.recovery_class == PERSISTENT)).any(axis=1)
     latched = (active & (brain.recovery_class == LATCHED)).any(axis=1)
     blocking = (active & (brain.table.blocks_charge | brain.table.blocks_discharge)).any(axis=1)
-    new_state = np.select(
+    return np.select(
         [locked, latched, brain.sleeping, blocking],
         [states.LOCKED, states.LATCHED, states.SLEEP, states.PROTECTED],
         states.NORMAL,
     ).astype(np.int8)
+
+
+def paths_blocked(brain: BrainState) -> tuple[BoolArray, BoolArray, BoolArray]:
+    """Per pack, from the active faults: (charge blocked, only a recovery charge allowed,
+    discharge blocked) (docs/behaviour.md §3)."""
+    counts = brain.active.astype(np.float32) @ brain.path_matrix
+    return counts[:, 0] > 0, counts[:, 1] > 0, counts[:, 2] > 0
+
+
+def update_state(brain: BrainState, t_s: float, events: list[Event]) -> None:
+    """Set the state ``next_state`` says, logging each change."""
+    if not brain.active.any() and not brain.sleeping.any() and not (brain.state != states.NORMAL).any():
+        return
+    new_state = next_state(brain)
     for pack in np.nonzero(new_state != brain.state)[0]:
         fields = {"from": states.STATES[brain.state[pack]], "to": states.STATES[new_state[pack]]}
         events.append(Event(t_s, int(pack), "state_changed", fields))

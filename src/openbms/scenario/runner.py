@@ -15,6 +15,8 @@ import numpy.typing as npt
 from openbms.bms.events import Event
 from openbms.bms.nvm import NonVolatileMemory
 from openbms.chemistry import CellParams, ChemistryError, load_chemistry, load_user_cell
+from openbms.fast.cycle import next_times
+from openbms.fast.engine import FastEngine, why_not
 from openbms.inputs import InputLimitError, read_text_limited
 from openbms.profiles import load_profile
 from openbms.scenario.schema import (
@@ -63,6 +65,13 @@ class ExpectationResult:
         }
 
 
+ENGINES = ("reference", "fast")
+MIN_CHUNK_CYCLES = 64  # the compiled engine's first call after a discrete cycle; doubles while quiet
+MAX_CHUNK_CYCLES = 1 << 16
+PROGRESS_EVERY_CYCLES = 500
+DISCRETE_CONDITIONS = frozenset(
+    {"state", "faults", "faults_absent", "charge_fet", "discharge_fet", "events", "warnings"}
+)
 TelemetrySink = Callable[[FloatArray, str], None]
 MAX_TELEMETRY_ROWS = 20_000  # kept in memory for the plot; a 16S row is about 0.45 kB
 
@@ -217,7 +226,10 @@ class ScenarioRunner:
         nvm: NonVolatileMemory | None = None,
         telemetry_sink: TelemetrySink | None = None,
         diagnoser: Diagnoser | None = None,
+        engine: str = "reference",
     ) -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
         self.scenario = scenario
         self.diagnoser = diagnoser
         self.steps = steps
@@ -251,6 +263,9 @@ class ScenarioRunner:
         self._events_mark = 0
         self._profile: tuple[float, FloatArray, FloatArray] | None = None
         self.expectations: list[ExpectationResult] = []
+        # The compiled engine runs the quiet cycles; the Python reference decides the others.
+        self.fast = FastEngine(self.twin) if engine == "fast" else None
+        self._chunk = MIN_CHUNK_CYCLES
         self._record()
 
     # ------------------------------------------------------------------ public
@@ -381,10 +396,68 @@ class ScenarioRunner:
 
     def _cycles_for(self, duration_s: float, progress: Progress | None) -> Generator[float, None, None]:
         steps = int(round(duration_s / self.twin.dt_s))
-        for k in range(steps):
-            yield from self._advance()
-            if progress is not None and k % 500 == 0:
+        done = 0
+        reported = -PROGRESS_EVERY_CYCLES
+        while done < steps:
+            done += yield from self._advance_some(steps - done)
+            if progress is not None and done - reported >= PROGRESS_EVERY_CYCLES:
                 progress(self.twin.t_s)
+                reported = done
+
+    def _advance_some(self, most: int) -> Generator[float, None, int]:
+        """At least one and at most ``most`` cycles: many in the compiled engine when it may run
+        them, else one in Python. Yields the twin's time once; returns the cycles run."""
+        if self.fast is None or why_not(self.twin) is not None:
+            yield from self._advance()
+            return 1
+        twin = self.twin
+        count = min(most, self._chunk)
+        profile = self._profile_currents(count)
+        state = twin.state_name(0)  # quiet cycles keep it: a change is a discrete cycle
+        outcome = self.fast.run(count, profile, self._next_record_s, self.telemetry.every_s)
+        for row in outcome.rows:
+            self.telemetry.add(row.copy(), state)
+        self._next_record_s = self.fast.next_record_s
+        if profile is not None:
+            self._profile_ran(profile, outcome.cycles)
+        if outcome.stop:  # Python decided the last cycle; record it as _advance would
+            self._chunk = MIN_CHUNK_CYCLES
+            if twin.t_s + 1e-9 >= self._next_record_s:
+                self._record()
+        elif outcome.cycles == count:
+            self._chunk = min(self._chunk * 2, MAX_CHUNK_CYCLES)
+        yield twin.t_s
+        return outcome.cycles
+
+    def _profile_currents(self, count: int) -> FloatArray | None:
+        """The current profile's current for each of the next ``count`` cycles (NaN once it has
+        ended), as ``_advance`` sets it before each step; None when no profile plays."""
+        if self._profile is None:
+            return None
+        start_s, t_points, currents = self._profile
+        twin = self.twin
+        before = (
+            np.concatenate([[twin.t_s], next_times(twin.t_s, twin.dt_s, count - 1)])
+            if count > 1
+            else np.array([twin.t_s])
+        )
+        elapsed_s = before - start_s + 1e-9
+        k = np.searchsorted(t_points, elapsed_s, side="right") - 1
+        tail_s = t_points[-1] - t_points[-2] if len(t_points) > 1 else twin.dt_s
+        ended = (k >= len(t_points) - 1) & (elapsed_s >= t_points[-1] + tail_s)
+        values = np.where(k >= 0, currents[np.maximum(k, 0)], 0.0)
+        if ended.any():
+            values[int(np.argmax(ended)) :] = np.nan
+        return values
+
+    def _profile_ran(self, values: FloatArray, cycles: int) -> None:
+        """After ``cycles`` cycles of ``values``: the twin's profile and the runner's as ``_advance``
+        would have left them."""
+        last = float(values[cycles - 1])
+        if np.isnan(last):
+            self._profile = None
+        for p in self.packs:
+            self.twin.set_current_profile(p, None if np.isnan(last) else last)
 
     # ------------------------------------------------------------------ conditions
     def check(self, cond: Conditions) -> list[str]:
@@ -464,6 +537,11 @@ class ScenarioRunner:
         cond: RunUntil = step.value
         deadline = self.twin.t_s + cond.timeout
         k = 0
+        reported = 0
+        # Conditions on states, faults, FETs, warnings and events change only in a cycle the
+        # Python brain decides, after which the compiled engine returns: it may run up to the
+        # deadline. Others (SOC, voltages, temperatures, the diagnosis) are checked every cycle.
+        discrete = cond.model_fields_set <= DISCRETE_CONDITIONS
         while self.check(cond):
             if self.twin.t_s >= deadline - 1e-9:
                 message = f"run_until (line {step.line}) timed out after {format_duration(cond.timeout)}: " + "; ".join(
@@ -471,11 +549,20 @@ class ScenarioRunner:
                 )
                 self.expectations.append(ExpectationResult(step.index, step.line, self.twin.t_s, False, message))
                 return message
-            yield from self._advance()
-            k += 1
-            if progress is not None and k % 500 == 0:
+            most = self._cycles_before(deadline) if discrete and self.fast is not None else 1
+            k += yield from self._advance_some(most)
+            if progress is not None and k - reported >= PROGRESS_EVERY_CYCLES:
                 progress(self.twin.t_s)
+                reported = k
         return None
+
+    def _cycles_before(self, deadline_s: float) -> int:
+        """How many cycles the reference runs before ``t_s`` reaches ``deadline_s`` (at least 1)."""
+        twin = self.twin
+        guess = int((deadline_s - twin.t_s) / twin.dt_s) + 2
+        times = next_times(twin.t_s, twin.dt_s, min(max(guess, 1), MAX_CHUNK_CYCLES))
+        reached = np.nonzero(times >= deadline_s - 1e-9)[0]
+        return int(reached[0]) + 1 if reached.size else int(times.size)
 
     def _do_expect(self, step: Step, progress: Progress | None) -> None:
         problems = self.check(step.value)

@@ -18,7 +18,7 @@ import numpy.typing as npt
 from openbms.bms import states
 from openbms.bms.brain import Bms, PackConfig
 from openbms.bms.events import Event
-from openbms.bms.interface import Commands
+from openbms.bms.interface import Commands, Measurements
 from openbms.bms.nvm import NonVolatileMemory, NvmError
 from openbms.bms.plausibility import REASONS
 from openbms.bms.profile import Profile
@@ -153,11 +153,17 @@ class Twin:
         charger_present = pack.external.charger_outputs(pack.terminal_visible_v_for_charger()) | (
             pack.external.charger_connected & (pack.external.charger_min_battery_v <= 0) & pack.main_leads
         )
-        running = self.running
         measurements = self.afe.measure(
-            pack, result, self.dt_s, ~self.link_errors, self._button & running, charger_present
+            pack, result, self.dt_s, ~self.link_errors, self._button & self.running, charger_present
         )
+        return self.decide_on(measurements)
+
+    def decide_on(self, measurements: Measurements) -> Commands:
+        """The cycle's second half, once the AFE has measured: the brain decides, the board applies
+        its commands and keeps its memory. The compiled engine (``openbms.fast``) measures quiet
+        cycles itself and hands the others to this, so they have one implementation."""
         self._button[:] = False
+        running = self.running
         events: list[Event] = []
         if running.all():
             commands, events = self.bms.step(measurements, self.t_s)
