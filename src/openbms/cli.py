@@ -115,6 +115,7 @@ def _run_one(
     show_progress: bool,
     nvm: NonVolatileMemory | None = None,
     output: Path | None = None,
+    engine: str = "reference",
 ) -> tuple[RunResult, float, ScenarioRunner, list[Path]]:
     """Run one scenario; with ``output`` its files are staged while it runs (the telemetry
     streams to disk) and swapped into that folder as a set at the end."""
@@ -126,7 +127,7 @@ def _run_one(
     staged = OutputSet(output, telemetry_columns(scenario.pack.series)) if output is not None else None
     try:
         sink: TelemetrySink | None = staged.write_row if staged is not None else None
-        result, wall_s, runner = _play(scenario, steps, every_s, err, show_progress, nvm, sink)
+        result, wall_s, runner = _play(scenario, steps, every_s, err, show_progress, nvm, sink, engine)
     except BaseException:
         if staged is not None:
             staged.abandon()
@@ -135,6 +136,33 @@ def _run_one(
     return result, wall_s, runner, files
 
 
+ENGINES = ("fast", "reference")
+DEFAULT_ENGINE = "fast"
+ENGINE_HELP = (
+    "fast: quiet control cycles in the compiled kernel, the others in Python (the default); "
+    "reference: every cycle in Python. Both give the same events and telemetry."
+)
+
+
+def _ready_engine(engine: str, err: Console) -> str:
+    """Check ``--engine`` and, for the fast engine, compile (or load) its kernel now, so the
+    compile time is shown once and never counted as simulation time."""
+    if engine not in ENGINES:
+        raise UserError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine != "fast":
+        return engine
+    try:
+        from openbms.fast.engine import warm_up
+    except ImportError as exc:
+        raise UserError(f"--engine fast: {exc}; or run with --engine reference") from None
+    seconds = warm_up()
+    if seconds > WARM_UP_SHOWN_S:
+        err.print(f"compiled the fast engine in {seconds:.0f} s (once: it is cached for the next runs)")
+    return engine
+
+
+EMULATE_CHUNK_WALL_S = 0.02  # wall time one call of the fast engine may cover while emulating
+WARM_UP_SHOWN_S = 2.0  # a kernel loaded from numba's cache takes well under this
 PIPE_PROGRESS_EVERY_S = 5.0  # wall time between progress lines when stderr is not a terminal
 
 
@@ -178,11 +206,14 @@ def _play(
     show_progress: bool,
     nvm: NonVolatileMemory | None,
     sink: TelemetrySink | None,
+    engine: str = "reference",
 ) -> tuple[RunResult, float, ScenarioRunner]:
     from openbms.diagnose.from_twin import diagnosis_of
     from openbms.scenario.runner import ScenarioRunner
 
-    runner = ScenarioRunner(scenario, steps, every_s=every_s, nvm=nvm, telemetry_sink=sink, diagnoser=diagnosis_of)
+    runner = ScenarioRunner(
+        scenario, steps, every_s=every_s, nvm=nvm, telemetry_sink=sink, diagnoser=diagnosis_of, engine=engine
+    )
     planned = max(runner.planned_duration_s(), 1.0)
     start = time.perf_counter()
     on_terminal = err.is_terminal
@@ -238,6 +269,7 @@ def _simulate(
     debug: bool,
     save_state: Path | None = None,
     nvm_path: Path | None = None,
+    engine: str = DEFAULT_ENGINE,
 ) -> int:
     from openbms.scenario.schema import ScenarioError, load_scenario
 
@@ -261,9 +293,10 @@ def _simulate(
     if save_state is not None and len(scenarios) != 1:
         err.print("[red]error:[/] --save-state takes exactly one scenario")
         return EXIT_INVALID
+    engine = _ready_engine(engine, err)
     nvm = _open_nvm(nvm_path)
     try:
-        return _simulate_each(scenarios, loaded, json_out, out, every_s, save_state, nvm, console, err)
+        return _simulate_each(scenarios, loaded, json_out, out, every_s, save_state, nvm, console, err, engine)
     finally:
         if nvm is not None:
             nvm.close()
@@ -279,6 +312,7 @@ def _simulate_each(
     nvm: NonVolatileMemory | None,
     console: Console,
     err: Console,
+    engine: str = "reference",
 ) -> int:
     """Run the scenarios one after another (on one board when they share ``nvm``)."""
     from openbms.scenario.output import slug
@@ -296,7 +330,7 @@ def _simulate_each(
             used.add(name)
             folder = out if len(scenarios) == 1 else out / name
         try:
-            result, wall_s, runner, files = _run_one(scenario, every_s, err, True, nvm, folder)
+            result, wall_s, runner, files = _run_one(scenario, every_s, err, True, nvm, folder, engine)
         except (ScenarioError, NvmError) as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
             return EXIT_INVALID
@@ -348,11 +382,12 @@ def simulate(
         Path | None, typer.Option("--save-state", help="Save the final BMS state and history (JSON) for diagnose.")
     ] = None,
     nvm: Annotated[Path | None, typer.Option("--nvm", help=NVM_HELP)] = None,
+    engine: Annotated[str, typer.Option("--engine", help=ENGINE_HELP)] = DEFAULT_ENGINE,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Run scenarios on the twin: exit 0 when every expectation holds, 1 when one fails, 2 when a
     file or an argument is invalid."""
-    _exit(lambda: _simulate(scenarios, json_out, out, every, debug, save_state, nvm), debug)
+    _exit(lambda: _simulate(scenarios, json_out, out, every, debug, save_state, nvm, engine), debug)
 
 
 def _diagnose(
@@ -692,6 +727,7 @@ def _emulate(
     allow_control: bool,
     linger: str | None,
     nvm_path: Path | None = None,
+    engine: str = DEFAULT_ENGINE,
 ) -> int:
     from openbms.devices.protocols import SERVERS
     from openbms.diagnose.from_twin import diagnosis_of
@@ -714,9 +750,13 @@ def _emulate(
     except (ScenarioError, ValueError) as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_INVALID
+    engine = _ready_engine(engine, err)
     nvm = _open_nvm(nvm_path)
     try:
-        runner = ScenarioRunner(scenario_model, steps, nvm=nvm, diagnoser=diagnosis_of)
+        runner = ScenarioRunner(scenario_model, steps, nvm=nvm, diagnoser=diagnosis_of, engine=engine)
+        # The fast engine runs several cycles per call; between calls the port is served, so a
+        # call may cover only a short stretch of wall time at this speed.
+        runner.max_chunk_cycles = max(1, int(speed * EMULATE_CHUNK_WALL_S / scenario_model.dt))
     except (ScenarioError, NvmError) as exc:
         if nvm is not None:
             nvm.close()
@@ -790,10 +830,11 @@ def emulate(
         str | None, typer.Option("--linger", help="Keep running this long after the timeline (default: forever).")
     ] = None,
     nvm: Annotated[Path | None, typer.Option("--nvm", help=NVM_HELP)] = None,
+    engine: Annotated[str, typer.Option("--engine", help=ENGINE_HELP)] = DEFAULT_ENGINE,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Run the twin as a JBD, Daly or JK BMS on a pseudo-terminal (its path is printed) or a TCP port."""
-    _exit(lambda: _emulate(scenario, protocol, speed, tcp, allow_control, linger, nvm), debug)
+    _exit(lambda: _emulate(scenario, protocol, speed, tcp, allow_control, linger, nvm, engine), debug)
 
 
 @app.command()

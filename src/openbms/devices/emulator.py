@@ -108,9 +108,10 @@ class Emulator:
         damaged[-2] ^= 0x5A
         return bytes(damaged)
 
-    def step(self) -> None:
+    def step(self, most: int = 1) -> int:
+        """At least one and at most ``most`` control cycles after the timeline; returns how many."""
         with self.lock:
-            self.twin.step()
+            return self.runner.rest_cycles(most)
 
 
 class Pacer:
@@ -307,10 +308,11 @@ def run_emulator(
                     break
             pacer(t_s)
         end = None if linger_s is None else time.monotonic() + linger_s
+        chunk = 1
         while end is None or time.monotonic() < end:
-            t_next = emulator.twin.t_s + emulator.twin.dt_s
+            t_next = emulator.twin.t_s + chunk * emulator.twin.dt_s
             pacer(t_next)
-            emulator.step()
+            chunk = emulator.step(emulator.runner.max_chunk_cycles)
     except _Stopped:
         pass
 

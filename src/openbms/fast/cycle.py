@@ -41,7 +41,7 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 # Why the kernel returned.
-DONE, HANDOFF, TELEMETRY_FULL = 0, 1, 2
+DONE, HANDOFF, TELEMETRY_FULL, SAVE_DUE = 0, 1, 2, 3
 
 # What the hand-off cycle stopped for (the first reason found), for a reader of the bench and tests.
 STOP_REASONS = (
@@ -59,7 +59,7 @@ STOP_REASONS = (
     "rest learning due",
     "balancing changes",
     "short-circuit detector",
-    "memory save due",
+    "memory save due",  # not a hand-off: the cycle is quiet, Python only saves
 )
 (
     _NOT_FINITE,
@@ -440,9 +440,11 @@ def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - c
     group_t = np.empty(series)
     q = np.empty(Q_COUNT)
     values = np.empty((packs, n_prot))
-    new_unchanged_s = np.empty(series)
-    new_unchanged_n = np.empty(series, dtype=np.int32)
+    new_unchanged_s = np.empty((2, series))
+    new_unchanged_n = np.empty((2, series), dtype=np.int32)
     readings = np.empty(series)
+    g_timer = np.empty((4, n_prot))
+    g_seen = np.empty((3, n_prot), dtype=np.bool_)
     pool_size = pool.size
     scd_fraction = min(fs[F_SCD_DELAY_S] / dt_s, 1.0)
     any_active = False
@@ -722,12 +724,13 @@ def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - c
                 charger_was_present, group_soc, charge_ah, discharge_ah, charge_wh, discharge_wh, counted_cycles,
                 ah_since_full, full_timer_s, full_done, soc_rest_s, health_rest_s, reference_soc, bled_ah, intervals,
                 out_since_top_ah, after_top, recovery_only, recovery_overrate_s, overrate_seen, recovery_blocked,
-                False,
+                g_timer, g_seen, packs == 1,
             )  # fmt: skip
             if stop:
                 out[0], out[1], out[2], out[3] = c + 1, rows, stop, p
                 return HANDOFF
         # ================================================================ pass 2: nothing discrete, commit
+        # (one pack's brain committed in pass 1 already: it writes only when nothing stops it)
         trip_running = False
         warn_running = False
         for p in range(packs):
@@ -737,19 +740,22 @@ def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - c
                 unchanged_v_n, unchanged_t_n, fet_leak_s, quantity_index, q, values, new_unchanged_s,
                 new_unchanged_n, readings, True,
             )  # fmt: skip
-            _brain_pack(
-                p, t_s, brain_dt, fs, flags, values, m_cell_v, m_cell_t, m_current, m_charger, m_load,
-                n_prot, sign, enabled, trip, release, release_mode, warn, in_afe, warn_hold_s, trip_due,
-                release_due, warn_due, sleep_columns, full_columns, stops_balancing, blocks_charge, blocks_discharge,
-                active, may_clear, any_active, do_trip, do_warn, sleeping, operator_charge_off,
-                operator_discharge_off, brain_charge_fet, brain_discharge_fet, brain_balance, any_brain_balance,
-                soc_capacity_ah, last_save_s, trip_timer_s, trip_seen, release_timer_s, release_seen, warn_timer_s,
-                warn_seen, warn_gone_s, warning_active, charging_s, sleep_timer_s, sleep_seen, charger_away_s,
-                charger_was_present, group_soc, charge_ah, discharge_ah, charge_wh, discharge_wh, counted_cycles,
-                ah_since_full, full_timer_s, full_done, soc_rest_s, health_rest_s, reference_soc, bled_ah, intervals,
-                out_since_top_ah, after_top, recovery_only, recovery_overrate_s, overrate_seen, recovery_blocked,
-                True,
-            )  # fmt: skip
+            if packs > 1:
+                _brain_pack(
+                    p, t_s, brain_dt, fs, flags, values, m_cell_v, m_cell_t, m_current, m_charger, m_load,
+                    n_prot, sign, enabled, trip, release, release_mode, warn, in_afe, warn_hold_s, trip_due,
+                    release_due, warn_due, sleep_columns, full_columns, stops_balancing, blocks_charge,
+                    blocks_discharge,
+                    active, may_clear, any_active, do_trip, do_warn, sleeping, operator_charge_off,
+                    operator_discharge_off, brain_charge_fet, brain_discharge_fet, brain_balance, any_brain_balance,
+                    soc_capacity_ah, last_save_s, trip_timer_s, trip_seen, release_timer_s, release_seen, warn_timer_s,
+                    warn_seen, warn_gone_s, warning_active, charging_s, sleep_timer_s, sleep_seen, charger_away_s,
+                    charger_was_present, group_soc, charge_ah, discharge_ah, charge_wh, discharge_wh, counted_cycles,
+                    ah_since_full, full_timer_s, full_done, soc_rest_s, health_rest_s, reference_soc, bled_ah,
+                    intervals,
+                    out_since_top_ah, after_top, recovery_only, recovery_overrate_s, overrate_seen, recovery_blocked,
+                    g_timer, g_seen, True,
+                )  # fmt: skip
             for j in range(n_prot):
                 last_values[p, j] = values[p, j]
                 if trip_timer_s[p, j] != 0.0:
@@ -786,6 +792,14 @@ def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - c
             if rows == rows_cap:
                 out[0], out[1], out[2], out[3] = c + 1, rows, 0, 0
                 return TELEMETRY_FULL
+        # ================================================================ Bms._mark_dirty: the memory's save
+        # A save is due: the cycle was quiet (and is committed); the board's memory writes the
+        # snapshot in Python (Twin._record), then the kernel goes on.
+        if flags[B_SAVE_MATTERS]:
+            for p in range(packs):
+                if t_s - last_save_s[p] >= fs[F_SAVE_INTERVAL_S]:
+                    out[0], out[1], out[2], out[3] = c + 1, rows, _SAVE, p
+                    return SAVE_DUE
     out[0], out[1], out[2], out[3] = cycles, rows, 0, 0
     return DONE
 
@@ -867,7 +881,7 @@ def _quantities(  # noqa: PLR0913  # pragma: no cover - compiled
     allowed = max(fs[F_MISMATCH_FRACTION] * abs(m_stack_v[p]), fs[F_MISMATCH_MIN_V])
     if not (good_v and good_t and good_i and mismatch <= allowed):
         return _IMPLAUSIBLE
-    # ---- SensorWatch._stuck (cell voltages, then temperatures)
+    # ---- SensorWatch._stuck (cell voltages, then temperatures); written only when nothing stops
     for kind in range(2):
         m = m_cell_v if kind == 0 else m_cell_t
         last = last_v if kind == 0 else last_t
@@ -875,18 +889,20 @@ def _quantities(  # noqa: PLR0913  # pragma: no cover - compiled
         unchanged_n = unchanged_v_n if kind == 0 else unchanged_t_n
         for k in range(series):
             same = m[p, k] == last[p, k]
-            new_s[k] = unchanged_s[p, k] + dt_s if same else 0.0
-            new_n[k] = unchanged_n[p, k] + 1 if same else 0
+            new_s[kind, k] = unchanged_s[p, k] + dt_s if same else 0.0
+            new_n[kind, k] = unchanged_n[p, k] + 1 if same else 0
             readings[k] = m[p, k]
         deviation = fs[F_STUCK_DEV_V] if kind == 0 else fs[F_STUCK_DEV_C]
-        if _stuck_kind(readings, new_s, new_n, fs, deviation):
+        if _stuck_kind(readings, new_s[kind], new_n[kind], fs, deviation):
             return _STUCK
-        if commit:
-            for k in range(series):
-                unchanged_s[p, k] = new_s[k]
-                unchanged_n[p, k] = new_n[k]
-                last[p, k] = m[p, k]
     if commit:
+        for k in range(series):
+            unchanged_v_s[p, k] = new_s[0, k]
+            unchanged_v_n[p, k] = new_n[0, k]
+            last_v[p, k] = m_cell_v[p, k]
+            unchanged_t_s[p, k] = new_s[1, k]
+            unchanged_t_n[p, k] = new_n[1, k]
+            last_t[p, k] = m_cell_t[p, k]
         fet_leak_s[p] = leak_s
     # ---- the quantities (Bms._quantities), then the table's values
     current_c = current / fs[F_CAPACITY_AH]
@@ -991,16 +1007,20 @@ def _brain_pack(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - 
     recovery_overrate_s: FloatArray,
     overrate_seen: BoolArray,
     recovery_blocked: BoolArray,
+    g_timer: FloatArray,
+    g_seen: BoolArray,
     commit: bool,
 ) -> int:
     """The rest of ``Bms._step`` for pack ``p`` after its quantities: a stop reason if anything
-    discrete happens in it, else 0; its state is written only when ``commit``."""
+    discrete happens in it, else 0; its state is written only when ``commit`` and no stop.
+    ``g_timer`` (4, protections) and ``g_seen`` (3, protections) are scratch."""
     series = m_cell_v.shape[1]
     current = m_current[p]
     charger = m_charger[p]
     rest_a = fs[F_REST_A]
     capacity_ah = fs[F_CAPACITY_AH]
-    # ---- faults.update_faults / update_warnings (the timers; conditions never filtered: trusted)
+    # ---- faults.update_faults / update_warnings (the timers; conditions never filtered: trusted).
+    # Every check comes before any write, so a call with ``commit`` writes nothing when it stops.
     charger_gone = (not charger) or current <= rest_a
     for j in range(n_prot):
         v = values[p, j]
@@ -1009,9 +1029,8 @@ def _brain_pack(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - 
         if do_trip:
             tt = _debounce(trip_timer_s[p, j], condition, trip_seen[p, j], dt_s)
             tripping = condition and tt >= trip_due[j] and not in_afe[j]
-            if commit:
-                trip_timer_s[p, j] = tt
-                trip_seen[p, j] = condition
+            g_timer[0, j] = tt
+            g_seen[0, j] = condition
         if tripping and not active[p, j]:
             return _FAULT_SETS
         if any_active:
@@ -1019,9 +1038,8 @@ def _brain_pack(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - 
             rt = _debounce(release_timer_s[p, j], releasing, release_seen[p, j], dt_s)
             if releasing and rt >= release_due[j] and may_clear[p, j] and not tripping:
                 return _FAULT_CLEARS
-            if commit:
-                release_timer_s[p, j] = rt
-                release_seen[p, j] = releasing
+            g_timer[1, j] = rt
+            g_seen[1, j] = releasing
         if do_warn:
             w_on = enabled[j] and sign[j] * (v - warn[j]) >= 0.0
             wt = _debounce(warn_timer_s[p, j], w_on, warn_seen[p, j], dt_s)
@@ -1030,10 +1048,9 @@ def _brain_pack(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - 
             now = rises or (warning_active[p, j] and not gone >= warn_hold_s[j])
             if now != warning_active[p, j]:
                 return _WARNING
-            if commit:
-                warn_timer_s[p, j] = wt
-                warn_seen[p, j] = w_on
-                warn_gone_s[p, j] = gone
+            g_timer[2, j] = wt
+            g_seen[2, j] = w_on
+            g_timer[3, j] = gone
     # ---- recovery.update_sleep
     sleepy = False
     charge_blocked = False
@@ -1126,12 +1143,20 @@ def _brain_pack(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - 
             mask = ((above > threshold) or (brain_balance[p, k] and above > 0.5 * threshold)) and ok
             if mask != brain_balance[p, k]:
                 return _BALANCING
-    # ---- Bms._mark_dirty and the board's save
-    if flags[B_SAVE_MATTERS] and t_s - last_save_s[p] >= fs[F_SAVE_INTERVAL_S]:
-        return _SAVE
     if not commit:
         return 0
     # ---- commit
+    for j in range(n_prot):
+        if do_trip:
+            trip_timer_s[p, j] = g_timer[0, j]
+            trip_seen[p, j] = g_seen[0, j]
+        if any_active:
+            release_timer_s[p, j] = g_timer[1, j]
+            release_seen[p, j] = g_seen[1, j]
+        if do_warn:
+            warn_timer_s[p, j] = g_timer[2, j]
+            warn_seen[p, j] = g_seen[2, j]
+            warn_gone_s[p, j] = g_timer[3, j]
     recovery_overrate_s[p] = new_overrate_s
     overrate_seen[p] = overrate
     charging_s[p] = new_charging_s

@@ -309,6 +309,7 @@ class FastEngine:
             np.ascontiguousarray(path[:, 0]),
             np.ascontiguousarray(path[:, 2]),
         )
+        last_save_s = np.ascontiguousarray(bms._last_save_s, dtype=f64)
         read_arrays: tuple[Any, ...] = (
             np.ascontiguousarray(brain.active, dtype=b8),
             np.ascontiguousarray(CLEARS_BY_ITSELF[brain.recovery_class], dtype=b8),
@@ -320,7 +321,7 @@ class FastEngine:
             np.ascontiguousarray(brain.balance, dtype=b8),
             np.ascontiguousarray(health.failed, dtype=b8),
             np.ascontiguousarray(soc.capacity_ah, dtype=f64),
-            np.ascontiguousarray(bms._last_save_s, dtype=f64),
+            last_save_s,
         )
         running = np.array([brain.timers_running, brain.warnings_running], dtype=b8)
         written: tuple[Any, ...] = (
@@ -385,11 +386,8 @@ class FastEngine:
         if profile.size and profile.size < cycles:
             raise ValueError(f"profile_a holds {profile.size} currents for {cycles} cycles")
         kernel: Any = k.run_cycles  # numba's Dispatcher stub does not know the signature
-        status = kernel(
-            int(cycles),
-            t_start,
-            t_last,
-            profile,
+        telemetry = self._telemetry
+        rest: list[Any] = [
             np.ascontiguousarray(ext.profile_a, dtype=f64),
             fs,
             flags,
@@ -428,25 +426,48 @@ class FastEngine:
             m["load"],
             m["scd"],
             m["scd_peak"],
-            self._telemetry,
+            telemetry,
             float(bms.state[0]),
             self._record_next,
             self._out,
             self._out_t,
-        )
-        ran, rows, stop, stop_pack = (int(x) for x in self._out)
+        ]
+        i_save = next(i for i, a in enumerate(rest) if a is last_save_s)
+        i_telemetry = next(i for i, a in enumerate(rest) if a is telemetry)
+        ran = rows = 0
+        while True:
+            status = kernel(int(cycles) - ran, t_start, t_last, profile[ran:] if profile.size else profile, *rest)
+            more, more_rows, stop, stop_pack = (int(x) for x in self._out)
+            ran, rows = ran + more, rows + more_rows
+            t_end, t_before = float(self._out_t[0]), float(self._out_t[1])
+            if status != k.SAVE_DUE:
+                break
+            # Bms._mark_dirty and Twin._record of a quiet cycle: the memory stores the snapshots due
+            # (they read the brain's state and its last readings); then the kernel goes on.
+            twin.t_s = bms._t_last_s = t_end
+            brain.last_measurements = self._measurements(t_before)
+            bms.dirty |= t_end - bms._last_save_s >= bms.profile.soc.save_interval_s
+            twin._record([])
+            self.kernel_cycles += more
+            stop = 0
+            if ran >= cycles or rows >= len(self._telemetry):
+                break
+            rest[i_save] = np.ascontiguousarray(bms._last_save_s, dtype=f64)
+            rest[i_telemetry] = self._telemetry[rows:]
+            t_start = t_last = t_end
         brain.timers_running, brain.warnings_running = bool(running[0]), bool(running[1])
-        quiet = ran - (1 if status == k.HANDOFF else 0)
-        t_end, t_before = float(self._out_t[0]), float(self._out_t[1])
         if status == k.HANDOFF:
             self.handoffs += 1
-            if quiet > 0:
+            self.kernel_cycles += more - 1
+            if more > 1:
                 self._after_quiet(t_before, float(self._out_t[2]))
             twin.t_s = t_end
             twin.commands = twin.decide_on(self._measurements(t_before))
-        elif quiet > 0:
-            self._after_quiet(t_end, t_before)
-        self.kernel_cycles += quiet
+        else:
+            if status != k.SAVE_DUE:
+                self.kernel_cycles += more
+            if more > 0:
+                self._after_quiet(t_end, t_before)
         return RunOutcome(ran, self._telemetry[:rows], k.STOP_REASONS[stop], stop_pack)
 
     def _measurements(self, start_s: float) -> Measurements:
@@ -490,3 +511,23 @@ class FastEngine:
         bms.limits = bms._commands(np.nan_to_num(charge_a, nan=0.0), np.nan_to_num(discharge_a, nan=0.0))
         twin.commands = bms.limits
         twin.silent_s = np.zeros(twin.config.packs)
+
+
+def warm_up() -> float:
+    """Compile the kernel (or load it from numba's cache) on a small twin; return the seconds it took.
+
+    A caller shows this once, so a user knows why the first run waited, and starts its clock after."""
+    import time
+
+    from openbms.chemistry import load_chemistry
+    from openbms.profiles import load_profile
+    from openbms.twin.pack import Topology
+    from openbms.twin.simulator import TwinConfig
+
+    start = time.perf_counter()
+    twin = Twin(TwinConfig(cell=load_chemistry("lfp"), topology=Topology(4, 1), profile=load_profile("lfp")))
+    engine = FastEngine(twin)
+    if why_not(twin) is None:
+        engine.run(2)
+        engine.run(2, profile_a=np.zeros(2))
+    return time.perf_counter() - start

@@ -118,6 +118,31 @@ class Telemetry:
                 self.stride *= 2
         self.recorded += 1
 
+    def add_block(self, block: FloatArray, state: str) -> None:
+        """``add`` for each row of ``block`` (rows in time order, one state), at array speed: a
+        simulated year at 1 s is 31 million rows, which must not cost a Python call each."""
+        if self.sink is not None:
+            for row in block:
+                self.sink(row, state)
+        start, count = 0, len(block)
+        while start < count:
+            # The rows this block contributes before memory next fills (then it halves and the
+            # stride doubles), exactly those ``add`` would keep one by one.
+            first = (-self.recorded) % self.stride  # offset of the next kept row in the block
+            room = max(self.max_rows, 2) - len(self.rows)
+            kept = np.arange(start + first, count, self.stride)[:room]
+            if kept.size == 0:
+                self.recorded += count - start
+                return
+            self.rows.extend(block[kept].copy())
+            self.states.extend([state] * kept.size)
+            taken = int(kept[-1]) + 1 - start
+            self.recorded += taken
+            start += taken
+            if len(self.rows) >= max(self.max_rows, 2):
+                self.rows, self.states = self.rows[::2], self.states[::2]
+                self.stride *= 2
+
     def array(self) -> FloatArray:
         width = 7 + 2 * self.series
         return np.vstack(self.rows) if self.rows else np.zeros((0, width))
@@ -266,6 +291,7 @@ class ScenarioRunner:
         # The compiled engine runs the quiet cycles; the Python reference decides the others.
         self.fast = FastEngine(self.twin) if engine == "fast" else None
         self._chunk = MIN_CHUNK_CYCLES
+        self.max_chunk_cycles = MAX_CHUNK_CYCLES  # a caller that acts between calls may lower it
         self._record()
 
     # ------------------------------------------------------------------ public
@@ -411,12 +437,11 @@ class ScenarioRunner:
             yield from self._advance()
             return 1
         twin = self.twin
-        count = min(most, self._chunk)
+        count = min(most, self._chunk, self.max_chunk_cycles)
         profile = self._profile_currents(count)
         state = twin.state_name(0)  # quiet cycles keep it: a change is a discrete cycle
         outcome = self.fast.run(count, profile, self._next_record_s, self.telemetry.every_s)
-        for row in outcome.rows:
-            self.telemetry.add(row.copy(), state)
+        self.telemetry.add_block(outcome.rows, state)
         self._next_record_s = self.fast.next_record_s
         if profile is not None:
             self._profile_ran(profile, outcome.cycles)
@@ -425,8 +450,22 @@ class ScenarioRunner:
             if twin.t_s + 1e-9 >= self._next_record_s:
                 self._record()
         elif outcome.cycles == count:
-            self._chunk = min(self._chunk * 2, MAX_CHUNK_CYCLES)
+            self._chunk = min(self._chunk * 2, self.max_chunk_cycles)
         yield twin.t_s
+        return outcome.cycles
+
+    def rest_cycles(self, most: int) -> int:
+        """After the timeline (the emulator's linger): at least one and at most ``most`` cycles,
+        in the compiled engine when it may run them; no telemetry is kept. Returns the cycles run."""
+        if self.fast is None or why_not(self.twin) is not None:
+            self.twin.step()
+            return 1
+        count = min(most, self._chunk, self.max_chunk_cycles)
+        outcome = self.fast.run(count)
+        if outcome.stop:
+            self._chunk = MIN_CHUNK_CYCLES
+        elif outcome.cycles == count:
+            self._chunk = min(self._chunk * 2, self.max_chunk_cycles)
         return outcome.cycles
 
     def _profile_currents(self, count: int) -> FloatArray | None:
@@ -541,7 +580,7 @@ class ScenarioRunner:
         # Conditions on states, faults, FETs, warnings and events change only in a cycle the
         # Python brain decides, after which the compiled engine returns: it may run up to the
         # deadline. Others (SOC, voltages, temperatures, the diagnosis) are checked every cycle.
-        discrete = cond.model_fields_set <= DISCRETE_CONDITIONS
+        discrete = cond.model_fields_set - {"timeout"} <= DISCRETE_CONDITIONS
         while self.check(cond):
             if self.twin.t_s >= deadline - 1e-9:
                 message = f"run_until (line {step.line}) timed out after {format_duration(cond.timeout)}: " + "; ".join(
