@@ -71,21 +71,27 @@ class Row:
         return self.cells * self.steps / self.wall_s if self.wall_s > 0 else math.inf
 
 
-def time_twin(packs: int, steps: int, aim: float, notes: list[str]) -> Row:
-    """Run ``packs`` 16S1P LFP packs at 0.5 C discharge for ``steps`` cycles; time the stepping."""
-    twin = Twin(
+def make_twin(packs: int, dt_s: float = DT_S, soc: float = START_SOC) -> Twin:
+    """``packs`` 16S1P LFP packs of ``CAPACITY_AH`` cells with the bench's cell spread, no load yet
+    (also used by ``bench/engine.py``)."""
+    return Twin(
         TwinConfig(
             cell=load_chemistry("lfp").scaled_to(CAPACITY_AH),
             topology=Topology(SERIES, 1),
             profile=load_profile("lfp"),
             packs=packs,
-            soc=START_SOC,
+            soc=soc,
             temperature_c=25.0,
             spread=SPREAD,
-            dt_s=DT_S,
+            dt_s=dt_s,
         ),
         keep_events=False,
     )
+
+
+def time_twin(packs: int, steps: int, aim: float, notes: list[str]) -> Row:
+    """Run ``packs`` 16S1P LFP packs at 0.5 C discharge for ``steps`` cycles; time the stepping."""
+    twin = make_twin(packs)
     twin.connect_load(ALL_PACKS, current_a=C_RATE * CAPACITY_AH)
     twin.run(WARMUP_STEPS)
 
@@ -111,10 +117,13 @@ def time_twin(packs: int, steps: int, aim: float, notes: list[str]) -> Row:
     return Row(f"openbms {packs:,}x{SERIES}", packs * SERIES, steps, wall, aim)
 
 
-def time_pybamm(duration_s: float, batch: int, threads: int, load: str, notes: list[str]) -> list[Row]:
+def time_pybamm(
+    duration_s: float, batch: int, threads: int, load: str, notes: list[str], drive_scale: float = 1.0
+) -> list[Row]:
     """Time PyBaMM's Thevenin model (1 RC pair): one cell, then ``batch`` cells in one solve.
 
-    The current is an input parameter (a constant 0.5 C, or a scale on the drive cycle), and so
+    The current is an input parameter (a constant 0.5 C, or ``drive_scale`` times the +-3 C drive
+    cycle of ``pybamm_reference.make_drive_cycle``), and so
     are capacity, R0 and initial SOC, drawn with the twin's spread; R1, C1 and the OCV table are
     those of ``pybamm_reference.py``. IDAKLU gets all input sets in one call (its batched
     path) and returns only the voltage, sampled every 0.1 s.
@@ -140,7 +149,7 @@ def time_pybamm(duration_s: float, batch: int, threads: int, load: str, notes: l
             return pybamm.InputParameter("Current scale") * profile
 
         current: object = drive_current
-        current_key, current_value, soc0 = "Current scale", 1.0, ref.INITIAL_SOC
+        current_key, current_value, soc0 = "Current scale", drive_scale, ref.INITIAL_SOC
     else:
         t_eval = np.array([0.0, t_end])
         current = "[input]"
