@@ -10,6 +10,7 @@ tests/fast/engine_diff.py for the comparison and tests/fast/random_scenarios.py 
 Two sets: every scenario of the library (what users run) and 200 random timelines (the orders of
 events nobody wrote down). scripts/fuzz_engines.py runs the random set at nightly size. Mismatches
 found while writing this test are kept, smallest first, in tests/fast/mismatches/ and run here too.
+The whole file takes about 4.5 min on one core (-n 0): 2.2 min the random set, the rest the library.
 """
 
 from __future__ import annotations
