@@ -5,7 +5,7 @@ examples than CI runs.
 Each example is a random scenario played on both engines; any difference (events, expectation
 results, final block, telemetry beyond 1e-9) is a mismatch. With ``--keep DIR`` each mismatching
 scenario's YAML and CSV files are written to DIR/<seed>/ so it can be replayed (copy it into
-tests/fast/mismatches/, where tests/fast/test_engine.py plays it on both engines).
+tests/fast/regressions/, where tests/fast/test_engine.py plays it on both engines).
 ``--without-fault`` leaves out a fault whose mismatch is already known, to look for others.
 Exits 1 on any mismatch.
 

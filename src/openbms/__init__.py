@@ -9,7 +9,7 @@ checks this, and that the import graph has no cycle)::
 layer may use them. ``profiles`` reads the shipped BMS profile files (YAML) that ``bms``, which
 reads no file, validates. ``fast`` holds compiled (numba) kernels for what runs every control
 cycle; the Python code of ``twin`` and ``bms`` below it stays the reference they are tested equal
-to, and numba is an optional extra (``pip install 'openbms[fast]'``). ``devices`` is above
+to, and numba is a dependency (the scenario runner's ``engine="fast"``). ``devices`` is above
 ``scenario`` because the emulator plays a scenario; ``diagnose`` is above ``devices`` because
 ``diagnose.from_device`` turns a device's reading into a diagnosis snapshot (as
 ``diagnose.from_twin`` does the twin's): devices never import diagnose. What a pack's BMS reports

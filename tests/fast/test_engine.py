@@ -9,7 +9,7 @@ tests/fast/engine_diff.py for the comparison and tests/fast/random_scenarios.py 
 
 Two sets: every scenario of the library (what users run) and 200 random timelines (the orders of
 events nobody wrote down). scripts/fuzz_engines.py runs the random set at nightly size. Mismatches
-found while writing this test are kept, smallest first, in tests/fast/mismatches/ and run here too.
+found while writing this test are kept, smallest first, in tests/fast/regressions/ and run here too.
 The whole file takes about 4.5 min on one core (-n 0): 2.2 min the random set, the rest the library.
 """
 
@@ -19,13 +19,10 @@ import random
 from pathlib import Path
 
 import pytest
+from engine_diff import differences
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-pytest.importorskip("numba")
-
-from engine_diff import differences  # noqa: E402
-from random_scenarios import random_scenario  # noqa: E402
+from random_scenarios import random_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO_FILES = sorted(
@@ -36,7 +33,7 @@ SCENARIO_FILES = sorted(
         *(ROOT / "scenarios" / "troubled").glob("*.yaml"),
         *(ROOT / "src" / "openbms" / "scenario" / "library").glob("*.yaml"),
         ROOT / "tests" / "data" / "pybamm_thevenin" / "scenario.yaml",
-        *(Path(__file__).parent / "mismatches").glob("*.yaml"),
+        *(Path(__file__).parent / "regressions").glob("*.yaml"),
     ]
 )
 

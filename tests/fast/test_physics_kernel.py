@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -162,11 +163,30 @@ def test_what_the_kernel_does_not_model_is_refused_not_dropped() -> None:
         params_from_pack(pack)
 
 
-def test_without_numba_the_import_error_names_the_fast_extra() -> None:
+def test_without_numba_the_import_error_says_how_to_get_it() -> None:
     code = "import sys; sys.modules['numba'] = None\nimport openbms.fast"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode != 0
-    assert "ImportError" in proc.stderr and "openbms[fast]" in proc.stderr
+    assert "ImportError" in proc.stderr and "pip install 'numba" in proc.stderr
+
+
+def test_without_numba_the_reference_engine_still_simulates(tmp_path: Path) -> None:
+    """numba is a dependency, but an install that lacks it still runs ``--engine reference`` and
+    refuses ``--engine fast`` in one sentence (exit 2)."""
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(
+        "name: short\npack: {chemistry: lfp, series: 4, soc: 0.5}\nbms: {profile: lfp}\ndt: 1s\n"
+        "timeline:\n  - run: 5s\n  - expect: {state: normal}\n"
+    )
+    stub = "import sys, runpy; sys.modules['numba'] = None; sys.argv = ['openbms'] + sys.argv[1:]; "
+    stub += "runpy.run_module('openbms.cli', run_name='__main__')"
+    ok = subprocess.run(
+        [sys.executable, "-c", stub, "simulate", str(scenario), "--engine", "reference"], capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stderr
+    refused = subprocess.run([sys.executable, "-c", stub, "simulate", str(scenario)], capture_output=True, text=True)
+    assert refused.returncode == 2, refused.stderr
+    assert "numba" in refused.stderr and "--engine reference" in refused.stderr and "Traceback" not in refused.stderr
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

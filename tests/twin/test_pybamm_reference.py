@@ -7,6 +7,7 @@ with it; ``bench/pybamm_compare.py`` repeats the comparison live when PyBaMM is 
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from openbms.scenario.runner import ScenarioRunner
 from openbms.scenario.schema import load_scenario
@@ -14,9 +15,11 @@ from openbms.scenario.schema import load_scenario
 DATA = Path(__file__).parent.parent / "data" / "pybamm_thevenin"
 
 
-def test_terminal_voltage_rmse_against_pybamm_is_at_most_2_mv() -> None:
+@pytest.mark.parametrize("engine", ["reference", "fast"])
+def test_terminal_voltage_rmse_against_pybamm_is_at_most_2_mv(engine: str) -> None:
+    """Both engines hold the physics to PyBaMM (the fast one runs its quiet cycles compiled)."""
     scenario, steps = load_scenario(DATA / "scenario.yaml")
-    runner = ScenarioRunner(scenario, steps)
+    runner = ScenarioRunner(scenario, steps, engine=engine)
     result = runner.run()
     assert result.passed, [e.message for e in result.expectations]
     telemetry = result.telemetry.array()

@@ -309,6 +309,8 @@ def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - c
     ambient: FloatArray,
     charge_fet: BoolArray,  # the pack's FETs (as applied)
     discharge_fet: BoolArray,
+    fet_stuck_charge: BoolArray,  # a FET stuck closed conducts whatever it is told
+    fet_stuck_discharge: BoolArray,
     balance: BoolArray,  # (packs, series): the bleed resistors switched on
     supply_draw: FloatArray,
     main_leads: BoolArray,
@@ -440,8 +442,9 @@ def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - c
     group_t = np.empty(series)
     q = np.empty(Q_COUNT)
     values = np.empty((packs, n_prot))
-    new_unchanged_s = np.empty((2, series))
-    new_unchanged_n = np.empty((2, series), dtype=np.int32)
+    new_unchanged_s = np.empty((packs, 2, series))
+    new_unchanged_n = np.empty((packs, 2, series), dtype=np.int32)
+    new_leak_s = np.empty(packs)
     readings = np.empty(series)
     g_timer = np.empty((4, n_prot))
     g_seen = np.empty((3, n_prot), dtype=np.bool_)
@@ -695,7 +698,7 @@ def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - c
                 p, brain_dt, fs, m_cell_v, m_cell_t, m_current, m_stack_v, m_fet_t, link_ok, afe_damaged,
                 health_failed, brain_charge_fet, brain_discharge_fet, last_v, last_t, unchanged_v_s, unchanged_t_s,
                 unchanged_v_n, unchanged_t_n, fet_leak_s, quantity_index, q, values, new_unchanged_s,
-                new_unchanged_n, readings, False,
+                new_unchanged_n, new_leak_s, readings,
             )  # fmt: skip
             if stop:
                 stop_pack = p
@@ -734,11 +737,9 @@ def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - c
         trip_running = False
         warn_running = False
         for p in range(packs):
-            _quantities(
-                p, brain_dt, fs, m_cell_v, m_cell_t, m_current, m_stack_v, m_fet_t, link_ok, afe_damaged,
-                health_failed, brain_charge_fet, brain_discharge_fet, last_v, last_t, unchanged_v_s, unchanged_t_s,
-                unchanged_v_n, unchanged_t_n, fet_leak_s, quantity_index, q, values, new_unchanged_s,
-                new_unchanged_n, readings, True,
+            _commit_sensors(
+                p, m_cell_v, m_cell_t, last_v, last_t, unchanged_v_s, unchanged_t_s, unchanged_v_n, unchanged_t_n,
+                fet_leak_s, new_unchanged_s, new_unchanged_n, new_leak_s,
             )  # fmt: skip
             if packs > 1:
                 _brain_pack(
@@ -766,6 +767,11 @@ def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - c
             running[0] = trip_running
         if do_warn:
             running[1] = warn_running
+        # ---- Twin._apply: the board drives the FETs as commanded (every board powered, no
+        # controller hung, no AFE over-voltage cut: those cycles are Python's); a stuck FET conducts.
+        for p in range(packs):
+            charge_fet[p] = brain_charge_fet[p] or fet_stuck_charge[p]
+            discharge_fet[p] = brain_discharge_fet[p] or fet_stuck_discharge[p]
         previous_t = t_s
         # ================================================================ the runner's telemetry (pack 0)
         if t_s + 1e-9 >= record_next[0]:
@@ -818,6 +824,33 @@ def _pack_soc(group_soc: FloatArray) -> float:  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def _commit_sensors(  # pragma: no cover - compiled
+    p: int,
+    m_cell_v: FloatArray,
+    m_cell_t: FloatArray,
+    last_v: FloatArray,
+    last_t: FloatArray,
+    unchanged_v_s: FloatArray,
+    unchanged_t_s: FloatArray,
+    unchanged_v_n: npt.NDArray[np.int32],
+    unchanged_t_n: npt.NDArray[np.int32],
+    fet_leak_s: FloatArray,
+    new_s: FloatArray,
+    new_n: npt.NDArray[np.int32],
+    new_leak: FloatArray,
+) -> None:
+    """Write what ``_quantities`` worked out for pack ``p`` into the sensor watch's state."""
+    for k in range(m_cell_v.shape[1]):
+        unchanged_v_s[p, k] = new_s[p, 0, k]
+        unchanged_v_n[p, k] = new_n[p, 0, k]
+        last_v[p, k] = m_cell_v[p, k]
+        unchanged_t_s[p, k] = new_s[p, 1, k]
+        unchanged_t_n[p, k] = new_n[p, 1, k]
+        last_t[p, k] = m_cell_t[p, k]
+    fet_leak_s[p] = new_leak[p]
+
+
+@njit(cache=True)
 def _quantities(  # noqa: PLR0913  # pragma: no cover - compiled
     p: int,
     dt_s: float,
@@ -844,12 +877,13 @@ def _quantities(  # noqa: PLR0913  # pragma: no cover - compiled
     values: FloatArray,
     new_s: FloatArray,
     new_n: npt.NDArray[np.int32],
+    new_leak: FloatArray,
     readings: FloatArray,
-    commit: bool,
 ) -> int:
     """``Bms._quantities`` (with ``CellStats.of``, ``SensorWatch.fet_stuck_closed`` and
     ``SensorWatch.implausible``) for pack ``p``: fills ``values[p]``; returns a stop reason, 0 when
-    the readings are finite and plausible. Writes the sensor watch's state only when ``commit``."""
+    the readings are finite and plausible. The sensor watch's next state goes to ``new_*`` (written
+    by ``_commit_sensors`` once the whole cycle is known to be quiet)."""
     series = m_cell_v.shape[1]
     current = m_current[p]
     if not (math.isfinite(current) and math.isfinite(m_stack_v[p]) and math.isfinite(m_fet_t[p])):
@@ -889,21 +923,13 @@ def _quantities(  # noqa: PLR0913  # pragma: no cover - compiled
         unchanged_n = unchanged_v_n if kind == 0 else unchanged_t_n
         for k in range(series):
             same = m[p, k] == last[p, k]
-            new_s[kind, k] = unchanged_s[p, k] + dt_s if same else 0.0
-            new_n[kind, k] = unchanged_n[p, k] + 1 if same else 0
+            new_s[p, kind, k] = unchanged_s[p, k] + dt_s if same else 0.0
+            new_n[p, kind, k] = unchanged_n[p, k] + 1 if same else 0
             readings[k] = m[p, k]
         deviation = fs[F_STUCK_DEV_V] if kind == 0 else fs[F_STUCK_DEV_C]
-        if _stuck_kind(readings, new_s[kind], new_n[kind], fs, deviation):
+        if _stuck_kind(readings, new_s[p, kind], new_n[p, kind], fs, deviation):
             return _STUCK
-    if commit:
-        for k in range(series):
-            unchanged_v_s[p, k] = new_s[0, k]
-            unchanged_v_n[p, k] = new_n[0, k]
-            last_v[p, k] = m_cell_v[p, k]
-            unchanged_t_s[p, k] = new_s[1, k]
-            unchanged_t_n[p, k] = new_n[1, k]
-            last_t[p, k] = m_cell_t[p, k]
-        fet_leak_s[p] = leak_s
+    new_leak[p] = leak_s
     # ---- the quantities (Bms._quantities), then the table's values
     current_c = current / fs[F_CAPACITY_AH]
     q[Q_MAX_V] = max_v

@@ -211,6 +211,10 @@ class FastEngine:
         self.kernel_cycles = 0  # cycles the kernel ran quietly, for the bench's account of the time
         self.handoffs = 0
 
+    def why_not(self) -> str | None:
+        """Why the kernel may not run the twin's next cycle (None: it may): ``why_not(self.twin)``."""
+        return why_not(self.twin)
+
     @property
     def next_record_s(self) -> float:
         """When the next telemetry row is due (the kernel moves it as it records)."""
@@ -277,6 +281,8 @@ class FastEngine:
             own(pack, "ambient_c"),
             own(pack, "charge_fet", b8),
             own(pack, "discharge_fet", b8),
+            np.ascontiguousarray(twin.fet_stuck_charge, dtype=b8),
+            np.ascontiguousarray(twin.fet_stuck_discharge, dtype=b8),
             own(pack, "balance", b8),
             own(pack, "supply_draw_a"),
             own(pack, "main_leads", b8),
@@ -530,4 +536,5 @@ def warm_up() -> float:
     if why_not(twin) is None:
         engine.run(2)
         engine.run(2, profile_a=np.zeros(2))
+    k.next_times(0.0, 0.1, 1)
     return time.perf_counter() - start

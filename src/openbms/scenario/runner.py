@@ -7,7 +7,7 @@ import io
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -15,8 +15,6 @@ import numpy.typing as npt
 from openbms.bms.events import Event
 from openbms.bms.nvm import NonVolatileMemory
 from openbms.chemistry import CellParams, ChemistryError, load_chemistry, load_user_cell
-from openbms.fast.cycle import next_times
-from openbms.fast.engine import FastEngine, why_not
 from openbms.inputs import InputLimitError, read_text_limited
 from openbms.profiles import load_profile
 from openbms.scenario.schema import (
@@ -37,6 +35,9 @@ from openbms.twin.cells import Spread
 from openbms.twin.faults import FaultSpec, inject, repair
 from openbms.twin.pack import Topology
 from openbms.twin.simulator import Twin, TwinConfig, TwinError
+
+if TYPE_CHECKING:
+    from openbms.fast.engine import FastEngine
 from openbms.units import format_duration
 
 FloatArray = npt.NDArray[np.float64]
@@ -289,7 +290,11 @@ class ScenarioRunner:
         self._profile: tuple[float, FloatArray, FloatArray] | None = None
         self.expectations: list[ExpectationResult] = []
         # The compiled engine runs the quiet cycles; the Python reference decides the others.
-        self.fast = FastEngine(self.twin) if engine == "fast" else None
+        self.fast: FastEngine | None = None
+        if engine == "fast":  # numba is imported only when asked for (an install may lack it)
+            from openbms.fast.engine import FastEngine
+
+            self.fast = FastEngine(self.twin)
         self._chunk = MIN_CHUNK_CYCLES
         self.max_chunk_cycles = MAX_CHUNK_CYCLES  # a caller that acts between calls may lower it
         self._record()
@@ -433,7 +438,7 @@ class ScenarioRunner:
     def _advance_some(self, most: int) -> Generator[float, None, int]:
         """At least one and at most ``most`` cycles: many in the compiled engine when it may run
         them, else one in Python. Yields the twin's time once; returns the cycles run."""
-        if self.fast is None or why_not(self.twin) is not None:
+        if self.fast is None or self.fast.why_not() is not None:
             yield from self._advance()
             return 1
         twin = self.twin
@@ -457,7 +462,7 @@ class ScenarioRunner:
     def rest_cycles(self, most: int) -> int:
         """After the timeline (the emulator's linger): at least one and at most ``most`` cycles,
         in the compiled engine when it may run them; no telemetry is kept. Returns the cycles run."""
-        if self.fast is None or why_not(self.twin) is not None:
+        if self.fast is None or self.fast.why_not() is not None:
             self.twin.step()
             return 1
         count = min(most, self._chunk, self.max_chunk_cycles)
@@ -475,11 +480,7 @@ class ScenarioRunner:
             return None
         start_s, t_points, currents = self._profile
         twin = self.twin
-        before = (
-            np.concatenate([[twin.t_s], next_times(twin.t_s, twin.dt_s, count - 1)])
-            if count > 1
-            else np.array([twin.t_s])
-        )
+        before = np.concatenate([[twin.t_s], _next_times(twin.t_s, twin.dt_s, count - 1)])
         elapsed_s = before - start_s + 1e-9
         k = np.searchsorted(t_points, elapsed_s, side="right") - 1
         tail_s = t_points[-1] - t_points[-2] if len(t_points) > 1 else twin.dt_s
@@ -599,7 +600,7 @@ class ScenarioRunner:
         """How many cycles the reference runs before ``t_s`` reaches ``deadline_s`` (at least 1)."""
         twin = self.twin
         guess = int((deadline_s - twin.t_s) / twin.dt_s) + 2
-        times = next_times(twin.t_s, twin.dt_s, min(max(guess, 1), MAX_CHUNK_CYCLES))
+        times = _next_times(twin.t_s, twin.dt_s, min(max(guess, 1), MAX_CHUNK_CYCLES))
         reached = np.nonzero(times >= deadline_s - 1e-9)[0]
         return int(reached[0]) + 1 if reached.size else int(times.size)
 
@@ -697,6 +698,14 @@ class ScenarioRunner:
                 self.twin.command_service_clear(p, step.value.service_clear, step.value.authenticated)
             else:
                 self.twin.command_soft_reset(p)
+
+
+def _next_times(t_s: float, dt_s: float, cycles: int) -> FloatArray:
+    """The twin's clock after each of the next ``cycles`` cycles (compiled: only the fast engine
+    needs many of them at once)."""
+    from openbms.fast.cycle import next_times
+
+    return next_times(t_s, dt_s, cycles)
 
 
 def _known(value: float | None) -> float:
