@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 # docs/behaviour.md §3: the fault vocabulary every part of openbms speaks (profiles, protocols, diagnosis).
 FAULT_NAMES = (
@@ -63,4 +62,4 @@ class Event:
 
 def rounded(value: float) -> float | None:
     """An event or snapshot field's number: 6 decimals, and no value (None) where unreadable."""
-    return None if not np.isfinite(value) else round(value, 6)
+    return None if not math.isfinite(value) else round(value, 6)
