@@ -221,12 +221,15 @@ class FastEngine:
         return float(self._record_next[0])
 
     # ------------------------------------------------------------------ the state the kernel writes
-    def _owned(self, holder: object, name: str, dtype: type, seen: set[int]) -> Any:
+    def _owned(self, holder: object, name: str, dtype: type, seen: set[int], aliased: bool) -> Any:
         """``holder.name`` as a writeable, C-contiguous array of ``dtype`` that no other attribute
-        shares (the reference rebinds and aliases arrays freely; the kernel writes in place)."""
+        shares (the reference rebinds and aliases arrays freely; the kernel writes in place).
+        ``aliased``: the reference binds it to another object's array (the sensor watch keeps the
+        last readings themselves), so it is always copied."""
         value = getattr(holder, name)
         if (
-            not isinstance(value, np.ndarray)
+            aliased
+            or not isinstance(value, np.ndarray)
             or value.dtype != dtype
             or not value.flags.c_contiguous
             or not value.flags.writeable
@@ -256,8 +259,8 @@ class FastEngine:
         f64, b8, i32 = np.float64, np.bool_, np.int32
         seen: set[int] = set()
 
-        def own(holder: object, name: str, dtype: type = f64) -> Any:
-            return self._owned(holder, name, dtype, seen)
+        def own(holder: object, name: str, dtype: type = f64, aliased: bool = False) -> Any:
+            return self._owned(holder, name, dtype, seen, aliased)
 
         cell_v = own(pack, "cell_v")
         if twin.config.topology.parallel == 1:
@@ -341,8 +344,8 @@ class FastEngine:
             own(brain, "warning_active", b8),
             running,
             own(brain, "last_values"),
-            own(sensors, "last_v"),
-            own(sensors, "last_t"),
+            own(sensors, "last_v", aliased=True),
+            own(sensors, "last_t", aliased=True),
             own(sensors, "unchanged_v_s"),
             own(sensors, "unchanged_t_s"),
             own(sensors, "unchanged_v_n", i32),

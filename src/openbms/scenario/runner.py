@@ -35,10 +35,10 @@ from openbms.twin.cells import Spread
 from openbms.twin.faults import FaultSpec, inject, repair
 from openbms.twin.pack import Topology
 from openbms.twin.simulator import Twin, TwinConfig, TwinError
+from openbms.units import format_duration
 
 if TYPE_CHECKING:
-    from openbms.fast.engine import FastEngine
-from openbms.units import format_duration
+    from openbms.fast.engine import FastEngine, RunOutcome
 
 FloatArray = npt.NDArray[np.float64]
 Progress = Callable[[float], None]
@@ -450,14 +450,19 @@ class ScenarioRunner:
         self._next_record_s = self.fast.next_record_s
         if profile is not None:
             self._profile_ran(profile, outcome.cycles)
-        if outcome.stop:  # Python decided the last cycle; record it as _advance would
-            self._chunk = MIN_CHUNK_CYCLES
-            if twin.t_s + 1e-9 >= self._next_record_s:
-                self._record()
-        elif outcome.cycles == count:
-            self._chunk = min(self._chunk * 2, self.max_chunk_cycles)
+        self._adapt_chunk(outcome, count)
+        if outcome.stop and twin.t_s + 1e-9 >= self._next_record_s:
+            self._record()  # Python decided the last cycle; record it as _advance would
         yield twin.t_s
         return outcome.cycles
+
+    def _adapt_chunk(self, outcome: RunOutcome, asked: int) -> None:
+        """The next call's size: small again after a discrete cycle (another may follow soon),
+        doubling while the engine runs all it was asked."""
+        if outcome.stop:
+            self._chunk = MIN_CHUNK_CYCLES
+        elif outcome.cycles == asked:
+            self._chunk = min(self._chunk * 2, self.max_chunk_cycles)
 
     def rest_cycles(self, most: int) -> int:
         """After the timeline (the emulator's linger): at least one and at most ``most`` cycles,
@@ -467,10 +472,7 @@ class ScenarioRunner:
             return 1
         count = min(most, self._chunk, self.max_chunk_cycles)
         outcome = self.fast.run(count)
-        if outcome.stop:
-            self._chunk = MIN_CHUNK_CYCLES
-        elif outcome.cycles == count:
-            self._chunk = min(self._chunk * 2, self.max_chunk_cycles)
+        self._adapt_chunk(outcome, count)
         return outcome.cycles
 
     def _profile_currents(self, count: int) -> FloatArray | None:
