@@ -32,8 +32,10 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from openbms.bms.protections import _TIMER_EPSILON_S
+from openbms.bms.protections import _TIMER_EPSILON_S, QUANTITIES
 from openbms.chemistry.cells import _KELVIN
+from openbms.fast.afe import _noisy, _quantise
+from openbms.fast.guard import _debounce, _releasing
 from openbms.fast.physics import _ocv
 from openbms.twin.cells import R0_POINTS
 
@@ -151,9 +153,30 @@ STOP_REASONS = (
     F_FLAG_COUNT,
 ) = range(8)
 
-# Quantity columns (``protections.QUANTITIES``'s order, checked by ``fast.engine``).
-Q_MAX_V, Q_MIN_V, Q_CHARGE_C, Q_DISCHARGE_C, Q_MAX_T, Q_MIN_T, Q_FET_T, Q_IMBALANCE = range(8)
-Q_SENSOR, Q_AFE, Q_LINK, Q_FLAG, Q_COUNT = range(8, 13)
+# Quantity columns: where ``Bms._quantities`` puts each (``protections.QUANTITIES``).
+Q_MAX_V = QUANTITIES.index("max_cell_v")
+Q_MIN_V = QUANTITIES.index("min_cell_v")
+Q_CHARGE_C = QUANTITIES.index("charge_c_rate")
+Q_DISCHARGE_C = QUANTITIES.index("discharge_c_rate")
+Q_MAX_T = QUANTITIES.index("max_cell_t")
+Q_MIN_T = QUANTITIES.index("min_cell_t")
+Q_FET_T = QUANTITIES.index("fet_t")
+Q_IMBALANCE = QUANTITIES.index("imbalance_v")
+Q_SENSOR = QUANTITIES.index("sensor_implausible")
+Q_AFE = QUANTITIES.index("afe_not_answering")
+Q_LINK = QUANTITIES.index("link_bad")
+Q_FLAG = QUANTITIES.index("cell_failure_flag")
+Q_COUNT = len(QUANTITIES)
+QUANTITY_COLUMNS: tuple[int, ...] = (Q_MAX_V, Q_MIN_V, Q_CHARGE_C, Q_DISCHARGE_C, Q_MAX_T, Q_MIN_T, Q_FET_T)
+QUANTITY_COLUMNS += (Q_IMBALANCE, Q_SENSOR, Q_AFE, Q_LINK, Q_FLAG, Q_COUNT)
+
+
+@njit(cache=True)
+def compiled_quantity_columns() -> tuple[int, ...]:  # pragma: no cover - compiled
+    """The quantity columns as the cached kernel has them: numba freezes module constants at
+    compile time and re-compiles only when this file changes, not when the brain's list does."""
+    return (Q_MAX_V, Q_MIN_V, Q_CHARGE_C, Q_DISCHARGE_C, Q_MAX_T, Q_MIN_T, Q_FET_T, Q_IMBALANCE, Q_SENSOR, Q_AFE,
+            Q_LINK, Q_FLAG, Q_COUNT)  # fmt: skip
 
 
 @njit(cache=True)
@@ -204,39 +227,6 @@ def next_times(t_s: float, dt_s: float, cycles: int) -> FloatArray:  # pragma: n
         t_s = round(t_s + dt_s, 9)
         out[c] = t_s
     return out
-
-
-@njit(cache=True)
-def _quantise(x: float, step: float) -> float:  # pragma: no cover - compiled
-    if step <= 0:
-        return x
-    return np.rint(x / step) * step
-
-
-@njit(cache=True)
-def _noisy(x: float, z: float, sd: float, offset: float, step: float) -> float:  # pragma: no cover - compiled
-    if sd > 0:
-        x = x + sd * z
-    return _quantise(x + offset, step)
-
-
-@njit(cache=True)
-def _debounce(timer: float, condition: bool, previous: bool, dt_s: float) -> float:  # pragma: no cover
-    if condition:
-        return timer + (dt_s if previous else 0.0)
-    down = timer - dt_s
-    return down if down > 0.0 else 0.0
-
-
-@njit(cache=True)
-def _releasing(v: float, sign: float, release: float, mode: int, load: bool, gone: bool) -> bool:  # pragma: no cover
-    if mode == 0:
-        return sign * (v - release) <= 0.0
-    if mode == 1:
-        return not load
-    if mode == 2:
-        return gone
-    return False
 
 
 @njit(cache=True)
@@ -715,25 +705,29 @@ def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - c
             return HANDOFF
         do_trip = any_condition or running[0]
         do_warn = any_warn or running[1]
-        for p in range(packs):
-            stop = _brain_pack(
-                p, t_s, brain_dt, fs, flags, values, m_cell_v, m_cell_t, m_current, m_charger, m_load,
-                n_prot, sign, enabled, trip, release, release_mode, warn, in_afe, warn_hold_s, trip_due,
-                release_due, warn_due, sleep_columns, full_columns, stops_balancing, blocks_charge, blocks_discharge,
-                active, may_clear, any_active, do_trip, do_warn, sleeping, operator_charge_off,
-                operator_discharge_off, brain_charge_fet, brain_discharge_fet, brain_balance, any_brain_balance,
-                soc_capacity_ah, last_save_s, trip_timer_s, trip_seen, release_timer_s, release_seen, warn_timer_s,
-                warn_seen, warn_gone_s, warning_active, charging_s, sleep_timer_s, sleep_seen, charger_away_s,
-                charger_was_present, group_soc, charge_ah, discharge_ah, charge_wh, discharge_wh, counted_cycles,
-                ah_since_full, full_timer_s, full_done, soc_rest_s, health_rest_s, reference_soc, bled_ah, intervals,
-                out_since_top_ah, after_top, recovery_only, recovery_overrate_s, overrate_seen, recovery_blocked,
-                g_timer, g_seen, packs == 1,
-            )  # fmt: skip
-            if stop:
-                out[0], out[1], out[2], out[3] = c + 1, rows, stop, p
-                return HANDOFF
-        # ================================================================ pass 2: nothing discrete, commit
-        # (one pack's brain committed in pass 1 already: it writes only when nothing stops it)
+        # Pass 1 asks each pack's brain whether anything discrete happens; pass 2 (only for more than
+        # one pack: one pack's brain writes in pass 1, and only when nothing stops it) writes them.
+        for brain_pass in range(1 if packs == 1 else 2):
+            commit = packs == 1 or brain_pass == 1
+            for p in range(packs):
+                stop = _brain_pack(
+                    p, t_s, brain_dt, fs, flags, values, m_cell_v, m_cell_t, m_current, m_charger, m_load,
+                    n_prot, sign, enabled, trip, release, release_mode, warn, in_afe, warn_hold_s, trip_due,
+                    release_due, warn_due, sleep_columns, full_columns, stops_balancing, blocks_charge,
+                    blocks_discharge, active, may_clear, any_active, do_trip, do_warn, sleeping,
+                    operator_charge_off, operator_discharge_off, brain_charge_fet, brain_discharge_fet,
+                    brain_balance, any_brain_balance, soc_capacity_ah, last_save_s, trip_timer_s, trip_seen,
+                    release_timer_s, release_seen, warn_timer_s, warn_seen, warn_gone_s, warning_active,
+                    charging_s, sleep_timer_s, sleep_seen, charger_away_s, charger_was_present, group_soc,
+                    charge_ah, discharge_ah, charge_wh, discharge_wh, counted_cycles, ah_since_full, full_timer_s,
+                    full_done, soc_rest_s, health_rest_s, reference_soc, bled_ah, intervals, out_since_top_ah,
+                    after_top, recovery_only, recovery_overrate_s, overrate_seen, recovery_blocked, g_timer, g_seen,
+                    commit,
+                )  # fmt: skip
+                if stop:  # in pass 1 only: pass 2 runs after a pass 1 that nothing stopped
+                    out[0], out[1], out[2], out[3] = c + 1, rows, stop, p
+                    return HANDOFF
+        # ================================================================ nothing discrete: commit the rest
         trip_running = False
         warn_running = False
         for p in range(packs):
@@ -741,22 +735,6 @@ def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - c
                 p, m_cell_v, m_cell_t, last_v, last_t, unchanged_v_s, unchanged_t_s, unchanged_v_n, unchanged_t_n,
                 fet_leak_s, new_unchanged_s, new_unchanged_n, new_leak_s,
             )  # fmt: skip
-            if packs > 1:
-                _brain_pack(
-                    p, t_s, brain_dt, fs, flags, values, m_cell_v, m_cell_t, m_current, m_charger, m_load,
-                    n_prot, sign, enabled, trip, release, release_mode, warn, in_afe, warn_hold_s, trip_due,
-                    release_due, warn_due, sleep_columns, full_columns, stops_balancing, blocks_charge,
-                    blocks_discharge,
-                    active, may_clear, any_active, do_trip, do_warn, sleeping, operator_charge_off,
-                    operator_discharge_off, brain_charge_fet, brain_discharge_fet, brain_balance, any_brain_balance,
-                    soc_capacity_ah, last_save_s, trip_timer_s, trip_seen, release_timer_s, release_seen, warn_timer_s,
-                    warn_seen, warn_gone_s, warning_active, charging_s, sleep_timer_s, sleep_seen, charger_away_s,
-                    charger_was_present, group_soc, charge_ah, discharge_ah, charge_wh, discharge_wh, counted_cycles,
-                    ah_since_full, full_timer_s, full_done, soc_rest_s, health_rest_s, reference_soc, bled_ah,
-                    intervals,
-                    out_since_top_ah, after_top, recovery_only, recovery_overrate_s, overrate_seen, recovery_blocked,
-                    g_timer, g_seen, True,
-                )  # fmt: skip
             for j in range(n_prot):
                 last_values[p, j] = values[p, j]
                 if trip_timer_s[p, j] != 0.0:

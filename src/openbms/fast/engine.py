@@ -25,7 +25,6 @@ from openbms.bms.interface import Measurements
 from openbms.bms.limits import current_limits
 from openbms.bms.outputs import RECOVERY_CHARGE_GRACE
 from openbms.bms.plausibility import CellStats
-from openbms.bms.protections import QUANTITIES
 from openbms.bms.recovery_classes import CLEARS_BY_ITSELF
 from openbms.chemistry.cells import _KELVIN
 from openbms.fast import cycle as k
@@ -36,20 +35,6 @@ from openbms.twin.simulator import Twin
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
-_EXPECTED_QUANTITIES = (
-    "max_cell_v",
-    "min_cell_v",
-    "charge_c_rate",
-    "discharge_c_rate",
-    "max_cell_t",
-    "min_cell_t",
-    "fet_t",
-    "imbalance_v",
-    "sensor_implausible",
-    "afe_not_answering",
-    "link_bad",
-    "cell_failure_flag",
-)
 MAX_PARALLEL = 8  # NumPy sums 8 or more parallel cells pairwise; the kernel sums them in order
 MAX_SERIES = 128  # NumPy sums longer rows recursively (see cycle.pairwise_sum)
 TELEMETRY_BLOCK_ROWS = 4096
@@ -185,8 +170,11 @@ class FastEngine:
     """Runs a ``Twin``'s quiet cycles in the compiled kernel (see the module's docstring)."""
 
     def __init__(self, twin: Twin, telemetry_rows: int = TELEMETRY_BLOCK_ROWS) -> None:
-        if tuple(QUANTITIES) != _EXPECTED_QUANTITIES:
-            raise RuntimeError("the brain's quantities changed: update openbms.fast.cycle to match")
+        if tuple(k.compiled_quantity_columns()) != k.QUANTITY_COLUMNS:
+            raise RuntimeError(
+                "the compiled kernel was cached before the brain's quantities changed: delete the "
+                "__pycache__ folder of openbms/fast and run again"
+            )
         self.twin = twin
         packs, series = twin.config.packs, twin.config.topology.series
         self._fs = float_settings(twin)
