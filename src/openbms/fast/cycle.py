@@ -32,10 +32,10 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from openbms.bms.protections import _TIMER_EPSILON_S, QUANTITIES
+from openbms.bms.protections import QUANTITIES
 from openbms.chemistry.cells import _KELVIN
 from openbms.fast.afe import _noisy, _quantise
-from openbms.fast.guard import _debounce, _releasing
+from openbms.fast.guard import _debounce, _releasing, due_times
 from openbms.fast.physics import _ocv
 from openbms.twin.cells import R0_POINTS
 
@@ -440,28 +440,10 @@ def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - c
     g_seen = np.empty((3, n_prot), dtype=np.bool_)
     pool_size = pool.size
     scd_fraction = min(fs[F_SCD_DELAY_S] / dt_s, 1.0)
-    any_active = False
-    for p in range(packs):
-        for j in range(n_prot):
-            if active[p, j]:
-                any_active = True
-    any_balance = False
-    for p in range(packs):
-        for k in range(series):
-            if balance[p, k]:
-                any_balance = True
-    any_brain_balance = False
-    for p in range(packs):
-        for k in range(series):
-            if brain_balance[p, k]:
-                any_brain_balance = True
-    trip_due = np.empty(n_prot)
-    release_due = np.empty(n_prot)
-    warn_due = np.empty(n_prot)
-    for j in range(n_prot):  # the expressions protections.elapsed evaluates
-        trip_due[j] = trip_delay_s[j] - _TIMER_EPSILON_S
-        release_due[j] = release_delay_s[j] - _TIMER_EPSILON_S
-        warn_due[j] = 0.5 * trip_delay_s[j] - _TIMER_EPSILON_S
+    any_active = bool(active.any())
+    any_balance = bool(balance.any())
+    any_brain_balance = bool(brain_balance.any())
+    trip_due, release_due, warn_due = due_times(trip_delay_s, release_delay_s)
     previous_t = t_last
     has_profile = profile_a.size > 0
     t_s = t_twin

@@ -190,6 +190,22 @@ def _debounce(timer: float, condition: bool, previous: bool, dt_s: float) -> flo
 
 
 @njit(cache=True)
+def due_times(trip_delay_s: FloatArray, release_delay_s: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """When each protection's trip, release and warning timers have elapsed: the expressions
+    ``protections.elapsed`` evaluates (delay less its epsilon; a warning at half the trip delay),
+    so a compiled comparison rounds as the brain's does."""
+    n = trip_delay_s.shape[0]
+    trip_due = np.empty(n)
+    release_due = np.empty(n)
+    warn_due = np.empty(n)
+    for j in range(n):
+        trip_due[j] = trip_delay_s[j] - _TIMER_EPSILON_S
+        release_due[j] = release_delay_s[j] - _TIMER_EPSILON_S
+        warn_due[j] = 0.5 * trip_delay_s[j] - _TIMER_EPSILON_S
+    return trip_due, release_due, warn_due
+
+
+@njit(cache=True)
 def _guard_kernel(  # noqa: PLR0912, PLR0913, PLR0915, C901
     quantity_index: npt.NDArray[np.intp],
     sign: FloatArray,
@@ -221,18 +237,8 @@ def _guard_kernel(  # noqa: PLR0912, PLR0913, PLR0915, C901
 ) -> int:
     cycles, packs = quantities.shape[0], quantities.shape[1]
     n = sign.shape[0]
-    trip_due = np.empty(n)
-    release_due = np.empty(n)
-    warn_due = np.empty(n)
-    for j in range(n):  # the same expressions elapsed() evaluates, so the same rounding
-        trip_due[j] = trip_delay_s[j] - _TIMER_EPSILON_S
-        release_due[j] = release_delay_s[j] - _TIMER_EPSILON_S
-        warn_due[j] = 0.5 * trip_delay_s[j] - _TIMER_EPSILON_S
-    any_active = False
-    for p in range(packs):
-        for j in range(n):
-            if active[p, j]:
-                any_active = True
+    trip_due, release_due, warn_due = due_times(trip_delay_s, release_delay_s)
+    any_active = bool(active.any())
     for c in range(cycles):
         # Pass 0: the batch-wide shortcuts of faults.py need "any condition in any pack".
         any_condition = False
