@@ -3,7 +3,8 @@
 Shared by tests/fast/test_engine.py and scripts/fuzz_engines.py. The fast engine must be
 behaviourally identical to the reference, so the comparison is strict: the same events at the
 same times (the event dicts equal), the same expectation results, the same ``final`` block, the
-same error, and telemetry of the same shape with every value within ``TOLERANCE``. Only the
+same error, the same snapshots in the non-volatile memory (saved at the same times), and
+telemetry of the same shape with every value within ``TOLERANCE``. Only the
 first difference of each kind is named: after one, everything downstream usually differs too.
 """
 
@@ -22,12 +23,17 @@ from openbms.scenario.schema import ScenarioError, load_scenario
 TOLERANCE = 1e-9  # V, A, °C, SOC: the compiled kernel reorders no arithmetic that matters more
 
 
-def run_engine(path: Path, engine: str) -> RunResult | str:
-    """The scenario's result on ``engine`` (a fresh runner, in-memory NVM), or the error message
-    it stopped with (both engines must then stop with the same one)."""
+Saves = list[tuple[int, float, dict[str, Any]]]
+
+
+def run_engine(path: Path, engine: str) -> tuple[RunResult, Saves] | str:
+    """The scenario's result on ``engine`` (a fresh runner, in-memory NVM) and the snapshots its
+    memory holds at the end, or the error message it stopped with (both engines must then stop
+    with the same one)."""
     scenario, steps = load_scenario(path)
     try:
-        return ScenarioRunner(scenario, steps, engine=engine, diagnoser=diagnosis_of).run()
+        runner = ScenarioRunner(scenario, steps, engine=engine, diagnoser=diagnosis_of)
+        return runner.run(), runner.nvm.saves()
     except ScenarioError as err:
         return f"ScenarioError: {err}"
 
@@ -45,10 +51,13 @@ def same(a: Any, b: Any) -> bool:
 
 def differences(path: Path) -> list[str]:
     """What differs between the two engines' runs of ``path`` (empty when they agree)."""
-    ref = run_engine(path, "reference")
-    fast = run_engine(path, "fast")
-    if isinstance(ref, str) or isinstance(fast, str):
-        return [] if ref == fast else [f"run outcome differs: reference {_short(ref)}, fast {_short(fast)}"]
+    ref_run = run_engine(path, "reference")
+    fast_run = run_engine(path, "fast")
+    if isinstance(ref_run, str) or isinstance(fast_run, str):
+        if ref_run == fast_run:
+            return []
+        return [f"run outcome differs: reference {_short(ref_run)}, fast {_short(fast_run)}"]
+    (ref, ref_saves), (fast, fast_saves) = ref_run, fast_run
     problems: list[str] = []
     problems += _first_event_difference(ref.events, fast.events)
     problems += _first_expectation_difference(ref, fast)
@@ -61,11 +70,13 @@ def differences(path: Path) -> list[str]:
     if ref.error != fast.error:
         problems.append(f"error differs: reference {ref.error!r}, fast {fast.error!r}")
     problems += _first_telemetry_difference(ref, fast)
+    if not same(ref_saves, fast_saves):
+        problems.append(f"the memory's snapshots differ: reference {ref_saves}, fast {fast_saves}")
     return problems
 
 
-def _short(outcome: RunResult | str) -> str:
-    return outcome if isinstance(outcome, str) else f"ran to t={outcome.final['t_s']} s"
+def _short(outcome: tuple[RunResult, Saves] | str) -> str:
+    return outcome if isinstance(outcome, str) else f"ran to t={outcome[0].final['t_s']} s"
 
 
 def _first_event_difference(ref: list[dict[str, Any]], fast: list[dict[str, Any]]) -> list[str]:

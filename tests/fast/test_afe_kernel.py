@@ -144,3 +144,17 @@ def test_a_faulty_afe_stays_with_python() -> None:
     afe.faults_changed()
     with pytest.raises(AfeFaultError, match="glitching"):
         measure_many(afe, **t, noise=AfeNoise(np.zeros((2, 2, 4)), np.zeros((2, 2, 4)), np.zeros((2, 2))))
+
+
+@pytest.mark.parametrize("high", [1, 2, 3, 1000, twin_afe.NOISE_POOL_SIZE - 16, 2**31 + 7, 2**32])
+def test_the_kernels_draw_is_numpys(high: int) -> None:
+    """The kernel picks where the noise starts in the pool as ``Generator.integers(0, high)`` does
+    (NumPy itself is the oracle), and leaves the generator where NumPy would: the next draws of
+    both agree too, the 32-bit buffer of PCG64 included."""
+    from openbms.fast.afe import draw_below
+
+    for seed in range(5):
+        ours, numpys = np.random.default_rng(seed), np.random.default_rng(seed)
+        got = [draw_below(ours, high) for _ in range(200)]
+        assert got == [int(numpys.integers(0, high)) for _ in range(200)]
+        assert ours.random() == numpys.random()

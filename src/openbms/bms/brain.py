@@ -329,9 +329,10 @@ class Bms:
         self.dirty &= ~packs
         self._last_save_s = np.where(packs, t_s, self._last_save_s)
 
-    def persistent_snapshot(self, pack: int) -> dict[str, Any]:
-        """Everything docs/behaviour.md §4 keeps across a hard reset, as plain JSON-able values."""
-        return memory.encode(self.brain, pack)
+    def persistent_snapshot(self, pack: int, moving: memory.MovingValues | None = None) -> dict[str, Any]:
+        """Everything docs/behaviour.md §4 keeps across a hard reset, as plain JSON-able values
+        (``moving``: the values that change every cycle, as of an earlier quiet cycle)."""
+        return memory.encode(self.brain, pack, moving)
 
     def restore(self, pack: int, snapshot: dict[str, Any] | None) -> None:
         memory.decode(self.brain, pack, snapshot)

@@ -149,6 +149,11 @@ class NonVolatileMemory:
         row = self._db.execute("SELECT snapshot FROM persistent WHERE pack = ?", (pack,)).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
+    def saves(self) -> list[tuple[int, float, dict[str, Any]]]:
+        """Every pack's stored snapshot with the time it was saved: (pack, t_s, snapshot), by pack."""
+        query = "SELECT pack, t_s, snapshot FROM persistent ORDER BY pack"
+        return [(int(p), float(t), dict(json.loads(s))) for p, t, s in self._db.execute(query)]
+
     def events(self, pack: int | None = None) -> list[dict[str, Any]]:
         query = "SELECT id, pack, t_s, kind, fields, run FROM events"
         args: tuple[int, ...] = ()

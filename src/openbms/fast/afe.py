@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from numba import njit
+from numba.np.random.generator_core import next_uint32
+from numba.np.random.random_methods import buffered_bounded_lemire_uint32
 
 from openbms.twin.afe import AnalogFrontEnd
 from openbms.twin.board import Afe
@@ -98,6 +100,23 @@ def draw_noise(afe: AnalogFrontEnd, cycles: int, packs: int, series: int) -> Afe
         if s.current_noise_a > 0:
             noise.current[c] = afe._gaussian(pack_shape)
     return noise
+
+
+@njit(cache=True)
+def draw_below(rng: np.random.Generator, high: int) -> np.int64:  # pragma: no cover - compiled
+    """``rng.integers(0, high)`` for 0 < high ≤ 2**32, the same number NumPy draws (Lemire's
+    bounded method on the bit generator's buffered 32-bit output, as ``random_bounded_uint64``).
+
+    Why not numba's own ``integers``: it allocates a one-element array per call, and the kernel
+    draws three numbers every cycle."""
+    span = np.int64(high) - np.int64(1)
+    if span <= 0:
+        return np.int64(0)
+    if span > 0xFFFFFFFF:
+        raise ValueError("draw_below draws below 2**32 at most")
+    if span == 0xFFFFFFFF:
+        return np.int64(next_uint32(rng.bit_generator))
+    return np.int64(buffered_bounded_lemire_uint32(rng.bit_generator, span))
 
 
 @njit(cache=True)

@@ -27,6 +27,7 @@ cycles are the outer loop and packs the inner one.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,7 +35,7 @@ from numba import njit
 
 from openbms.bms.protections import QUANTITIES
 from openbms.chemistry.cells import _KELVIN
-from openbms.fast.afe import _noisy, _quantise
+from openbms.fast.afe import _noisy, _quantise, draw_below
 from openbms.fast.guard import _debounce, _releasing, due_times
 from openbms.fast.physics import _ocv
 from openbms.twin.cells import R0_POINTS
@@ -42,8 +43,15 @@ from openbms.twin.cells import R0_POINTS
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
+# The kernel and its helpers compile without numba's reference counting: they allocate nothing
+# (their scratch comes from ``make_scratch``), and with it every call of a helper that LLVM does
+# not inline increfs and decrefs each of its array arguments, atomically: measured, a fifth of
+# the kernel's time went there. The caller holds every array for the whole call.
+_NO_REFCOUNTS: dict[str, Any] = {"_nrt": False}  # a private numba option: typed stubs do not list it
+_kernel: Any = njit(cache=True, **_NO_REFCOUNTS)
+
 # Why the kernel returned.
-DONE, HANDOFF, TELEMETRY_FULL, SAVE_DUE = 0, 1, 2, 3
+DONE, HANDOFF, TELEMETRY_FULL = 0, 1, 2
 
 # What the hand-off cycle stopped for (the first reason found), for a reader of the bench and tests.
 STOP_REASONS = (
@@ -61,7 +69,6 @@ STOP_REASONS = (
     "rest learning due",
     "balancing changes",
     "short-circuit detector",
-    "memory save due",  # not a hand-off: the cycle is quiet, Python only saves
 )
 (
     _NOT_FINITE,
@@ -77,8 +84,31 @@ STOP_REASONS = (
     _REST,
     _BALANCING,
     _SHORT,
-    _SAVE,
 ) = range(1, len(STOP_REASONS))
+
+# A kept save (``saved`` rows): its time, the lifetime counters (``memory.COUNTERS``, then the
+# cycle count), then the readings' cell voltages and the groups' SOC.
+SAVED_COLUMNS_FIXED = 6
+
+# Rows of the kernel's float scratch ``work`` (make_scratch).
+(
+    W_FACTOR,
+    W_R0,
+    W_E,
+    W_R,
+    W_CELL_I,
+    W_HEAT,
+    W_T_NEW,
+    W_E_GROUP,
+    W_R_GROUP,
+    W_GROUP_T,
+    W_READINGS,
+    W_SORT,
+    W_Q,
+    W_DUE,  # three rows: when trip, release and warning timers elapse (guard.due_times)
+) = range(14)
+W_TIMER = W_DUE + 3  # four rows: the brain's timers of one pack before they are committed
+W_ROWS = W_TIMER + 4
 
 # Indexes into the float settings vector ``fs`` (built by ``fast.engine.float_settings``).
 (
@@ -179,7 +209,7 @@ def compiled_quantity_columns() -> tuple[int, ...]:  # pragma: no cover - compil
             Q_LINK, Q_FLAG, Q_COUNT)  # fmt: skip
 
 
-@njit(cache=True)
+@_kernel
 def pairwise_sum(a: FloatArray, start: int, n: int) -> float:  # pragma: no cover - compiled
     """NumPy's pairwise summation of ``a[start:start+n]`` for n ≤ 128 (what ``x.sum(axis=-1)``
     computes over a contiguous row), so a sum here has the same last bit as the reference's.
@@ -229,19 +259,36 @@ def next_times(t_s: float, dt_s: float, cycles: int) -> FloatArray:  # pragma: n
     return out
 
 
-@njit(cache=True)
-def _median(x: FloatArray) -> float:  # pragma: no cover - compiled
-    return np.median(x)
+@_kernel
+def _median(x: FloatArray, tmp: FloatArray) -> float:  # pragma: no cover - compiled
+    """``np.median(x)`` (finite values) without allocating: an insertion sort into ``tmp``."""
+    n = x.size
+    for i in range(n):
+        v = x[i]
+        j = i
+        while j > 0 and tmp[j - 1] > v:
+            tmp[j] = tmp[j - 1]
+            j -= 1
+        tmp[j] = v
+    half = n // 2
+    if n % 2 == 1:
+        return tmp[half]
+    return (tmp[half - 1] + tmp[half]) / 2.0  # np.median: the mean of the two middle values
 
 
-@njit(cache=True)
+@_kernel
 def _floor_div(x: float, interval: float) -> float:  # pragma: no cover - compiled
     return math.floor(x / interval)
 
 
-@njit(cache=True)
+@_kernel
 def _stuck_kind(  # pragma: no cover - compiled
-    readings: FloatArray, unchanged_s: FloatArray, unchanged_n: npt.NDArray[np.int32], fs: FloatArray, deviation: float
+    readings: FloatArray,
+    unchanged_s: FloatArray,
+    unchanged_n: npt.NDArray[np.int32],
+    fs: FloatArray,
+    deviation: float,
+    tmp: FloatArray,
 ) -> bool:
     """``SensorWatch._stuck`` for one pack and one kind of sensor (cell voltages or temperatures)."""
     cells = readings.size
@@ -251,10 +298,10 @@ def _stuck_kind(  # pragma: no cover - compiled
             frozen_any = True
     if cells < 3 or not frozen_any:
         return False
-    others_live = _median(unchanged_s) <= fs[F_STUCK_OTHERS_S]
+    others_live = _median(unchanged_s, tmp) <= fs[F_STUCK_OTHERS_S]
     if not others_live:
         return False
-    middle = _median(readings)
+    middle = _median(readings, tmp)
     for k in range(cells):
         frozen = unchanged_s[k] >= fs[F_STUCK_WINDOW_S] and unchanged_n[k] >= fs[F_STUCK_MIN_READINGS]
         if frozen and abs(readings[k] - middle) > deviation:
@@ -262,7 +309,7 @@ def _stuck_kind(  # pragma: no cover - compiled
     return False
 
 
-@njit(cache=True)
+@_kernel
 def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - compiled
     # ---- the clock and what the caller set per cycle
     cycles: int,  # at most this many cycles
@@ -327,9 +374,7 @@ def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - c
     sign: FloatArray,
     enabled: BoolArray,
     trip: FloatArray,
-    trip_delay_s: FloatArray,
     release: FloatArray,
-    release_delay_s: FloatArray,
     release_mode: npt.NDArray[np.intp],
     warn: FloatArray,
     in_afe: BoolArray,
@@ -350,8 +395,8 @@ def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - c
     brain_balance: BoolArray,
     health_failed: BoolArray,
     soc_capacity_ah: FloatArray,
-    last_save_s: FloatArray,
     # ---- the brain's state: written in place (quiet cycles only)
+    last_save_s: FloatArray,  # when the memory last stored each pack's snapshot
     trip_timer_s: FloatArray,
     trip_seen: BoolArray,
     release_timer_s: FloatArray,
@@ -409,6 +454,14 @@ def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - c
     record_next: FloatArray,  # [next record time], updated
     out: npt.NDArray[np.int64],  # [cycles run (hand-off cycle included), rows recorded, stop reason, pack]
     out_t: FloatArray,  # [the twin's clock after the last cycle run, before it, and before that]
+    saved: FloatArray,  # (packs, SAVED_COLUMNS_FIXED + 2 series): each pack's last save in this call (t NaN: none)
+    # ---- scratch (make_scratch)
+    work: FloatArray,
+    values: FloatArray,
+    new_unchanged_s: FloatArray,
+    new_unchanged_n: npt.NDArray[np.int32],
+    new_leak_s: FloatArray,
+    g_seen: BoolArray,
 ) -> int:
     packs, cells = soc.shape
     series = cells // parallel
@@ -419,31 +472,29 @@ def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - c
     has_neighbours = cells > 1
     rows_cap = telemetry.shape[0]
     rows = 0
-    # Per-pack scratch.
-    factor = np.empty(cells)
-    r0 = np.empty(cells)
-    e = np.empty(cells)
-    r = np.empty(cells)
-    cell_i = np.empty(cells)
-    heat = np.empty(cells)
-    t_new = np.empty(cells)
-    e_group = np.empty(series)
-    r_group = np.empty(series)
-    group_t = np.empty(series)
-    q = np.empty(Q_COUNT)
-    values = np.empty((packs, n_prot))
-    new_unchanged_s = np.empty((packs, 2, series))
-    new_unchanged_n = np.empty((packs, 2, series), dtype=np.int32)
-    new_leak_s = np.empty(packs)
-    readings = np.empty(series)
-    g_timer = np.empty((4, n_prot))
-    g_seen = np.empty((3, n_prot), dtype=np.bool_)
+    # Scratch (make_scratch): rows of ``work``, each long enough for any of its uses.
+    factor = work[W_FACTOR, :cells]
+    r0 = work[W_R0, :cells]
+    e = work[W_E, :cells]
+    r = work[W_R, :cells]
+    cell_i = work[W_CELL_I, :cells]
+    heat = work[W_HEAT, :cells]
+    t_new = work[W_T_NEW, :cells]
+    e_group = work[W_E_GROUP, :series]
+    r_group = work[W_R_GROUP, :series]
+    group_t = work[W_GROUP_T, :series]
+    readings = work[W_READINGS, :series]
+    tmp = work[W_SORT, :series]
+    q = work[W_Q, :Q_COUNT]
+    trip_due = work[W_DUE, :n_prot]
+    release_due = work[W_DUE + 1, :n_prot]
+    warn_due = work[W_DUE + 2, :n_prot]
+    g_timer = work[W_TIMER : W_TIMER + 4, :n_prot]
     pool_size = pool.size
     scd_fraction = min(fs[F_SCD_DELAY_S] / dt_s, 1.0)
     any_active = bool(active.any())
     any_balance = bool(balance.any())
     any_brain_balance = bool(brain_balance.any())
-    trip_due, release_due, warn_due = due_times(trip_delay_s, release_delay_s)
     previous_t = t_last
     has_profile = profile_a.size > 0
     t_s = t_twin
@@ -612,15 +663,15 @@ def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - c
             pack_v[p] = pairwise_sum(group_v[p], 0, series)
         # ================================================================ Twin._decide: the AFE
         size = packs * series
-        start_v = 0
-        start_t = 0
+        start_v = np.int64(0)
+        start_t = np.int64(0)
         if fs[F_V_SD] > 0:
-            start_v = rng.integers(0, pool_size - size)
+            start_v = draw_below(rng, pool_size - size)
         if fs[F_T_SD] > 0:
-            start_t = rng.integers(0, pool_size - size)
-        start_i = 0
+            start_t = draw_below(rng, pool_size - size)
+        start_i = np.int64(0)
         if fs[F_I_SD] > 0:
-            start_i = rng.integers(0, pool_size - packs)
+            start_i = draw_below(rng, pool_size - packs)
         for p in range(packs):
             prof = profile_a[c] if has_profile else ext_profile_a[p]
             term = pack_v[p] if (charge_fet[p] or discharge_fet[p]) else 0.0
@@ -670,7 +721,7 @@ def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - c
                 p, brain_dt, fs, m_cell_v, m_cell_t, m_current, m_stack_v, m_fet_t, link_ok, afe_damaged,
                 health_failed, brain_charge_fet, brain_discharge_fet, last_v, last_t, unchanged_v_s, unchanged_t_s,
                 unchanged_v_n, unchanged_t_n, fet_leak_s, quantity_index, q, values, new_unchanged_s,
-                new_unchanged_n, new_leak_s, readings,
+                new_unchanged_n, new_leak_s, readings, tmp,
             )  # fmt: skip
             if stop:
                 stop_pack = p
@@ -759,18 +810,46 @@ def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - c
                 out[0], out[1], out[2], out[3] = c + 1, rows, 0, 0
                 return TELEMETRY_FULL
         # ================================================================ Bms._mark_dirty: the memory's save
-        # A save is due: the cycle was quiet (and is committed); the board's memory writes the
-        # snapshot in Python (Twin._record), then the kernel goes on.
+        # A save is due in a quiet cycle: keep the values of the snapshot that move every cycle;
+        # the engine stores the last one after the call (a later save overwrites an earlier one,
+        # and nothing reads the memory between two cycles the kernel runs).
         if flags[B_SAVE_MATTERS]:
             for p in range(packs):
                 if t_s - last_save_s[p] >= fs[F_SAVE_INTERVAL_S]:
-                    out[0], out[1], out[2], out[3] = c + 1, rows, _SAVE, p
-                    return SAVE_DUE
+                    last_save_s[p] = t_s
+                    keep = saved[p]
+                    keep[0] = t_s
+                    keep[1] = charge_ah[p]
+                    keep[2] = discharge_ah[p]
+                    keep[3] = charge_wh[p]
+                    keep[4] = discharge_wh[p]
+                    keep[5] = counted_cycles[p]
+                    for g in range(series):
+                        keep[SAVED_COLUMNS_FIXED + g] = m_cell_v[p, g]
+                        keep[SAVED_COLUMNS_FIXED + series + g] = group_soc[p, g]
     out[0], out[1], out[2], out[3] = cycles, rows, 0, 0
     return DONE
 
 
-@njit(cache=True)
+def make_scratch(
+    packs: int, series: int, parallel: int, trip_delay_s: FloatArray, release_delay_s: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, npt.NDArray[np.int32], FloatArray, BoolArray]:
+    """The kernel's scratch (its last arguments), allocated here because the kernel allocates
+    nothing; the rows of the protections' due times are filled in."""
+    n_prot = trip_delay_s.size
+    work = np.zeros((W_ROWS, max(series * parallel, Q_COUNT, n_prot, 1)))
+    work[W_DUE : W_DUE + 3, :n_prot] = np.array(due_times(trip_delay_s, release_delay_s))
+    return (
+        work,
+        np.zeros((packs, n_prot)),
+        np.zeros((packs, 2, series)),
+        np.zeros((packs, 2, series), dtype=np.int32),
+        np.zeros(packs),
+        np.zeros((3, n_prot), dtype=np.bool_),
+    )
+
+
+@_kernel
 def _pack_soc(group_soc: FloatArray) -> float:  # pragma: no cover - compiled
     """``SocEstimator.pack_soc`` for one pack."""
     low = group_soc[0]
@@ -783,7 +862,7 @@ def _pack_soc(group_soc: FloatArray) -> float:  # pragma: no cover - compiled
     return min(max(low / max(1.0 - high + low, 1e-9), 0.0), 1.0)
 
 
-@njit(cache=True)
+@_kernel
 def _commit_sensors(  # pragma: no cover - compiled
     p: int,
     m_cell_v: FloatArray,
@@ -810,7 +889,7 @@ def _commit_sensors(  # pragma: no cover - compiled
     fet_leak_s[p] = new_leak[p]
 
 
-@njit(cache=True)
+@_kernel
 def _quantities(  # noqa: PLR0913  # pragma: no cover - compiled
     p: int,
     dt_s: float,
@@ -839,6 +918,7 @@ def _quantities(  # noqa: PLR0913  # pragma: no cover - compiled
     new_n: npt.NDArray[np.int32],
     new_leak: FloatArray,
     readings: FloatArray,
+    tmp: FloatArray,
 ) -> int:
     """``Bms._quantities`` (with ``CellStats.of``, ``SensorWatch.fet_stuck_closed`` and
     ``SensorWatch.implausible``) for pack ``p``: fills ``values[p]``; returns a stop reason, 0 when
@@ -887,7 +967,7 @@ def _quantities(  # noqa: PLR0913  # pragma: no cover - compiled
             new_n[p, kind, k] = unchanged_n[p, k] + 1 if same else 0
             readings[k] = m[p, k]
         deviation = fs[F_STUCK_DEV_V] if kind == 0 else fs[F_STUCK_DEV_C]
-        if _stuck_kind(readings, new_s[p, kind], new_n[p, kind], fs, deviation):
+        if _stuck_kind(readings, new_s[p, kind], new_n[p, kind], fs, deviation, tmp):
             return _STUCK
     new_leak[p] = leak_s
     # ---- the quantities (Bms._quantities), then the table's values
@@ -916,7 +996,7 @@ def _quantities(  # noqa: PLR0913  # pragma: no cover - compiled
     return 0
 
 
-@njit(cache=True)
+@_kernel
 def _brain_pack(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - compiled
     p: int,
     t_s: float,

@@ -23,6 +23,7 @@ import numpy.typing as npt
 from openbms.bms import outputs
 from openbms.bms.interface import Measurements
 from openbms.bms.limits import current_limits
+from openbms.bms.memory import MovingValues
 from openbms.bms.outputs import RECOVERY_CHARGE_GRACE
 from openbms.bms.plausibility import CellStats
 from openbms.bms.recovery_classes import CLEARS_BY_ITSELF
@@ -194,6 +195,7 @@ class FastEngine:
         self._out = np.zeros(4, dtype=np.int64)
         self._out_t = np.zeros(3)
         self._no_profile = np.zeros(0)
+        self._saved = np.full((twin.config.packs, k.SAVED_COLUMNS_FIXED + 2 * series), np.nan)
         cells = twin.pack.cells
         self._decay = np.ascontiguousarray(np.exp(-twin.dt_s / cells.rc_tau_s), dtype=np.float64)
         self.kernel_cycles = 0  # cycles the kernel ran quietly, for the bench's account of the time
@@ -293,9 +295,7 @@ class FastEngine:
             np.ascontiguousarray(table.sign, dtype=f64),
             np.ascontiguousarray(table.enabled, dtype=b8),
             np.ascontiguousarray(table.trip, dtype=f64),
-            np.ascontiguousarray(table.trip_delay_s, dtype=f64),
             np.ascontiguousarray(table.release, dtype=f64),
-            np.ascontiguousarray(table.release_delay_s, dtype=f64),
             np.ascontiguousarray(table.release_mode, dtype=np.intp),
             np.ascontiguousarray(table.warn, dtype=f64),
             np.ascontiguousarray(table.in_afe, dtype=b8),
@@ -306,7 +306,6 @@ class FastEngine:
             np.ascontiguousarray(path[:, 0]),
             np.ascontiguousarray(path[:, 2]),
         )
-        last_save_s = np.ascontiguousarray(bms._last_save_s, dtype=f64)
         read_arrays: tuple[Any, ...] = (
             np.ascontiguousarray(brain.active, dtype=b8),
             np.ascontiguousarray(CLEARS_BY_ITSELF[brain.recovery_class], dtype=b8),
@@ -318,10 +317,10 @@ class FastEngine:
             np.ascontiguousarray(brain.balance, dtype=b8),
             np.ascontiguousarray(health.failed, dtype=b8),
             np.ascontiguousarray(soc.capacity_ah, dtype=f64),
-            last_save_s,
         )
         running = np.array([brain.timers_running, brain.warnings_running], dtype=b8)
         written: tuple[Any, ...] = (
+            own(bms, "_last_save_s"),
             own(brain, "trip_timer_s"),
             own(brain, "trip_seen", b8),
             own(brain, "release_timer_s"),
@@ -428,44 +427,53 @@ class FastEngine:
             self._record_next,
             self._out,
             self._out_t,
+            self._saved,
+            *k.make_scratch(
+                twin.config.packs,
+                twin.config.topology.series,
+                twin.config.topology.parallel,
+                np.ascontiguousarray(table.trip_delay_s, dtype=f64),
+                np.ascontiguousarray(table.release_delay_s, dtype=f64),
+            ),
         ]
-        i_save = next(i for i, a in enumerate(rest) if a is last_save_s)
-        i_telemetry = next(i for i, a in enumerate(rest) if a is telemetry)
-        ran = rows = 0
-        while True:
-            status = kernel(int(cycles) - ran, t_start, t_last, profile[ran:] if profile.size else profile, *rest)
-            more, more_rows, stop, stop_pack = (int(x) for x in self._out)
-            ran, rows = ran + more, rows + more_rows
-            t_end, t_before = float(self._out_t[0]), float(self._out_t[1])
-            if status != k.SAVE_DUE:
-                break
-            # Bms._mark_dirty and Twin._record of a quiet cycle: the memory stores the snapshots due
-            # (they read the brain's state and its last readings); then the kernel goes on.
-            twin.t_s = bms._t_last_s = t_end
-            brain.last_measurements = self._measurements(t_before)
-            bms.dirty |= t_end - bms._last_save_s >= bms.profile.soc.save_interval_s
-            twin._record([])
-            self.kernel_cycles += more
-            stop = 0
-            if ran >= cycles or rows >= len(self._telemetry):
-                break
-            rest[i_save] = np.ascontiguousarray(bms._last_save_s, dtype=f64)
-            rest[i_telemetry] = self._telemetry[rows:]
-            t_start = t_last = t_end
+        self._saved[:, 0] = np.nan
+        status = kernel(int(cycles), t_start, t_last, profile, *rest)
+        ran, rows, stop, stop_pack = (int(x) for x in self._out)
+        t_end, t_before = float(self._out_t[0]), float(self._out_t[1])
         brain.timers_running, brain.warnings_running = bool(running[0]), bool(running[1])
+        self._store_saves()
         if status == k.HANDOFF:
             self.handoffs += 1
-            self.kernel_cycles += more - 1
-            if more > 1:
+            self.kernel_cycles += ran - 1
+            if ran > 1:
                 self._after_quiet(t_before, float(self._out_t[2]))
             twin.t_s = t_end
             twin.commands = twin.decide_on(self._measurements(t_before))
         else:
-            if status != k.SAVE_DUE:
-                self.kernel_cycles += more
-            if more > 0:
+            self.kernel_cycles += ran
+            if ran > 0:
                 self._after_quiet(t_end, t_before)
         return RunOutcome(ran, self._telemetry[:rows], k.STOP_REASONS[stop], stop_pack)
+
+    def _store_saves(self) -> None:
+        """``Twin._record`` of the memory's saves the kernel kept: each pack's last one, as it was
+        at its cycle (an earlier save in the same call would have been overwritten by it)."""
+        saved, twin = self._saved, self.twin
+        packs = np.nonzero(np.isfinite(saved[:, 0]))[0]
+        if not packs.size or twin.nvm is None:
+            return
+        fixed, series = k.SAVED_COLUMNS_FIXED, twin.config.topology.series
+        by_time: dict[float, dict[int, dict[str, Any]]] = {}
+        for p in packs:
+            row = saved[p]
+            moving = MovingValues(
+                cell_v=row[fixed : fixed + series].copy(),
+                soc=row[fixed + series : fixed + 2 * series].copy(),
+                counters=tuple(float(x) for x in row[1:fixed]),
+            )
+            by_time.setdefault(float(row[0]), {})[int(p)] = twin.bms.persistent_snapshot(int(p), moving)
+        for t_s, snapshots in by_time.items():
+            twin.nvm.save(snapshots, t_s)
 
     def _measurements(self, start_s: float) -> Measurements:
         """The readings in the kernel's buffers, as the AFE's ``measure`` returns them (copies)."""
