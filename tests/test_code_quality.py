@@ -2,7 +2,7 @@
 
 The layer map (each layer imports only layers below it, and the neutral helpers)::
 
-    chemistry → bms → profiles → twin → fast → scenario → devices → diagnose → cli
+    chemistry → bms → profiles → twin → fast → scenario → devices → diagnose → apps → cli
 
 - the neutral helpers (``openbms``, ``openbms.inputs``, ``openbms.units``, ``openbms.files``)
   import nothing of openbms but each other, so every layer may use them;
@@ -48,6 +48,7 @@ LAYERS = (
     "openbms.scenario",
     "openbms.devices",
     "openbms.diagnose",
+    "openbms.apps",
     "openbms.cli",
 )
 LAYER_ALIASES = {"openbms.__main__": "openbms.cli"}  # ``python -m openbms`` is the CLI

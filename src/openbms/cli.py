@@ -837,6 +837,149 @@ def emulate(
     _exit(lambda: _emulate(scenario, protocol, speed, tcp, allow_control, linger, nvm, engine), debug)
 
 
+def _serve_live(
+    scenario: Path | None,
+    device: str | None,
+    host: str,
+    port: int,
+    speed: float,
+    token_file: Path | None,
+    allow_control: bool,
+    profile: str,
+    interval: str,
+    record: Path | None,
+    nvm_path: Path | None,
+    engine: str,
+) -> int:
+    err = Console(stderr=True, highlight=False)
+    try:
+        import uvicorn
+
+        from openbms.apps.server import create_app
+    except ImportError as exc:
+        missing = exc.name or "a web package"
+        err.print(f"[red]error:[/] serve needs the serve extra: pip install '.\\[serve]' ({missing} is missing)")
+        return EXIT_INVALID
+    from openbms.apps.auth import TokenError, default_token_path, load_or_create_token
+    from openbms.apps.live import DeviceSource, LiveSource, TwinSource
+
+    if scenario is not None and device is not None:
+        err.print("[red]error:[/] give a scenario or --device, not both")
+        return EXIT_INVALID
+    if not 0 <= port <= 65535:
+        err.print(f"[red]error:[/] --port {port} is not a port number (0–65535)")
+        return EXIT_INVALID
+    if not (speed > 0 and math.isfinite(speed)):
+        err.print("[red]error:[/] --speed must be positive (a finite number)")
+        return EXIT_INVALID
+    try:
+        token = load_or_create_token(token_file or default_token_path())
+    except TokenError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        return EXIT_INVALID
+    source: LiveSource
+    nvm = None
+    if device is not None:
+        from openbms.devices.history import HistoryError
+        from openbms.devices.reader import DEVICE_ERRORS
+
+        try:
+            interval_s = _duration_option(interval, "--interval")
+            source = DeviceSource(device, interval_s, profile, record)
+        except (*DEVICE_ERRORS, HistoryError, ValueError) as exc:
+            err.print(f"[red]error:[/] {escape(str(exc))}")
+            return EXIT_INVALID
+        control = allow_control
+    else:
+        from openbms.diagnose.from_twin import diagnosis_of
+        from openbms.scenario.runner import ScenarioRunner
+        from openbms.scenario.schema import ScenarioError, load_scenario
+
+        path = scenario or Path(str(resources.files("openbms.scenario").joinpath("library", "serve.yaml")))
+        try:
+            scenario_model, steps = load_scenario(path)
+        except (ScenarioError, ValueError) as exc:
+            err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            return EXIT_INVALID
+        engine = _ready_engine(engine, err)
+        nvm = _open_nvm(nvm_path)
+        try:
+            runner = ScenarioRunner(scenario_model, steps, nvm=nvm, diagnoser=diagnosis_of, engine=engine)
+        except (ScenarioError, NvmError) as exc:
+            if nvm is not None:
+                nvm.close()
+            err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            return EXIT_INVALID
+        runner.max_chunk_cycles = max(1, int(speed * EMULATE_CHUNK_WALL_S / scenario_model.dt))
+        source = TwinSource(runner, speed)
+        control = True
+    if token.created:
+        err.print(f"the control token (printed this once; kept in {token.path}, mode 0600):")
+        print(token.value, flush=True)
+    else:
+        err.print(f"controls need the token kept in {token.path}")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(
+            f"[yellow]warning:[/] listening on {host}, not only this computer: anyone who can reach it "
+            "sees the battery; controls still need the token"
+        )
+    app_ = create_app(source, token.value, allow_control=control)
+    config = uvicorn.Config(app_, host=host, port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    source.start()
+    err.print(f"serving {source.kind} {source.label!r} on http://{host}:{port}/ ; Ctrl-C to stop", soft_wrap=True)
+    try:
+        server.run()
+    except (OSError, SystemExit) as exc:
+        err.print(f"[red]error:[/] cannot serve on {host}:{port}: {escape(str(exc))}")
+        return EXIT_INVALID
+    finally:
+        source.stop()
+        if nvm is not None:
+            nvm.close()
+    return EXIT_OK
+
+
+@app.command()
+def serve(
+    scenario: Annotated[
+        Path | None, typer.Argument(help="The twin's scenario (default: a 16S LFP pack at rest, controllable).")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="Serve a real board instead, e.g. jbd:/dev/ttyUSB0.")
+    ] = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (default: this computer only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    speed: Annotated[float, typer.Option("--speed", help="The twin's speed, times real time.")] = 1.0,
+    token_file: Annotated[
+        Path | None, typer.Option("--token-file", help="Where the control token is kept (made on first run, 0600).")
+    ] = None,
+    allow_control: Annotated[
+        bool, typer.Option("--allow-control", help="Allow control of a real board (the twin always allows it).")
+    ] = False,
+    profile: Annotated[
+        str, typer.Option("--profile", help="A real board's chemistry profile (lfp, nmc, lto).")
+    ] = "lfp",
+    interval: Annotated[str, typer.Option("--interval", help="Time between polls of a real board.")] = "1s",
+    record: Annotated[
+        Path | None, typer.Option("--record", help="Keep a real board's history in this file (SQLite).")
+    ] = None,
+    nvm: Annotated[Path | None, typer.Option("--nvm", help=NVM_HELP)] = None,
+    engine: Annotated[str, typer.Option("--engine", help=ENGINE_HELP)] = DEFAULT_ENGINE,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """A live page of the pack (the twin, or a real board): cells, state, faults, events, the
+    diagnosis, guided resets; controls need the token printed on the first run."""
+    _exit(
+        lambda: _serve_live(
+            scenario, device, host, port, speed, token_file, allow_control, profile, interval, record, nvm, engine
+        ),
+        debug,
+    )
+
+
 @app.command()
 def version() -> None:
     """Print the openbms version."""

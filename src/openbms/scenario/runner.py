@@ -28,6 +28,7 @@ from openbms.scenario.schema import (
     ServiceClear,
     Step,
     event_pattern,
+    parse_steps,
     resolve_relative,
 )
 from openbms.twin.board import load_board
@@ -71,6 +72,7 @@ ENGINES = ("reference", "fast")
 # are computed for every cycle asked); doubles while quiet. Without a profile a call asks for the
 # most: the kernel stops at the next discrete cycle anyway, and each call costs a fixed ~0.3 ms.
 MIN_CHUNK_CYCLES = 64
+ACTION_REFUSED = frozenset({"run", "run_until", "expect", "note", "profile"})  # ScenarioRunner.act
 MAX_CHUNK_CYCLES = 1 << 16
 PROGRESS_EVERY_CYCLES = 500
 DISCRETE_CONDITIONS = frozenset(
@@ -479,6 +481,22 @@ class ScenarioRunner:
         outcome = self.fast.run(count)
         self._adapt_chunk(outcome, count)
         return outcome.cycles
+
+    def act(self, entry: dict[str, Any]) -> None:
+        """A person's action on the running twin, written as one timeline step
+        (``{"load": {"current_a": 30}}``): checked by the scenario schema and done as the timeline
+        does it. Steps that run time, check or play a file (run, run_until, expect, note,
+        profile) are refused. Raises ScenarioError with one sentence; nothing changes then."""
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise ScenarioError('an action is one step with exactly one key, e.g. {"load": {"current_a": 30}}')
+        kind = str(next(iter(entry)))
+        if kind in ACTION_REFUSED:
+            raise ScenarioError(f"{kind!r} is a timeline step, not an action")
+        try:
+            (step,) = parse_steps([entry], "action", {})
+        except ScenarioError as err:  # the schema names the place as in a file: timeline.0.…
+            raise ScenarioError(str(err).replace("action: timeline.0.", "action: ").replace("timeline.0", "")) from None
+        getattr(self, f"_do_{step.kind}")(step, None)
 
     def _profile_currents(self, count: int) -> FloatArray | None:
         """The current profile's current for each of the next ``count`` cycles (NaN once it has

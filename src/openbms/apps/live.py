@@ -1,0 +1,350 @@
+"""What ``openbms serve`` shows and acts on: a running twin, or a real board read through its port.
+
+Both sources give the same things, so the web app does not care which it serves: the latest
+reading (the one ``PackReading`` type, as JSON), a short history for the plots, the event log,
+the diagnosis and the profile's limits. Only the twin takes actions (the scenario's own step
+vocabulary: ``{"load": {"current_a": 30}}``), which it carries out between two control cycles
+under the emulator's lock, exactly as a timeline would.
+
+A sampler thread takes a reading every ``SAMPLE_EVERY_S`` of wall time (every poll for a board)
+and keeps the last ``HISTORY_ROWS``; each carries a sequence number, so a websocket sends a
+reading once, as soon as it is new.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from openbms.bms.events import Event
+from openbms.bms.reading import PackReading
+from openbms.devices.emulator import Emulator, run_emulator
+from openbms.scenario.runner import ScenarioRunner
+from openbms.scenario.schema import ScenarioError
+
+SAMPLE_EVERY_S = 0.1  # wall time between readings of the twin (10 Hz)
+HISTORY_ROWS = 36_000  # an hour at 10 Hz
+HISTORY_COLUMNS = ("t_s", "pack_v", "current_a", "soc", "min_cell_v", "max_cell_v", "max_temperature_c")
+
+
+class ActionError(ValueError):
+    """An action that cannot be done: its sentence says why (nothing was changed)."""
+
+
+def plain(value: Any) -> Any:
+    """JSON-safe: NaN and ±inf become None (JSON has no such numbers), recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def reading_doc(reading: PackReading | None, error: str | None = None) -> dict[str, Any]:
+    """A reading as the API sends it: every ``PackReading`` field (None where unknown), and
+    ``ok``/``error`` for a board that did not answer."""
+    if reading is None:
+        return {"ok": False, "error": error or "no reading yet"}
+    return {"ok": True, "error": None, **plain(asdict(reading))}
+
+
+def history_row(reading: PackReading) -> tuple[float | None, ...]:
+    cells = [v for v in reading.cell_v or [] if math.isfinite(v)]
+    temps = [t for t in reading.temperature_c or [] if math.isfinite(t)]
+    return tuple(
+        plain(x)
+        for x in (
+            reading.t_s,
+            reading.pack_v,
+            reading.current_a,
+            reading.soc,
+            min(cells) if cells else None,
+            max(cells) if cells else None,
+            max(temps) if temps else None,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Sample:
+    seq: int
+    doc: dict[str, Any]
+
+
+class LiveSource(Protocol):
+    """What the web app reads (and, for the twin, acts on)."""
+
+    kind: str  # "twin" or "device"
+    label: str
+
+    def latest(self) -> Sample: ...
+    def history(self, since_s: float | None) -> dict[str, list[Any]]: ...
+    def events(self, kinds: list[str], since_s: float | None, until_s: float | None) -> list[dict[str, Any]]: ...
+    def diagnosis(self) -> dict[str, Any]: ...
+    def limits(self) -> dict[str, Any]: ...
+    def log_control(self, what: str, accepted: bool, origin: str, reason: str, fields: dict[str, Any]) -> None: ...
+    def act(self, step: dict[str, Any]) -> None: ...
+    def clock_s(self) -> float: ...
+    def hold_up_s(self) -> float | None: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+class _Sampler:
+    """The latest reading and the history, filled by a thread calling ``read`` every ``every_s``."""
+
+    def __init__(self, read: Callable[[], tuple[PackReading | None, str | None]], every_s: float) -> None:
+        self._read = read
+        self.every_s = every_s
+        self._lock = threading.Lock()
+        self._latest = Sample(0, reading_doc(None))
+        self._rows: deque[tuple[float | None, ...]] = deque(maxlen=HISTORY_ROWS)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="openbms-sampler", daemon=True)
+
+    def start(self) -> None:
+        self.take()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.take()
+
+    def take(self) -> None:
+        reading, error = self._read()
+        doc = reading_doc(reading, error)
+        with self._lock:
+            self._latest = Sample(self._latest.seq + 1, doc)
+            if reading is not None:
+                self._rows.append(history_row(reading))
+
+    def latest(self) -> Sample:
+        with self._lock:
+            return self._latest
+
+    def history(self, since_s: float | None) -> dict[str, list[Any]]:
+        with self._lock:
+            rows = [r for r in self._rows if since_s is None or (r[0] is not None and r[0] >= since_s)]
+        return {name: [r[i] for r in rows] for i, name in enumerate(HISTORY_COLUMNS)}
+
+
+class _QuietPort:
+    """The emulator's port when nobody speaks a BMS protocol to the twin: serving is waiting."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
+
+    def serve(self, emulator: Emulator, timeout_s: float) -> None:
+        self._stop.wait(timeout_s)
+
+    def close(self) -> None:
+        return None
+
+
+class TwinSource:
+    """A scenario's twin running in real time (× ``speed``) in a thread, forever after its timeline."""
+
+    kind = "twin"
+
+    def __init__(self, runner: ScenarioRunner, speed: float = 1.0) -> None:
+        self.runner = runner
+        self.twin = runner.twin
+        self.label = runner.scenario.name
+        self.speed = speed
+        # The emulator owns the lock the twin steps under and paces it; it answers no port here.
+        self.emulator = Emulator(runner, "jbd", allow_control=False)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="openbms-twin", daemon=True)
+        self._sampler = _Sampler(self._read, SAMPLE_EVERY_S)
+        self.failure: str | None = None  # why the twin's thread stopped, if it did
+
+    def _run(self) -> None:
+        try:
+            run_emulator(self.emulator, _QuietPort(self._stop), speed=self.speed, stop=self._stop)  # type: ignore[arg-type]
+        except Exception as err:  # noqa: BLE001 - shown on the page and by the CLI, never silent
+            self.failure = f"the twin stopped: {err}"
+
+    def _read(self) -> tuple[PackReading | None, str | None]:
+        if self.failure is not None:
+            return None, self.failure
+        with self.emulator.lock:
+            return self.twin.reading(0), None
+
+    def start(self) -> None:
+        self._sampler.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        self._sampler.stop()
+
+    def latest(self) -> Sample:
+        return self._sampler.latest()
+
+    def history(self, since_s: float | None) -> dict[str, list[Any]]:
+        return self._sampler.history(since_s)
+
+    def clock_s(self) -> float:
+        with self.emulator.lock:
+            return float(self.twin.t_s)
+
+    def hold_up_s(self) -> float | None:
+        return float(self.twin.hold_up_s)
+
+    def events(self, kinds: list[str], since_s: float | None, until_s: float | None) -> list[dict[str, Any]]:
+        with self.emulator.lock:
+            rows = self.runner.nvm.events(0)
+        return [
+            plain(e)
+            for e in rows
+            if (not kinds or e["kind"] in kinds)
+            and (since_s is None or e["t_s"] >= since_s)
+            and (until_s is None or e["t_s"] <= until_s)
+        ]
+
+    def diagnosis(self) -> dict[str, Any]:
+        from openbms.diagnose.engine import diagnose
+        from openbms.diagnose.from_twin import snapshot_of
+        from openbms.diagnose.report import diagnosis_json
+
+        with self.emulator.lock:
+            rows = self.runner.nvm.events(0)
+            history = [{k: v for k, v in e.items() if k not in ("id", "pack", "run")} for e in rows]
+            verdict = diagnose(snapshot_of(self.twin, 0, history))
+        return plain(diagnosis_json(verdict))
+
+    def limits(self) -> dict[str, Any]:
+        return profile_limits(self.twin.bms.table)
+
+    def act(self, step: dict[str, Any]) -> None:
+        with self.emulator.lock:
+            try:
+                self.runner.act(step)
+            except ScenarioError as err:
+                raise ActionError(str(err)) from None
+        self._sampler.take()
+
+    def log_control(self, what: str, accepted: bool, origin: str, reason: str, fields: dict[str, Any]) -> None:
+        with self.emulator.lock:
+            event = Event(
+                float(self.twin.t_s),
+                0,
+                "control_write",
+                {"protocol": "http", "what": what, "accepted": accepted, "origin": origin, "reason": reason, **fields},
+            )
+            self.twin._record([event])
+
+
+def profile_limits(table: Any) -> dict[str, Any]:
+    """The protection table's cell-voltage and temperature limits, for the bars on the page."""
+    names = list(table.names)
+
+    def level(name: str, column: Any) -> float | None:
+        if name not in names:
+            return None
+        j = names.index(name)
+        return plain(float(column[j])) if bool(table.enabled[j]) else None
+
+    return {
+        "cell_v_max_v": level("cell_overvoltage", table.trip),
+        "cell_v_warn_high_v": level("cell_overvoltage", table.warn),
+        "cell_v_min_v": level("cell_undervoltage", table.trip),
+        "cell_v_warn_low_v": level("cell_undervoltage", table.warn),
+        "temperature_max_c": level("discharge_overtemperature", table.trip),
+    }
+
+
+class DeviceSource:
+    """A real board (or an emulated one) read through its port every ``interval_s``; each poll is
+    recorded in ``history_path`` (SQLite) when given, so a later diagnosis sees what came before."""
+
+    kind = "device"
+
+    def __init__(self, url: str, interval_s: float, profile: str, history_path: Path | None = None) -> None:
+        from openbms.bms.protections import ProtectionTable
+        from openbms.devices.history import HistoryRecorder
+        from openbms.devices.reader import DeviceReader
+        from openbms.profiles import load_profile
+
+        self.url = url
+        self.label = url
+        self._profile = load_profile(profile)
+        self._table = ProtectionTable.from_profile(self._profile)
+        self._recorder = None if history_path is None else HistoryRecorder(history_path, url)
+        self._reader = DeviceReader(url)
+        self._started = time.monotonic()
+        self._io = threading.Lock()
+        self._last: PackReading | None = None
+        self._sampler = _Sampler(self._read, interval_s)
+
+    def _read(self) -> tuple[PackReading | None, str | None]:
+        with self._io:
+            poll = self._reader.poll()
+            if self._recorder is not None:
+                self._recorder.record(poll, time.time())
+        if poll.reading is None:
+            return None, poll.error
+        from dataclasses import replace
+
+        reading = replace(poll.reading, t_s=self.clock_s())
+        self._last = reading
+        return reading, None
+
+    def start(self) -> None:
+        self._sampler.start()
+
+    def stop(self) -> None:
+        self._sampler.stop()
+        with self._io:
+            self._reader.close()
+            if self._recorder is not None:
+                self._recorder.close()
+
+    def latest(self) -> Sample:
+        return self._sampler.latest()
+
+    def history(self, since_s: float | None) -> dict[str, list[Any]]:
+        return self._sampler.history(since_s)
+
+    def clock_s(self) -> float:
+        return time.monotonic() - self._started
+
+    def hold_up_s(self) -> float | None:
+        return None  # nobody measured this board's hold-up: the wizard waits the full time
+
+    def events(self, kinds: list[str], since_s: float | None, until_s: float | None) -> list[dict[str, Any]]:
+        return []  # a board's own log is not read over these protocols
+
+    def diagnosis(self) -> dict[str, Any]:
+        from openbms.diagnose.engine import diagnose
+        from openbms.diagnose.from_device import snapshot_from_reading
+        from openbms.diagnose.report import diagnosis_json
+
+        sample = self.latest().doc
+        error = None if sample.get("ok") else str(sample.get("error"))
+        verdict = diagnose(snapshot_from_reading(self._last if error is None else None, error, profile=self._profile))
+        return plain(diagnosis_json(verdict))
+
+    def limits(self) -> dict[str, Any]:
+        return profile_limits(self._table)
+
+    def act(self, step: dict[str, Any]) -> None:
+        raise ActionError("a real board takes no actions from this page: do them with your hands")
+
+    def log_control(self, what: str, accepted: bool, origin: str, reason: str, fields: dict[str, Any]) -> None:
+        return None  # a board has no log we can write to; the server's own log keeps it
