@@ -155,7 +155,10 @@ async function refreshSlow() {
     for (const e of page.events.slice().reverse()) {
       const tr = document.createElement("tr");
       const { t_s, kind, id, pack, run, ...rest } = e;
-      for (const text of [fmtTime(t_s), kind, JSON.stringify(rest)]) {
+      const detail = Object.entries(rest)
+        .map(([k, v]) => `${k}=${typeof v === "object" && v !== null ? JSON.stringify(v) : v}`)
+        .join("  ");
+      for (const text of [fmtTime(t_s), kind, detail]) {
         const td = document.createElement("td");
         td.textContent = text;
         tr.append(td);
