@@ -535,9 +535,10 @@ def _monitor(
     json_out: bool,
     baud: int | None = None,
     record: Path | None = None,
+    keep_s: float | None = None,
 ) -> int:
     from openbms.devices.ble import read_ble
-    from openbms.devices.history import HistoryError, HistoryRecorder
+    from openbms.devices.history import KEEP_S, HistoryError, HistoryRecorder
     from openbms.devices.reader import DEVICE_ERRORS, DeviceError, DeviceReader, Poll, parse_url
 
     console, err = _consoles(json_out)
@@ -548,7 +549,7 @@ def _monitor(
         if protocol == "ble" and baud is not None:
             raise DeviceError("--baud applies to serial ports; a BLE device has no baud rate")
         # the history file before the device: a file that cannot be recorded into is refused first
-        recorder = None if record is None else HistoryRecorder(record, device)
+        recorder = None if record is None else HistoryRecorder(record, device, keep_s or KEEP_S)
         if protocol == "ble":
             reading = read_ble(port)
             polls_source = None
@@ -641,6 +642,7 @@ def monitor(
         Path | None,
         typer.Option("--record", help="Keep a history of every poll in this file (SQLite) for diagnose --history."),
     ] = None,
+    keep: Annotated[str, typer.Option("--keep", help="How long the --record history keeps polls.")] = "7d",
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Read a real BMS (or an emulated one) live: cells, temperatures, current, SOC, FETs, faults."""
@@ -650,7 +652,10 @@ def monitor(
         if count is not None and count < 1:
             Console(stderr=True).print("[red]error:[/] --count must be at least 1")
             return EXIT_INVALID
-        return _monitor(device, interval_s, count, json_out, baud, record)
+        keep_s = _duration_option(keep, "--keep")
+        if keep_s <= 0:
+            raise UserError("--keep must be longer than 0 s")
+        return _monitor(device, interval_s, count, json_out, baud, record, keep_s)
 
     _exit(body, debug)
 
@@ -848,6 +853,7 @@ def _serve_live(
     profile: str,
     interval: str,
     record: Path | None,
+    keep: str,
     nvm_path: Path | None,
     engine: str,
 ) -> int:
@@ -880,12 +886,21 @@ def _serve_live(
     source: LiveSource
     nvm = None
     if device is not None:
+        from openbms.apps.live import default_history_path
         from openbms.devices.history import HistoryError
         from openbms.devices.reader import DEVICE_ERRORS
 
         try:
             interval_s = _duration_option(interval, "--interval")
-            source = DeviceSource(device, interval_s, profile, record)
+            keep_s = _duration_option(keep, "--keep")
+            if keep_s <= 0:
+                raise UserError("--keep must be longer than 0 s")
+            path = record if record is not None else default_history_path(device)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            source = DeviceSource(device, interval_s, profile, path, keep_s)
+        except OSError as exc:
+            err.print(f"[red]error:[/] cannot keep the history: {escape(str(exc))}")
+            return EXIT_INVALID
         except (*DEVICE_ERRORS, HistoryError, ValueError) as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}")
             return EXIT_INVALID
@@ -964,8 +979,12 @@ def serve(
     ] = "lfp",
     interval: Annotated[str, typer.Option("--interval", help="Time between polls of a real board.")] = "1s",
     record: Annotated[
-        Path | None, typer.Option("--record", help="Keep a real board's history in this file (SQLite).")
+        Path | None,
+        typer.Option(
+            "--record", help="A real board's history file (SQLite; default: one per device in ~/.local/share/openbms)."
+        ),
     ] = None,
+    keep: Annotated[str, typer.Option("--keep", help="How long a real board's history is kept.")] = "7d",
     nvm: Annotated[Path | None, typer.Option("--nvm", help=NVM_HELP)] = None,
     engine: Annotated[str, typer.Option("--engine", help=ENGINE_HELP)] = DEFAULT_ENGINE,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
@@ -974,7 +993,7 @@ def serve(
     diagnosis, guided resets; controls need the token printed on the first run."""
     _exit(
         lambda: _serve_live(
-            scenario, device, host, port, speed, token_file, allow_control, profile, interval, record, nvm, engine
+            scenario, device, host, port, speed, token_file, allow_control, profile, interval, record, keep, nvm, engine
         ),
         debug,
     )

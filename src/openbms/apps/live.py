@@ -13,7 +13,10 @@ reading once, as soon as it is new.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import re
 import threading
 import time
 from collections import deque
@@ -28,6 +31,7 @@ from openbms.devices.emulator import Emulator, run_emulator
 from openbms.scenario.runner import ScenarioRunner
 from openbms.scenario.schema import ScenarioError
 
+log = logging.getLogger("openbms.serve")
 SAMPLE_EVERY_S = 0.1  # wall time between readings of the twin (10 Hz)
 HISTORY_ROWS = 36_000  # an hour at 10 Hz
 HISTORY_COLUMNS = ("t_s", "pack_v", "current_a", "soc", "min_cell_v", "max_cell_v", "max_temperature_c")
@@ -124,7 +128,13 @@ class _Sampler:
             self.take()
 
     def take(self) -> None:
-        reading, error = self._read()
+        """One reading into the latest and the history. Nothing a reading can do stops the
+        sampler: a failure becomes the reading's error, shown on the page."""
+        try:
+            reading, error = self._read()
+        except Exception as err:  # noqa: BLE001 - a page that stops updating silently is worse
+            log.warning("reading failed: %s", err)
+            reading, error = None, f"reading failed: {err}"
         doc = reading_doc(reading, error)
         with self._lock:
             self._latest = Sample(self._latest.seq + 1, doc)
@@ -270,14 +280,19 @@ def profile_limits(table: Any) -> dict[str, Any]:
 
 
 class DeviceSource:
-    """A real board (or an emulated one) read through its port every ``interval_s``; each poll is
-    recorded in ``history_path`` (SQLite) when given, so a later diagnosis sees what came before."""
+    """A real board (or an emulated one) read through its port every ``interval_s``. Every poll
+    goes into its history file (``devices.history``: SQLite, WAL, committed per poll), and the
+    events the history derives (faults set and cleared, silences, answers) feed the page's event
+    log and the diagnosis, with what earlier runs recorded: a cut-off followed by silence reads
+    as sleep, not as a dead board."""
 
     kind = "device"
 
-    def __init__(self, url: str, interval_s: float, profile: str, history_path: Path | None = None) -> None:
+    def __init__(
+        self, url: str, interval_s: float, profile: str, history_path: Path | None, keep_s: float | None = None
+    ) -> None:
         from openbms.bms.protections import ProtectionTable
-        from openbms.devices.history import HistoryRecorder
+        from openbms.devices.history import KEEP_S, HistoryRecorder, load_history
         from openbms.devices.reader import DeviceReader
         from openbms.profiles import load_profile
 
@@ -285,23 +300,45 @@ class DeviceSource:
         self.label = url
         self._profile = load_profile(profile)
         self._table = ProtectionTable.from_profile(self._profile)
-        self._recorder = None if history_path is None else HistoryRecorder(history_path, url)
-        self._reader = DeviceReader(url)
-        self._started = time.monotonic()
+        self._events: list[dict[str, Any]] = []
+        self._recorder = None
+        if history_path is not None:
+            if history_path.is_file():
+                self._events = load_history(history_path, url)
+            self._recorder = HistoryRecorder(history_path, url, KEEP_S if keep_s is None else keep_s)
+        try:
+            self._reader = DeviceReader(url)
+        except BaseException:
+            if self._recorder is not None:
+                self._recorder.close()
+            raise
+        t0 = self._recorder.t0_unix if self._recorder is not None else None
+        self._t0_unix = t0 if t0 is not None else time.time()
         self._io = threading.Lock()
         self._last: PackReading | None = None
+        self.history_problem: str | None = None  # why the last poll could not be recorded
         self._sampler = _Sampler(self._read, interval_s)
 
     def _read(self) -> tuple[PackReading | None, str | None]:
-        with self._io:
-            poll = self._reader.poll()
-            if self._recorder is not None:
-                self._recorder.record(poll, time.time())
-        if poll.reading is None:
-            return None, poll.error
         from dataclasses import replace
 
-        reading = replace(poll.reading, t_s=self.clock_s())
+        from openbms.devices.history import MAX_EVENTS, HistoryError
+
+        with self._io:
+            poll = self._reader.poll()
+            now = time.time()
+            if self._recorder is not None:
+                try:
+                    events = self._recorder.record(poll, now)
+                except HistoryError as err:  # a full disk must not blind the page: it says so
+                    self.history_problem = str(err)
+                    log.warning("%s", err)
+                else:
+                    self.history_problem = None
+                    self._events = (self._events + events)[-MAX_EVENTS:]
+        if poll.reading is None:
+            return None, poll.error
+        reading = replace(poll.reading, t_s=now - self._t0_unix)
         self._last = reading
         return reading, None
 
@@ -322,13 +359,20 @@ class DeviceSource:
         return self._sampler.history(since_s)
 
     def clock_s(self) -> float:
-        return time.monotonic() - self._started
+        """Seconds since the history began (this run, when nothing is recorded)."""
+        return time.time() - self._t0_unix
 
     def hold_up_s(self) -> float | None:
         return None  # nobody measured this board's hold-up: the wizard waits the full time
 
     def events(self, kinds: list[str], since_s: float | None, until_s: float | None) -> list[dict[str, Any]]:
-        return []  # a board's own log is not read over these protocols
+        return [
+            plain(e)
+            for e in list(self._events)
+            if (not kinds or e.get("kind") in kinds)
+            and (since_s is None or e.get("t_s", 0.0) >= since_s)
+            and (until_s is None or e.get("t_s", 0.0) <= until_s)
+        ]
 
     def diagnosis(self) -> dict[str, Any]:
         from openbms.diagnose.engine import diagnose
@@ -337,8 +381,9 @@ class DeviceSource:
 
         sample = self.latest().doc
         error = None if sample.get("ok") else str(sample.get("error"))
-        verdict = diagnose(snapshot_from_reading(self._last if error is None else None, error, profile=self._profile))
-        return plain(diagnosis_json(verdict))
+        reading = self._last if error is None else None
+        snapshot = snapshot_from_reading(reading, error, history=list(self._events), profile=self._profile)
+        return plain(diagnosis_json(diagnose(snapshot)))
 
     def limits(self) -> dict[str, Any]:
         return profile_limits(self._table)
@@ -347,4 +392,11 @@ class DeviceSource:
         raise ActionError("a real board takes no actions from this page: do them with your hands")
 
     def log_control(self, what: str, accepted: bool, origin: str, reason: str, fields: dict[str, Any]) -> None:
-        return None  # a board has no log we can write to; the server's own log keeps it
+        log.info("control %s from %s: %s %s", what, origin, "accepted" if accepted else "refused", reason)
+
+
+def default_history_path(url: str) -> Path:
+    """Where ``serve --device`` keeps a board's history unless told: one file per device URL,
+    ``$XDG_DATA_HOME/openbms/history/`` (``~/.local/share`` when unset)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "openbms" / "history" / (re.sub(r"[^A-Za-z0-9._-]+", "_", url).strip("_") + ".sqlite")

@@ -120,7 +120,9 @@ class HistoryRecorder:
         self._last_prune: float | None = None
         fresh = not self.path.exists() or self.path.stat().st_size == 0
         try:
-            self.conn = sqlite3.connect(self.path, timeout=5.0)
+            # One writer, possibly not the thread that opened it (serve polls in its own thread);
+            # callers serialise their calls.
+            self.conn = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
         except sqlite3.Error as exc:
             raise HistoryError(f"cannot open {path} for the history ({exc})") from None
         try:

@@ -1,0 +1,106 @@
+"""``openbms serve --device``: a board read through its port (the emulated JBD board on a
+pseudo-terminal, as a reader on a serial port meets it), every poll kept in the history file, the
+board's trips in the event log and the diagnosis, controls refused.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from openbms.apps.live import DeviceSource  # noqa: E402
+from openbms.apps.server import create_app  # noqa: E402
+from tests.devices.emulated import HUNG, emulated_port  # noqa: E402
+
+TOKEN = "a-test-token-that-is-long-enough-0123456789"
+
+# A 4S board driven flat: cell_undervoltage trips within a minute or so of twin time.
+RUNS_FLAT = """\
+name: runs flat
+pack: {series: 4, capacity_ah: 10, soc: 0.04}
+timeline:
+  - load: {current_a: 10}
+  - run: 2h
+"""
+
+
+@pytest.fixture
+def port_of(tmp_path: Path) -> Iterator[Any]:
+    opened: list[Iterator[str]] = []
+
+    def open_port(text: str) -> str:
+        ports = emulated_port(tmp_path, text, "jbd", speed=20.0)
+        opened.append(ports)
+        return next(ports)
+
+    yield open_port
+    for ports in opened:
+        for _ in ports:  # runs the generator's clean-up
+            pass
+
+
+def _until(what: Any, timeout_s: float = 30.0) -> Any:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        value = what()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout_s} s")
+
+
+def test_a_board_is_read_recorded_and_its_trip_logged(tmp_path: Path, port_of: Any) -> None:
+    port = port_of(RUNS_FLAT)
+    history = tmp_path / "board.sqlite"
+    source = DeviceSource(f"jbd:{port}", 0.2, "lfp", history)
+    source.start()
+    try:
+        client = TestClient(create_app(source, TOKEN, allow_control=False))
+        first = _until(lambda: (r := client.get("/api/reading").json()["reading"])["ok"] and r)
+        assert first["protocol"] == "jbd" and len(first["cell_v"]) == 4
+        assert first["current_a"] == pytest.approx(-10.0, abs=0.5)
+        tripped = _until(
+            lambda: [e for e in client.get("/api/events").json()["events"] if e.get("fault") == "cell_undervoltage"]
+        )
+        assert tripped[0]["kind"] == "fault_set"
+        assert "cell_undervoltage" in client.get("/api/reading").json()["reading"]["faults"]
+        refused = client.post("/api/actions", json={"disconnect": "load"}, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert refused.status_code == 403 and "--allow-control" in refused.json()["detail"]
+        assert client.get("/api/diagnosis").json()["recommendation"]
+    finally:
+        source.stop()
+    with sqlite3.connect(history) as db:
+        polls = db.execute("SELECT COUNT(*) FROM polls").fetchone()[0]
+    assert polls >= 3, "every poll is kept"
+    # Served again later: what happened before is still known to the page and the diagnosis.
+    again = DeviceSource(f"jbd:{port}", 0.2, "lfp", history)
+    try:
+        kinds = [(e["kind"], e.get("fault")) for e in again.events([], None, None)]
+        assert ("fault_set", "cell_undervoltage") in kinds
+    finally:
+        again.stop()
+
+
+def test_a_silent_board_reads_as_no_reply(tmp_path: Path, port_of: Any) -> None:
+    port = port_of(HUNG)
+    source = DeviceSource(f"jbd:{port}", 0.2, "lfp", tmp_path / "hung.sqlite")
+    source.start()
+    try:
+        client = TestClient(create_app(source, TOKEN, allow_control=True))
+        silent = _until(lambda: (r := client.get("/api/reading").json()["reading"]) and not r["ok"] and r)
+        assert silent["error"]
+        assert _until(lambda: client.get("/api/events", params={"kind": "warning"}).json()["total"] >= 1)
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        answer = client.post("/api/actions", json={"press": "reset_button"}, headers=auth)
+        assert answer.status_code == 400 and "with your hands" in answer.json()["detail"]
+    finally:
+        source.stop()
