@@ -81,6 +81,7 @@ def history_row(reading: PackReading) -> tuple[float | None, ...]:
 class Sample:
     seq: int
     doc: dict[str, Any]
+    at_unix: float = 0.0  # when it was taken (wall clock): a watcher's latency is measured from it
 
 
 class LiveSource(Protocol):
@@ -137,7 +138,7 @@ class _Sampler:
             reading, error = None, f"reading failed: {err}"
         doc = reading_doc(reading, error)
         with self._lock:
-            self._latest = Sample(self._latest.seq + 1, doc)
+            self._latest = Sample(self._latest.seq + 1, doc, time.time())
             if reading is not None:
                 self._rows.append(history_row(reading))
 

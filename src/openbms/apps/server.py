@@ -187,7 +187,7 @@ def create_app(source: LiveSource, token: str, allow_control: bool = True) -> Fa
                 sample = source.latest()
                 if sample.seq != seq:
                     seq = sample.seq
-                    await ws.send_json({"seq": sample.seq, "reading": sample.doc})
+                    await ws.send_json({"seq": sample.seq, "at_unix": sample.at_unix, "reading": sample.doc})
                 await asyncio.sleep(WS_POLL_S)
         except (WebSocketDisconnect, RuntimeError, ConnectionError):
             return
