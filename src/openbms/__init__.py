@@ -3,7 +3,7 @@
 Its packages form layers; each imports only the layers below it (``tests/test_code_quality.py``
 checks this, and that the import graph has no cycle)::
 
-    chemistry → bms → profiles → twin → fast → scenario → devices → diagnose → cli
+    chemistry → bms → profiles → twin → fast → scenario → devices → diagnose → apps → cli
 
 ``inputs``, ``units`` and ``files`` are neutral helpers that import nothing of openbms, so every
 layer may use them. ``profiles`` reads the shipped BMS profile files (YAML) that ``bms``, which
@@ -12,7 +12,8 @@ cycle; the Python code of ``twin`` and ``bms`` below it stays the reference they
 to, and numba is a dependency (the scenario runner's ``engine="fast"``). ``devices`` is above
 ``scenario`` because the emulator plays a scenario; ``diagnose`` is above ``devices`` because
 ``diagnose.from_device`` turns a device's reading into a diagnosis snapshot (as
-``diagnose.from_twin`` does the twin's): devices never import diagnose. What a pack's BMS reports
+``diagnose.from_twin`` does the twin's): devices never import diagnose. ``apps`` holds the
+applications built on all of them (``openbms serve``: the live page and its API). What a pack's BMS reports
 is one value, ``bms.reading.PackReading``: the twin reports it (``Twin.reading``) and every device
 protocol decodes to it.
 """
