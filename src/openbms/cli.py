@@ -938,6 +938,13 @@ def _serve_live(
             f"[yellow]warning:[/] listening on {host}, not only this computer: anyone who can reach it "
             "sees the battery; controls still need the token"
         )
+    problem = _cannot_listen(host, port)
+    if problem is not None:
+        err.print(f"[red]error:[/] cannot listen on {escape(host)}:{port}: {escape(problem)}")
+        source.stop()
+        if nvm is not None:
+            nvm.close()
+        return EXIT_INVALID
     app_ = create_app(source, token.value, allow_control=control)
     config = uvicorn.Config(app_, host=host, port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
@@ -953,6 +960,25 @@ def _serve_live(
         if nvm is not None:
             nvm.close()
     return EXIT_OK
+
+
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why the server could not listen on ``host:port`` (None: it can), asked before it starts,
+    so a port in use or an unknown address is one sentence and not a server log."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"unknown address ({exc.strerror or exc})"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 @app.command()

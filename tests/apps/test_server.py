@@ -264,3 +264,20 @@ def walk_started_s(client: TestClient) -> float:
     """When the wait step was offered (the log line of the step before it)."""
     log = client.get("/api/procedures/hard_reset").json()["log"]
     return float(log[-1].split("t=")[1].split(" ")[0])
+
+
+def test_a_fault_on_the_page_says_its_class_and_what_clears_it(served: tuple[TestClient, TwinSource]) -> None:
+    """docs/behaviour.md §4: a short circuit is a load-removal fault; it clears by its own release
+    once the load (the short) is gone, and a soft reset, a hard reset and a service clear clear it."""
+    client, _ = served
+    client.post("/api/actions", json={"short": {"resistance_ohm": 0.005}}, headers=_auth())
+    r = _until(lambda: (x := _reading(client)) and "short_circuit" in x["faults"] and x)
+    (detail,) = [d for d in r["fault_details"] if d["fault"] == "short_circuit"]
+    assert detail["class"] == "load-removal"
+    assert detail["cleared_by"] == [
+        "its own release (load_removal)",
+        "a soft reset",
+        "a hard reset",
+        "a service clear",
+    ]
+    assert r["charge_fet"] is False and r["discharge_fet"] is False

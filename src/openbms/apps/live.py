@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from openbms.bms.events import Event
 from openbms.bms.reading import PackReading
+from openbms.bms.recovery_classes import CLEARERS, RECOVERY_CLASSES
 from openbms.devices.emulator import Emulator, run_emulator
 from openbms.scenario.runner import ScenarioRunner
 from openbms.scenario.schema import ScenarioError
@@ -52,12 +53,31 @@ def plain(value: Any) -> Any:
     return value
 
 
+def cleared_by(recovery_class: str) -> list[str]:
+    """What clears a fault of ``recovery_class`` once its condition is gone, in words, read from
+    the recovery-class table (``bms.recovery_classes.CLEARERS``)."""
+    if recovery_class not in RECOVERY_CLASSES:
+        return []
+    row = CLEARERS[RECOVERY_CLASSES.index(recovery_class)]
+    words = [
+        (row.by_itself, "its own release" if row.released_by == "auto" else f"its own release ({row.released_by})"),
+        (row.soft_reset, "a soft reset"),
+        (row.hard_reset, "a hard reset"),
+        (row.service, "a service clear"),
+    ]
+    return [text for allowed, text in words if allowed]
+
+
 def reading_doc(reading: PackReading | None, error: str | None = None) -> dict[str, Any]:
-    """A reading as the API sends it: every ``PackReading`` field (None where unknown), and
-    ``ok``/``error`` for a board that did not answer."""
+    """A reading as the API sends it: every ``PackReading`` field (None where unknown), each
+    active fault's details with what clears it, and ``ok``/``error`` for a board that did not
+    answer."""
     if reading is None:
         return {"ok": False, "error": error or "no reading yet"}
-    return {"ok": True, "error": None, **plain(asdict(reading))}
+    doc = {"ok": True, "error": None, **plain(asdict(reading))}
+    if doc.get("fault_details"):
+        doc["fault_details"] = [{**d, "cleared_by": cleared_by(str(d.get("class")))} for d in doc["fault_details"]]
+    return doc
 
 
 def history_row(reading: PackReading) -> tuple[float | None, ...]:

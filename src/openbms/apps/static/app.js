@@ -35,7 +35,8 @@ function list(id, items, details) {
   for (const name of items) {
     const li = document.createElement("li");
     const d = (details || []).find((x) => x.fault === name);
-    li.textContent = d ? `${name} (${d.class}${d.clears ? ": " + d.clears : ""})` : name;
+    const clears = d && d.cleared_by && d.cleared_by.length ? `; cleared by ${d.cleared_by.join(", ")}` : "";
+    li.textContent = d ? `${name} (recovery class ${d.class}${clears})` : name;
     ul.append(li);
   }
 }
