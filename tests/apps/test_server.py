@@ -281,3 +281,24 @@ def test_a_fault_on_the_page_says_its_class_and_what_clears_it(served: tuple[Tes
         "a service clear",
     ]
     assert r["charge_fet"] is False and r["discharge_fet"] is False
+
+
+def test_the_soft_reset_walk_ends_with_the_pack_normal(served: tuple[TestClient, TwinSource]) -> None:
+    """The seed's soft reset: loads off, a charger, the reset button (the twin's hands press it),
+    then loads back once the BMS is normal; its last step is refused while a fault is active."""
+    client, _ = served
+    client.post("/api/actions", json={"short": {"resistance_ohm": 0.005}}, headers=_auth())
+    _until(lambda: "short_circuit" in _reading(client)["faults"])
+    walk = client.post("/api/procedures/soft_reset/start", headers=_auth()).json()
+    assert walk["current"]["actions"] == [{"disconnect": "load"}]
+    client.post("/api/actions", json={"disconnect": "short"}, headers=_auth())
+    for _ in range(3):  # loads off, the charger, the rest: steps a person confirms
+        assert client.post("/api/procedures/soft_reset/next", headers=_auth()).status_code == 200
+    press = client.get("/api/procedures/soft_reset").json()["current"]
+    assert press["actions"] == [{"press": "reset_button"}]
+    client.post("/api/actions", json=press["actions"][0], headers=_auth())
+    assert client.post("/api/procedures/soft_reset/next", headers=_auth()).status_code == 200
+    _until(lambda: _reading(client)["state"] == "normal" and not _reading(client)["faults"])
+    done = client.post("/api/procedures/soft_reset/next", headers=_auth()).json()
+    assert done["finished"] is True
+    assert client.get("/api/procedures/nonsense").status_code == 404
