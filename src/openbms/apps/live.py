@@ -35,6 +35,7 @@ from openbms.scenario.schema import ScenarioError
 log = logging.getLogger("openbms.serve")
 SAMPLE_EVERY_S = 0.1  # wall time between readings of the twin (10 Hz)
 HISTORY_ROWS = 36_000  # an hour at 10 Hz
+READING_DIGITS = 6  # decimals of a reading's numbers in the API (µV, µA: finer than any AFE)
 HISTORY_COLUMNS = ("t_s", "pack_v", "current_a", "soc", "min_cell_v", "max_cell_v", "max_temperature_c")
 
 
@@ -42,14 +43,17 @@ class ActionError(ValueError):
     """An action that cannot be done: its sentence says why (nothing was changed)."""
 
 
-def plain(value: Any) -> Any:
-    """JSON-safe: NaN and ±inf become None (JSON has no such numbers), recursively."""
+def plain(value: Any, digits: int | None = None) -> Any:
+    """JSON-safe: NaN and ±inf become None (JSON has no such numbers), recursively; numbers
+    rounded to ``digits`` decimals when given (a quantised 3.304 V reads 3.304, not 3.3040000000000003)."""
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        if not math.isfinite(value):
+            return None
+        return value if digits is None else round(value, digits)
     if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
+        return {k: plain(v, digits) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
+        return [plain(v, digits) for v in value]
     return value
 
 
@@ -74,7 +78,7 @@ def reading_doc(reading: PackReading | None, error: str | None = None) -> dict[s
     answer."""
     if reading is None:
         return {"ok": False, "error": error or "no reading yet"}
-    doc = {"ok": True, "error": None, **plain(asdict(reading))}
+    doc = {"ok": True, "error": None, **plain(asdict(reading), READING_DIGITS)}
     if doc.get("fault_details"):
         doc["fault_details"] = [{**d, "cleared_by": cleared_by(str(d.get("class")))} for d in doc["fault_details"]]
     return doc
