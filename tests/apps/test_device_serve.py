@@ -37,8 +37,8 @@ timeline:
 def port_of(tmp_path: Path) -> Iterator[Any]:
     opened: list[Iterator[str]] = []
 
-    def open_port(text: str) -> str:
-        ports = emulated_port(tmp_path, text, "jbd", speed=20.0)
+    def open_port(text: str, protocol: str = "jbd", allow_control: bool = False) -> str:
+        ports = emulated_port(tmp_path, text, protocol, speed=20.0, allow_control=allow_control)
         opened.append(ports)
         return next(ports)
 
@@ -102,5 +102,58 @@ def test_a_silent_board_reads_as_no_reply(tmp_path: Path, port_of: Any) -> None:
         auth = {"Authorization": f"Bearer {TOKEN}"}
         answer = client.post("/api/actions", json={"press": "reset_button"}, headers=auth)
         assert answer.status_code == 400 and "with your hands" in answer.json()["detail"]
+    finally:
+        source.stop()
+
+
+AT_REST = """\
+name: at rest
+pack: {series: 4, capacity_ah: 10, soc: 0.6}
+timeline:
+  - run: 2h
+"""
+
+
+@pytest.mark.parametrize("protocol", ["jbd", "daly"])
+def test_a_board_s_fets_switch_from_the_page_only_with_allow_control(
+    tmp_path: Path, port_of: Any, protocol: str
+) -> None:
+    port = port_of(AT_REST, protocol, allow_control=True)  # the board itself takes FET writes
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    source = DeviceSource(f"{protocol}:{port}", 0.2, "lfp", tmp_path / "board.sqlite")
+    source.start()
+    try:
+        _until(lambda: source.latest().doc["ok"])
+        refused = TestClient(create_app(source, TOKEN, allow_control=False))
+        answer = refused.post("/api/actions", json={"fets": {"discharge_on": False}}, headers=auth)
+        assert answer.status_code == 403
+        assert source.latest().doc["discharge_fet"] is True, "a refused control changes nothing"
+        client = TestClient(create_app(source, TOKEN, allow_control=True))
+        done = client.post("/api/actions", json={"fets": {"discharge_on": False}}, headers=auth)
+        assert done.status_code == 200, done.text
+        r = _until(lambda: (x := client.get("/api/reading").json()["reading"]) and x["discharge_fet"] is False and x)
+        assert r["charge_fet"] is True, "the FET it did not name keeps its state"
+        client.post("/api/actions", json={"fets": {"discharge_on": True}}, headers=auth)
+        _until(lambda: client.get("/api/reading").json()["reading"]["discharge_fet"] is True)
+        bad = client.post("/api/actions", json={"fets": {"discharge_on": "off"}}, headers=auth)
+        assert bad.status_code == 400 and "true or false" in bad.json()["detail"]
+        other = client.post("/api/actions", json={"load": {"current_a": 3}}, headers=auth)
+        assert other.status_code == 400 and "with your hands" in other.json()["detail"]
+    finally:
+        source.stop()
+
+
+def test_a_board_that_refuses_the_write_says_so(tmp_path: Path, port_of: Any) -> None:
+    port = port_of(AT_REST, "jbd", allow_control=False)  # the board refuses FET writes
+    source = DeviceSource(f"jbd:{port}", 0.2, "lfp", tmp_path / "board.sqlite")
+    source.start()
+    try:
+        _until(lambda: source.latest().doc["ok"])
+        client = TestClient(create_app(source, TOKEN, allow_control=True))
+        answer = client.post(
+            "/api/actions", json={"fets": {"charge_on": False}}, headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        assert answer.status_code == 400 and "refused the FET write" in answer.json()["detail"]
+        assert client.get("/api/reading").json()["reading"]["charge_fet"] is True
     finally:
         source.stop()

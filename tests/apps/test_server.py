@@ -302,3 +302,16 @@ def test_the_soft_reset_walk_ends_with_the_pack_normal(served: tuple[TestClient,
     done = client.post("/api/procedures/soft_reset/next", headers=_auth()).json()
     assert done["finished"] is True
     assert client.get("/api/procedures/nonsense").status_code == 404
+
+
+def test_the_twin_s_fets_switch_like_a_monitor_s_write(served: tuple[TestClient, TwinSource]) -> None:
+    """The same action as on a real board: the BMS logs the write (as the emulator's boards do) and
+    opens the discharge FET; the charge FET, not named, stays on."""
+    client, _ = served
+    assert client.post("/api/actions", json={"fets": {"discharge_on": False}}, headers=_auth()).status_code == 200
+    r = _until(lambda: (x := _reading(client)) and x["discharge_fet"] is False and x)
+    assert r["charge_fet"] is True
+    writes = client.get("/api/events", params={"kind": "control_write"}).json()["events"]
+    assert any(e["what"] == "fet" and e["accepted"] and e["discharge_on"] is False for e in writes)
+    client.post("/api/actions", json={"fets": {"discharge_on": True}}, headers=_auth())
+    _until(lambda: _reading(client)["discharge_fet"] is True)

@@ -23,13 +23,16 @@ timeline:
 """
 
 
-def emulated_port(tmp_path: Path, text: str, protocol: str = "jbd", speed: float = 20.0) -> Iterator[str]:
+def emulated_port(
+    tmp_path: Path, text: str, protocol: str = "jbd", speed: float = 20.0, allow_control: bool = False
+) -> Iterator[str]:
     """Yield the path of a pseudo-terminal where ``protocol``'s emulator serves the scenario
-    ``text`` at ``speed`` times real time; stop and close it afterwards."""
+    ``text`` at ``speed`` times real time (FET writes act when ``allow_control``); stop and close
+    it afterwards."""
     path = tmp_path / "scenario.yaml"
     path.write_text(text)
     scenario, steps = load_scenario(path)
-    emulator = Emulator(ScenarioRunner(scenario, steps), protocol)
+    emulator = Emulator(ScenarioRunner(scenario, steps), protocol, allow_control=allow_control)
     port = PtyPort()
     stop = threading.Event()
     thread = threading.Thread(

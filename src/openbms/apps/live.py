@@ -57,6 +57,23 @@ def plain(value: Any, digits: int | None = None) -> Any:
     return value
 
 
+FETS_ACTION = "fets"  # {"fets": {"charge_on": bool, "discharge_on": bool}}: the twin and a real board
+
+
+def fet_request(value: Any, now: dict[str, Any]) -> tuple[bool, bool]:
+    """The (charge_on, discharge_on) a ``fets`` action asks for; a FET it does not name keeps its
+    state in the reading ``now``. Raises ActionError with one sentence."""
+    if not isinstance(value, dict) or not value or set(value) - {"charge_on", "discharge_on"}:
+        raise ActionError('fets takes {"charge_on": true|false, "discharge_on": true|false} (one or both)')
+    if not all(isinstance(v, bool) for v in value.values()):
+        raise ActionError("fets: charge_on and discharge_on are true or false")
+    charge = value.get("charge_on", now.get("charge_fet"))
+    discharge = value.get("discharge_on", now.get("discharge_fet"))
+    if not isinstance(charge, bool) or not isinstance(discharge, bool):
+        raise ActionError("fets: the board's FET states are unknown; name both charge_on and discharge_on")
+    return charge, discharge
+
+
 def cleared_by(recovery_class: str) -> list[str]:
     """What clears a fault of ``recovery_class`` once its condition is gone, in words, read from
     the recovery-class table (``bms.recovery_classes.CLEARERS``)."""
@@ -267,11 +284,18 @@ class TwinSource:
         return profile_limits(self.twin.bms.table)
 
     def act(self, step: dict[str, Any]) -> None:
-        with self.emulator.lock:
-            try:
-                self.runner.act(step)
-            except ScenarioError as err:
-                raise ActionError(str(err)) from None
+        if isinstance(step, dict) and len(step) == 1 and FETS_ACTION in step:
+            charge, discharge = fet_request(step[FETS_ACTION], self.latest().doc)
+            with self.emulator.lock:  # as a monitor's write over the link: the BMS logs it too
+                heard = self.twin.control_write(0, "http", "fet", True, charge_on=charge, discharge_on=discharge)
+            if not heard:
+                raise ActionError("the BMS does not listen now (asleep, unpowered or hung)")
+        else:
+            with self.emulator.lock:
+                try:
+                    self.runner.act(step)
+                except ScenarioError as err:
+                    raise ActionError(str(err)) from None
         self._sampler.take()
 
     def log_control(self, what: str, accepted: bool, origin: str, reason: str, fields: dict[str, Any]) -> None:
@@ -414,7 +438,24 @@ class DeviceSource:
         return profile_limits(self._table)
 
     def act(self, step: dict[str, Any]) -> None:
-        raise ActionError("a real board takes no actions from this page: do them with your hands")
+        """Only the FETs (JBD and Daly boards): everything else a person does with their hands."""
+        from openbms.devices.errors import FrameError
+        from openbms.devices.reader import DeviceError
+        from openbms.devices.transport import TransportError
+
+        if not (isinstance(step, dict) and len(step) == 1 and FETS_ACTION in step):
+            raise ActionError('a real board takes only {"fets": …} from this page: do the rest with your hands')
+        charge, discharge = fet_request(step[FETS_ACTION], self.latest().doc)
+        with self._io:
+            try:
+                accepted = self._reader.set_fets(charge, discharge)
+            except DeviceError as err:
+                raise ActionError(str(err)) from None
+            except (TransportError, FrameError) as err:
+                raise ActionError(f"the board did not take the FET write: {err}") from None
+        if not accepted:
+            raise ActionError("the board refused the FET write")
+        self._sampler.take()
 
     def log_control(self, what: str, accepted: bool, origin: str, reason: str, fields: dict[str, Any]) -> None:
         log.info("control %s from %s: %s %s", what, origin, "accepted" if accepted else "refused", reason)

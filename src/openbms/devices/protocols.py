@@ -171,6 +171,21 @@ class JbdClient:
             raise FrameError(f"the BMS answered register 0x{register:02X} with error status 0x{reply.status:02X}")
         return reply.data
 
+    def _write(self, transport: SerialTransport, frame: bytes, register: int) -> bool:
+        reply = jbd.decode_reply(transport.request(frame, accept=lambda f: f[1] == register))
+        return reply.status == jbd.STATUS_OK
+
+    def set_fets(self, transport: SerialTransport, charge_on: bool, discharge_on: bool) -> bool:
+        """Switch the FETs (register 0xE1, inside a factory-mode session as the Xiaoxiang app
+        does it: enter, write, leave without saving). True when the board accepted the write."""
+        enter = jbd.encode_write(jbd.REG_ENTER_FACTORY, jbd.ENTER_FACTORY)
+        if not self._write(transport, enter, jbd.REG_ENTER_FACTORY):
+            return False
+        try:
+            return self._write(transport, jbd.encode_fet_control(charge_on, discharge_on), jbd.REG_FET_CONTROL)
+        finally:
+            self._write(transport, jbd.encode_write(jbd.REG_EXIT_FACTORY, jbd.EXIT_FACTORY), jbd.REG_EXIT_FACTORY)
+
     def read(self, transport: SerialTransport) -> DeviceReading:
         info = jbd.decode_basic_info(self._ask(transport, jbd.REG_BASIC_INFO))
         cells = jbd.decode_cells(self._ask(transport, jbd.REG_CELLS))
@@ -293,6 +308,19 @@ class DalyClient:
         for _ in range(frames - 1):
             replies.append(daly.decode_reply(transport.read_frame(accept=ours)).data)
         return replies
+
+    def set_fets(self, transport: SerialTransport, charge_on: bool, discharge_on: bool) -> bool:
+        """Switch the FETs (0xDA charge, then 0xD9 discharge; each reply echoes the FET's state).
+        True when both replies say what was asked."""
+        ok = True
+        for command, on in ((daly.CMD_CHARGE_FET, charge_on), (daly.CMD_DISCHARGE_FET, discharge_on)):
+
+            def ours(frame: bytes, wanted: int = command) -> bool:
+                return frame[2] == wanted
+
+            reply = daly.decode_reply(transport.request(daly.encode_fet_switch(command, on), accept=ours))
+            ok = ok and daly.decode_fet_switch(reply.data) == on
+        return ok
 
     def read(self, transport: SerialTransport) -> DeviceReading:
         pack = daly.decode_pack(self._ask(transport, daly.CMD_PACK)[0])

@@ -92,6 +92,15 @@ class DeviceReader:
         self._last_good = time.monotonic()
         return Poll(reading)
 
+    def set_fets(self, charge_on: bool, discharge_on: bool) -> bool:
+        """Ask the board to switch its FETs (JBD and Daly; JK's RS485 writes are not supported).
+        True when it accepted; raises DeviceError for a protocol without FET writes and
+        TransportError/FrameError when the link fails."""
+        write = getattr(self.client, "set_fets", None)
+        if write is None:
+            raise DeviceError(f"switching the FETs over {self.protocol.upper()} is not supported (JBD and Daly are)")
+        return bool(write(self.transport, charge_on, discharge_on))
+
     def close(self) -> None:
         self.transport.close()
 

@@ -244,6 +244,10 @@ function wireControls() {
   };
   on("inject", () => act({ inject: fault() }, `${$("fault").value} injected`));
   on("repair", () => act({ repair: fault() }, `${$("fault").value} repaired`));
+  on("charge-off", () => act({ fets: { charge_on: false } }, "charge FET switched off"));
+  on("charge-on", () => act({ fets: { charge_on: true } }, "charge FET switched on"));
+  on("discharge-off", () => act({ fets: { discharge_on: false } }, "discharge FET switched off"));
+  on("discharge-on", () => act({ fets: { discharge_on: true } }, "discharge FET switched on"));
   on("press", () => act({ press: "reset_button" }, "reset button pressed"));
   on("soft-reset", () => act({ command: "soft_reset" }, "soft reset sent"));
   on("wizard-start", () => wizard("start"));
@@ -329,8 +333,10 @@ async function start() {
   $("label").textContent = `${info.source}: ${info.label}`;
   $("token").value = sessionStorage.getItem("openbms-token") || "";
   if (info.source !== "twin") {
-    for (const b of $("controls").querySelectorAll("button")) b.disabled = true;
-    $("control-note").textContent = "a real board: do the actions with your hands; the page checks each step";
+    for (const b of $("controls").querySelectorAll("button")) b.disabled = !b.closest(".board") || !info.control;
+    $("control-note").textContent = info.control
+      ? "a real board: the FETs switch from here; everything else with your hands, the page checks each step"
+      : "a real board, read only (start serve with --allow-control to switch its FETs)";
   }
   wireControls();
   connect();
