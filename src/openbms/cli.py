@@ -735,8 +735,6 @@ def _emulate(
     engine: str = DEFAULT_ENGINE,
 ) -> int:
     from openbms.devices.protocols import SERVERS
-    from openbms.diagnose.from_twin import diagnosis_of
-    from openbms.scenario.runner import ScenarioRunner
     from openbms.scenario.schema import ScenarioError, load_scenario
 
     err = Console(stderr=True, highlight=False)
@@ -755,22 +753,36 @@ def _emulate(
     except (ScenarioError, ValueError) as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_INVALID
-    engine = _ready_engine(engine, err)
-    nvm = _open_nvm(nvm_path)
-    try:
-        runner = ScenarioRunner(scenario_model, steps, nvm=nvm, diagnoser=diagnosis_of, engine=engine)
-        # The fast engine runs several cycles per call; between calls the port is served, so a
-        # call may cover only a short stretch of wall time at this speed.
-        runner.max_chunk_cycles = max(1, int(speed * EMULATE_CHUNK_WALL_S / scenario_model.dt))
-    except (ScenarioError, NvmError) as exc:
-        if nvm is not None:
-            nvm.close()
-        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+    runner = _live_runner(scenario_model, steps, nvm_path, engine, speed, err)
+    if runner is None:
         return EXIT_INVALID
     try:
         return _serve(runner, scenario_model.name, protocol, speed, tcp, allow_control, linger_s, err)
     finally:
         runner.nvm.close()
+
+
+def _live_runner(
+    scenario_model: Scenario, steps: list[Step], nvm_path: Path | None, engine: str, speed: float, err: Console
+) -> ScenarioRunner | None:
+    """A runner for a twin that lives in (scaled) real time (emulate, serve), or None when it
+    cannot be made (the reason printed). A call of the fast engine covers at most a short
+    stretch of wall time at this speed, so the port or the page is served between calls."""
+    from openbms.diagnose.from_twin import diagnosis_of
+    from openbms.scenario.runner import ScenarioRunner
+    from openbms.scenario.schema import ScenarioError
+
+    engine = _ready_engine(engine, err)
+    nvm = _open_nvm(nvm_path)
+    try:
+        runner = ScenarioRunner(scenario_model, steps, nvm=nvm, diagnoser=diagnosis_of, engine=engine)
+    except (ScenarioError, NvmError) as exc:
+        if nvm is not None:
+            nvm.close()
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        return None
+    runner.max_chunk_cycles = max(1, int(speed * EMULATE_CHUNK_WALL_S / scenario_model.dt))
+    return runner
 
 
 def _serve(
@@ -906,8 +918,6 @@ def _serve_live(
             return EXIT_INVALID
         control = allow_control
     else:
-        from openbms.diagnose.from_twin import diagnosis_of
-        from openbms.scenario.runner import ScenarioRunner
         from openbms.scenario.schema import ScenarioError, load_scenario
 
         path = scenario or Path(str(resources.files("openbms.scenario").joinpath("library", "serve.yaml")))
@@ -916,16 +926,10 @@ def _serve_live(
         except (ScenarioError, ValueError) as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
             return EXIT_INVALID
-        engine = _ready_engine(engine, err)
-        nvm = _open_nvm(nvm_path)
-        try:
-            runner = ScenarioRunner(scenario_model, steps, nvm=nvm, diagnoser=diagnosis_of, engine=engine)
-        except (ScenarioError, NvmError) as exc:
-            if nvm is not None:
-                nvm.close()
-            err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        runner = _live_runner(scenario_model, steps, nvm_path, engine, speed, err)
+        if runner is None:
             return EXIT_INVALID
-        runner.max_chunk_cycles = max(1, int(speed * EMULATE_CHUNK_WALL_S / scenario_model.dt))
+        nvm = runner.nvm
         source = TwinSource(runner, speed)
         control = True
     if token.created:
