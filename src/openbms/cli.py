@@ -890,11 +890,6 @@ def _serve_live(
     if not (speed > 0 and math.isfinite(speed)):
         err.print("[red]error:[/] --speed must be positive (a finite number)")
         return EXIT_INVALID
-    try:
-        token = load_or_create_token(token_file or default_token_path())
-    except TokenError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
-        return EXIT_INVALID
     source: LiveSource
     nvm = None
     if device is not None:
@@ -932,6 +927,23 @@ def _serve_live(
         nvm = runner.nvm
         source = TwinSource(runner, speed)
         control = True
+    problem = _cannot_listen(host, port)
+    if problem is not None:
+        err.print(f"[red]error:[/] cannot listen on {escape(host)}:{port}: {escape(problem)}")
+        source.stop()
+        if nvm is not None:
+            nvm.close()
+        return EXIT_INVALID
+    # The token last: a run refused for its scenario, device or port must not make a token it
+    # never shows.
+    try:
+        token = load_or_create_token(token_file or default_token_path())
+    except TokenError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        source.stop()
+        if nvm is not None:
+            nvm.close()
+        return EXIT_INVALID
     if token.created:
         err.print(f"the control token (printed this once; kept in {token.path}, mode 0600):")
         print(token.value, flush=True)
@@ -942,13 +954,6 @@ def _serve_live(
             f"[yellow]warning:[/] listening on {host}, not only this computer: anyone who can reach it "
             "sees the battery; controls still need the token"
         )
-    problem = _cannot_listen(host, port)
-    if problem is not None:
-        err.print(f"[red]error:[/] cannot listen on {escape(host)}:{port}: {escape(problem)}")
-        source.stop()
-        if nvm is not None:
-            nvm.close()
-        return EXIT_INVALID
     app_ = create_app(source, token.value, allow_control=control)
     config = uvicorn.Config(app_, host=host, port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)

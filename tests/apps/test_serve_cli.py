@@ -41,11 +41,12 @@ def test_a_scenario_and_a_device_together_are_refused(tmp_path: Path) -> None:
     assert code == 2 and "a scenario or --device, not both" in said
 
 
-def test_a_bad_scenario_is_refused(tmp_path: Path) -> None:
+def test_a_bad_scenario_is_refused_and_makes_no_token(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ntimeline:\n  - lod: 1\n")
     code, said = _serve(str(bad), "--token-file", str(tmp_path / "t"))
     assert code == 2 and "unknown step" in said
+    assert not (tmp_path / "t").exists(), "a token nobody was shown would lock its owner out"
 
 
 def test_a_token_file_others_can_read_is_refused(tmp_path: Path) -> None:
