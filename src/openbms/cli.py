@@ -45,6 +45,11 @@ NVM_HELP = (
     "the BMS powers on from what it holds. One process at a time."
 )
 
+MQTT_HELP = (
+    "Publish to this MQTT broker with Home Assistant discovery: mqtt://host:1883 or mqtt://user:password@host:1883 "
+    "(controls need the user and --allow-control)."
+)
+MQTT_NODE_HELP = "This battery's id in the MQTT topics (openbms/NODE/…)."
 BAUD_HELP = "Serial baud rate (default per protocol: JBD 9600, Daly 9600, JK 115200)."
 
 
@@ -536,6 +541,8 @@ def _monitor(
     baud: int | None = None,
     record: Path | None = None,
     keep_s: float | None = None,
+    mqtt_url: str | None = None,
+    mqtt_node: str = "openbms",
 ) -> int:
     from openbms.devices.ble import read_ble
     from openbms.devices.history import KEEP_S, HistoryError, HistoryRecorder
@@ -564,14 +571,36 @@ def _monitor(
                 leftover.unlink(missing_ok=True)
         err.print(f"[red]error:[/] {escape(str(exc))}")
         return EXIT_INVALID
+    publisher = None
+    latest: list[dict[str, object]] = [{"ok": False, "error": "no reading yet"}]
+    if mqtt_url is not None and polls_source is not None:
+        from openbms.apps.live import reading_doc
+        from openbms.apps.mqtt import MqttError, MqttPublisher
+
+        def keep(poll: Poll) -> None:
+            latest[0] = reading_doc(poll.reading, poll.error)
+
+        try:
+            publisher = MqttPublisher(mqtt_url, lambda: latest[0], mqtt_node, every_s=interval_s)
+            publisher.start()
+        except MqttError as exc:
+            polls_source.close()
+            if recorder is not None:
+                recorder.close()
+            err.print(f"[red]error:[/] {escape(str(exc))}")
+            return EXIT_INVALID
     try:
         if polls_source is None:
             return _show_one(Poll(reading), device, json_out, console, recorder)
-        return _poll_loop(polls_source, device, interval_s, count, json_out, console, recorder)
+        return _poll_loop(
+            polls_source, device, interval_s, count, json_out, console, recorder, keep if publisher else None
+        )
     except HistoryError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         return EXIT_INVALID
     finally:
+        if publisher is not None:
+            publisher.stop()
         if polls_source is not None:
             polls_source.close()
         if recorder is not None:
@@ -599,9 +628,11 @@ def _poll_loop(
     json_out: bool,
     console: Console,
     recorder: HistoryRecorder | None,
+    on_poll: Callable[[Poll], None] | None = None,
 ) -> int:
     """Poll every ``interval_s`` until ``count``: each poll shown, and recorded when asked (a
-    failed poll too: the silence is part of the history); exit 1 when any poll failed."""
+    failed poll too: the silence is part of the history), and handed to ``on_poll`` (the MQTT
+    publisher's latest); exit 1 when any poll failed."""
     from rich.live import Live
 
     from openbms.devices.monitor import poll_table, reading_json
@@ -617,6 +648,8 @@ def _poll_loop(
             done += 1
             if recorder is not None:
                 recorder.record(poll, time.time())
+            if on_poll is not None:
+                on_poll(poll)
             if not poll.ok:
                 worst = EXIT_FAILED
             if json_out:
@@ -643,6 +676,8 @@ def monitor(
         typer.Option("--record", help="Keep a history of every poll in this file (SQLite) for diagnose --history."),
     ] = None,
     keep: Annotated[str, typer.Option("--keep", help="How long the --record history keeps polls.")] = "7d",
+    mqtt: Annotated[str | None, typer.Option("--mqtt", help=MQTT_HELP)] = None,
+    mqtt_node: Annotated[str, typer.Option("--mqtt-node", help=MQTT_NODE_HELP)] = "openbms",
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Read a real BMS (or an emulated one) live: cells, temperatures, current, SOC, FETs, faults."""
@@ -655,7 +690,7 @@ def monitor(
         keep_s = _duration_option(keep, "--keep")
         if keep_s <= 0:
             raise UserError("--keep must be longer than 0 s")
-        return _monitor(device, interval_s, count, json_out, baud, record, keep_s)
+        return _monitor(device, interval_s, count, json_out, baud, record, keep_s, mqtt, mqtt_node)
 
     _exit(body, debug)
 
@@ -733,13 +768,26 @@ def _emulate(
     linger: str | None,
     nvm_path: Path | None = None,
     engine: str = DEFAULT_ENGINE,
+    can: tuple[str, str] | None = None,
+    mqtt: tuple[str, str] | None = None,
 ) -> int:
+    from openbms.devices.canbus import CAN_PROTOCOL, INTERFACES
     from openbms.devices.protocols import SERVERS
     from openbms.scenario.schema import ScenarioError, load_scenario
 
     err = Console(stderr=True, highlight=False)
-    if protocol not in SERVERS:
-        err.print(f"[red]error:[/] --protocol must be one of {', '.join(SERVERS)}")
+    protocols = (*SERVERS, CAN_PROTOCOL)
+    if protocol not in protocols:
+        err.print(f"[red]error:[/] --protocol must be one of {', '.join(protocols)}")
+        return EXIT_INVALID
+    if protocol == CAN_PROTOCOL and (can is None or can[0] not in INTERFACES or not can[1]):
+        err.print(f"[red]error:[/] {CAN_PROTOCOL} needs --can-interface ({' or '.join(INTERFACES)}) and --channel")
+        return EXIT_INVALID
+    if protocol != CAN_PROTOCOL and can is not None:
+        err.print(f"[red]error:[/] --can-interface and --channel go with --protocol {CAN_PROTOCOL}")
+        return EXIT_INVALID
+    if protocol == CAN_PROTOCOL and tcp is not None:
+        err.print(f"[red]error:[/] --tcp serves a serial protocol; {CAN_PROTOCOL} speaks on --channel")
         return EXIT_INVALID
     if not (speed > 0 and math.isfinite(speed)):
         err.print("[red]error:[/] --speed must be positive (a finite number)")
@@ -757,7 +805,7 @@ def _emulate(
     if runner is None:
         return EXIT_INVALID
     try:
-        return _serve(runner, scenario_model.name, protocol, speed, tcp, allow_control, linger_s, err)
+        return _serve(runner, scenario_model.name, protocol, speed, tcp, allow_control, linger_s, err, can, mqtt)
     finally:
         runner.nvm.close()
 
@@ -794,13 +842,31 @@ def _serve(
     allow_control: bool,
     linger_s: float | None,
     err: Console,
+    can: tuple[str, str] | None = None,
+    mqtt: tuple[str, str] | None = None,
 ) -> int:
+    from openbms.devices.canbus import CanBatteryPort, CanUnavailable
     from openbms.devices.emulator import Emulator, PtyPort, TcpPort, run_emulator
 
     emulator = Emulator(runner, protocol, allow_control=allow_control)
+    publisher = None
+    if mqtt is not None:
+        from openbms.apps.mqtt import MqttError, emulator_publisher
+
+        try:
+            publisher = emulator_publisher(mqtt[0], emulator, mqtt[1], allow_control)
+        except MqttError as exc:
+            err.print(f"[red]error:[/] {escape(str(exc))}")
+            return EXIT_INVALID
     try:
-        port: PtyPort | TcpPort = TcpPort(tcp) if tcp is not None else PtyPort()
-    except OSError as exc:
+        port: PtyPort | TcpPort | CanBatteryPort
+        if can is not None:
+            # The inverter stops discharging at the pack's under-voltage release level.
+            floor_v = runner.twin.config.topology.series * emulator.settings.cell_undervoltage_release_v
+            port = CanBatteryPort(can[0], can[1], floor_v)
+        else:
+            port = TcpPort(tcp) if tcp is not None else PtyPort()
+    except (OSError, CanUnavailable) as exc:
         err.print(f"[red]error:[/] cannot open the port: {escape(str(exc))}")
         return EXIT_INVALID
     print(port.path, flush=True)
@@ -822,11 +888,15 @@ def _serve(
     previous = None
     if status_signal is not None and threading.current_thread() is threading.main_thread():
         previous = signal.signal(status_signal, status)
+    if publisher is not None:
+        publisher.start()
     try:
         run_emulator(emulator, port, speed=speed, linger_s=linger_s, report=say)
     except KeyboardInterrupt:
         pass
     finally:
+        if publisher is not None:
+            publisher.stop()
         if previous is not None and status_signal is not None:
             signal.signal(status_signal, previous)
         port.close()
@@ -837,7 +907,7 @@ def _serve(
 @app.command()
 def emulate(
     scenario: Annotated[Path, typer.Argument(help="The scenario the emulated pack lives through.")],
-    protocol: Annotated[str, typer.Option("--protocol", help="jbd, daly or jk.")] = "jbd",
+    protocol: Annotated[str, typer.Option("--protocol", help="jbd, daly, jk or pylontech-can.")] = "jbd",
     speed: Annotated[float, typer.Option("--speed", help="Times faster than real time.")] = 1.0,
     tcp: Annotated[int | None, typer.Option("--tcp", help="Serve a TCP port instead of a pseudo-terminal.")] = None,
     allow_control: Annotated[
@@ -848,10 +918,19 @@ def emulate(
     ] = None,
     nvm: Annotated[Path | None, typer.Option("--nvm", help=NVM_HELP)] = None,
     engine: Annotated[str, typer.Option("--engine", help=ENGINE_HELP)] = DEFAULT_ENGINE,
+    can_interface: Annotated[
+        str | None, typer.Option("--can-interface", help="pylontech-can: socketcan (a real adapter, vcan) or virtual.")
+    ] = None,
+    channel: Annotated[str | None, typer.Option("--channel", help="pylontech-can: the CAN channel, e.g. can0.")] = None,
+    mqtt: Annotated[str | None, typer.Option("--mqtt", help=MQTT_HELP)] = None,
+    mqtt_node: Annotated[str, typer.Option("--mqtt-node", help=MQTT_NODE_HELP)] = "openbms",
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
-    """Run the twin as a JBD, Daly or JK BMS on a pseudo-terminal (its path is printed) or a TCP port."""
-    _exit(lambda: _emulate(scenario, protocol, speed, tcp, allow_control, linger, nvm, engine), debug)
+    """Run the twin as a JBD, Daly or JK BMS on a pseudo-terminal (its path is printed) or a TCP port,
+    or as a Pylontech-compatible battery on an inverter's CAN bus (--protocol pylontech-can)."""
+    can = None if can_interface is None and channel is None else (can_interface or "", channel or "")
+    broker = None if mqtt is None else (mqtt, mqtt_node)
+    _exit(lambda: _emulate(scenario, protocol, speed, tcp, allow_control, linger, nvm, engine, can, broker), debug)
 
 
 def _serve_live(
@@ -868,6 +947,8 @@ def _serve_live(
     keep: str,
     nvm_path: Path | None,
     engine: str,
+    mqtt_url: str | None = None,
+    mqtt_node: str = "openbms",
 ) -> int:
     err = Console(stderr=True, highlight=False)
     try:
@@ -934,8 +1015,21 @@ def _serve_live(
         if nvm is not None:
             nvm.close()
         return EXIT_INVALID
-    # The token last: a run refused for its scenario, device or port must not make a token it
-    # never shows.
+    publisher = None
+    if mqtt_url is not None:
+        from openbms.apps.mqtt import MqttError, for_source
+
+        try:
+            # Over MQTT only with --allow-control (the twin too): a broker is shared more widely.
+            publisher = for_source(mqtt_url, source, mqtt_node, control=allow_control)
+        except MqttError as exc:
+            err.print(f"[red]error:[/] {escape(str(exc))}")
+            source.stop()
+            if nvm is not None:
+                nvm.close()
+            return EXIT_INVALID
+    # The token last: a run refused for its scenario, device, port or broker must not make a
+    # token it never shows.
     try:
         token = load_or_create_token(token_file or default_token_path())
     except TokenError as exc:
@@ -958,6 +1052,9 @@ def _serve_live(
     config = uvicorn.Config(app_, host=host, port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     source.start()
+    if publisher is not None:
+        publisher.start()
+        err.print(f"publishing to {publisher.broker.host}:{publisher.broker.port} as openbms/{mqtt_node}")
     err.print(f"serving {source.kind} {source.label!r} on http://{host}:{port}/ ; Ctrl-C to stop", soft_wrap=True)
     try:
         server.run()
@@ -965,6 +1062,8 @@ def _serve_live(
         err.print(f"[red]error:[/] cannot serve on {host}:{port}: {escape(str(exc))}")
         return EXIT_INVALID
     finally:
+        if publisher is not None:
+            publisher.stop()
         source.stop()
         if nvm is not None:
             nvm.close()
@@ -1020,6 +1119,8 @@ def serve(
         ),
     ] = None,
     keep: Annotated[str, typer.Option("--keep", help="How long a real board's history is kept.")] = "7d",
+    mqtt: Annotated[str | None, typer.Option("--mqtt", help=MQTT_HELP)] = None,
+    mqtt_node: Annotated[str, typer.Option("--mqtt-node", help=MQTT_NODE_HELP)] = "openbms",
     nvm: Annotated[Path | None, typer.Option("--nvm", help=NVM_HELP)] = None,
     engine: Annotated[str, typer.Option("--engine", help=ENGINE_HELP)] = DEFAULT_ENGINE,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
@@ -1028,7 +1129,21 @@ def serve(
     diagnosis, guided resets; controls need the token printed on the first run."""
     _exit(
         lambda: _serve_live(
-            scenario, device, host, port, speed, token_file, allow_control, profile, interval, record, keep, nvm, engine
+            scenario,
+            device,
+            host,
+            port,
+            speed,
+            token_file,
+            allow_control,
+            profile,
+            interval,
+            record,
+            keep,
+            nvm,
+            engine,
+            mqtt,
+            mqtt_node,
         ),
         debug,
     )

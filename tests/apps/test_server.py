@@ -315,3 +315,29 @@ def test_the_twin_s_fets_switch_like_a_monitor_s_write(served: tuple[TestClient,
     assert any(e["what"] == "fet" and e["accepted"] and e["discharge_on"] is False for e in writes)
     client.post("/api/actions", json={"fets": {"discharge_on": True}}, headers=_auth())
     _until(lambda: _reading(client)["discharge_fet"] is True)
+
+
+def test_prometheus_reads_what_the_page_shows(served: tuple[TestClient, TwinSource]) -> None:
+    """Parsed by prometheus-client's own text parser (what a Prometheus server accepts)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client, _ = served
+    client.post("/api/actions", json={"short": {"resistance_ohm": 0.005}}, headers=_auth())
+    _until(lambda: "short_circuit" in _reading(client)["faults"])
+    answer = client.get("/metrics")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(answer.text)
+        for s in family.samples
+    }
+    r = _reading(client)
+    cells = {k[1][0][1]: v for k, v in samples.items() if k[0] == "openbms_cell_voltage_volts"}
+    assert sorted(cells, key=int) == [str(i) for i in range(1, 17)]
+    assert all(3.2 < v < 3.4 for v in cells.values())
+    assert samples[("openbms_up", ())] == 1
+    assert samples[("openbms_state", (("state", r["state"]),))] == 1
+    assert samples[("openbms_fault_active", (("fault", "short_circuit"),))] == 1
+    assert samples[("openbms_faults_total", (("fault", "short_circuit"),))] == 1
+    assert samples[("openbms_fet_on", (("fet", "discharge"),))] == 0
+    assert abs(samples[("openbms_soc_ratio", ())] - r["soc"]) < 0.01

@@ -143,7 +143,7 @@ def assert_refused(proc: Outcome, *words: str) -> None:
 @pytest.mark.parametrize(
     "device, words",
     [
-        ("foo:/dev/x", ("unknown protocol 'foo'", "jbd, daly, jk, ble")),
+        ("foo:/dev/x", ("unknown protocol 'foo'", "jbd, daly, jk, pylontech-can, ble")),
         ("nocolon", ("'nocolon' is not a device URL", "jbd:/dev/ttyUSB0")),
         ("jbd:", ("'jbd:' is not a device URL",)),
         ("jk:/dev/openbms-no-such-port", ("cannot open /dev/openbms-no-such-port",)),
@@ -159,7 +159,7 @@ def test_monitor_refuses_a_bad_device_in_one_sentence(device: str, words: tuple[
 @pytest.mark.parametrize(
     "device, words",
     [
-        ("foo:/dev/x", ("unknown protocol 'foo'", "jbd, daly, jk, ble")),
+        ("foo:/dev/x", ("unknown protocol 'foo'", "jbd, daly, jk, pylontech-can, ble")),
         ("nocolon", ("'nocolon' is not a device URL", "jbd:/dev/ttyUSB0")),
         ("jbd:", ("'jbd:' is not a device URL",)),
         ("jk:/dev/openbms-no-such-port", ("cannot open /dev/openbms-no-such-port: no such port",)),

@@ -38,6 +38,14 @@ def _static_dir() -> str:
     return str(resources.files("openbms.apps").joinpath("static"))
 
 
+def _metrics_registry(source: LiveSource) -> Any:
+    try:
+        from openbms.apps.metrics import registry_for
+    except ImportError:
+        return None
+    return registry_for(source)
+
+
 def create_app(source: LiveSource, token: str, allow_control: bool = True) -> FastAPI:
     """The app for ``source``. ``allow_control`` False refuses every control (a real board
     without ``--allow-control``), still logged."""
@@ -175,6 +183,16 @@ def create_app(source: LiveSource, token: str, allow_control: bool = True) -> Fa
             result = "finished: the test passed" if walk.finished else "step done"
             source.log_control("procedure", True, origin(request), result, fields)
             return JSONResponse({"started": True, "refused": None, **walk.status(facts(name))})
+
+    metrics = _metrics_registry(source)
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        if metrics is None:
+            raise HTTPException(404, "metrics need prometheus-client: pip install '.[serve]'")
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
     @app.websocket("/ws")
     async def stream(ws: WebSocket) -> None:

@@ -20,6 +20,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from openbms.devices.canbus import CAN_PROTOCOL, CanBatteryPort
 from openbms.devices.errors import FrameError
 from openbms.devices.protocols import SERVERS, LiveState, board_settings
 from openbms.scenario.runner import ScenarioRunner
@@ -35,15 +36,16 @@ class Emulator:
     iterator) and answers with the protocol servers; the codecs below it know nothing of the twin."""
 
     def __init__(self, runner: ScenarioRunner, protocol: str, allow_control: bool = False) -> None:
-        if protocol not in SERVERS:
-            raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(SERVERS)}")
+        if protocol not in (*SERVERS, CAN_PROTOCOL):
+            raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join((*SERVERS, CAN_PROTOCOL))}")
         self.runner = runner
         self.twin = runner.twin
         self.protocol = protocol
         bms = self.twin.bms
-        self.server = SERVERS[protocol](
-            board_settings(bms.profile, bms.pack.capacity_ah, runner.scenario.pack.chemistry)
-        )
+        self.settings = board_settings(bms.profile, bms.pack.capacity_ah, runner.scenario.pack.chemistry)
+        # A serial protocol answers requests (handle_bytes); the CAN battery broadcasts from its
+        # own port (devices.canbus.CanBatteryPort) and has no server here.
+        self.server = SERVERS[protocol](self.settings) if protocol in SERVERS else None
         self.allow_control = allow_control
         self.lock = threading.RLock()  # held while the twin steps or a request is answered
         self._pending = b""
@@ -81,7 +83,7 @@ class Emulator:
         with self.lock:
             self._pending = (self._pending + data)[-MAX_PENDING:]
             out = b""
-            while self._pending:
+            while self._pending and self.server is not None:
                 frame, consumed = self.server.find_frame(self._pending)
                 self._pending = self._pending[consumed:]
                 if frame is None:
@@ -278,7 +280,7 @@ class TcpPort:
 
 def run_emulator(
     emulator: Emulator,
-    port: PtyPort | TcpPort,
+    port: PtyPort | TcpPort | CanBatteryPort,
     speed: float = 1.0,
     stop: threading.Event | None = None,
     linger_s: float | None = None,

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from openbms.devices.ble import BleUnavailable, read_ble
+from openbms.devices.canbus import CAN_PROTOCOL, CanReader, parse_can_port
 from openbms.devices.errors import FrameError
 from openbms.devices.model import DeviceReading
 from openbms.devices.protocols import CLIENTS
@@ -47,13 +48,16 @@ class Poll:
 
 
 def parse_url(url: str) -> tuple[str, str]:
-    """('jbd' | 'daly' | 'jk' | 'ble', port) from ``protocol:port``."""
+    """('jbd' | 'daly' | 'jk' | 'pylontech-can' | 'ble', port) from ``protocol:port``."""
     protocol, sep, port = url.partition(":")
     if not sep or not port:
         raise DeviceError(f"{url!r} is not a device URL; use e.g. jbd:/dev/ttyUSB0 or daly:socket://127.0.0.1:7000")
     protocol = protocol.lower()
-    if protocol not in (*CLIENTS, "ble"):
-        raise DeviceError(f"unknown protocol {protocol!r}; choose one of {', '.join((*CLIENTS, 'ble'))}")
+    known = (*CLIENTS, CAN_PROTOCOL, "ble")
+    if protocol not in known:
+        raise DeviceError(f"unknown protocol {protocol!r}; choose one of {', '.join(known)}")
+    if protocol == CAN_PROTOCOL:
+        parse_can_port(port)
     if port.startswith("socket://"):
         _check_socket(port)
     return protocol, port
@@ -78,14 +82,21 @@ class DeviceReader:
         self.url = url
         self.port_name = port
         self.protocol = protocol
+        self._last_good: float | None = None
+        self._can: CanReader | None = None
+        if protocol == CAN_PROTOCOL:  # a bus, not a serial port: the battery broadcasts
+            if baud is not None:
+                raise DeviceError("--baud applies to serial ports; the inverter CAN bus runs at 500 kbit/s")
+            self.baud = 0
+            self._can = CanReader(port)
+            return
         self.baud = baud or DEFAULT_BAUD[protocol]
         self.client = CLIENTS[protocol]()
         self.transport = SerialTransport(open_port(port, self.baud), self.client.find_frame, timeout_s, retries)
-        self._last_good: float | None = None
 
     def poll(self) -> Poll:
         try:
-            reading = self.client.read(self.transport)
+            reading = self._can.read() if self._can is not None else self.client.read(self.transport)
         except (TransportError, FrameError) as err:
             age = None if self._last_good is None else time.monotonic() - self._last_good
             return Poll(None, f"comm_error: {err}", age)
@@ -96,13 +107,16 @@ class DeviceReader:
         """Ask the board to switch its FETs (JBD and Daly; JK's RS485 writes are not supported).
         True when it accepted; raises DeviceError for a protocol without FET writes and
         TransportError/FrameError when the link fails."""
-        write = getattr(self.client, "set_fets", None)
+        write = None if self._can is not None else getattr(self.client, "set_fets", None)
         if write is None:
             raise DeviceError(f"switching the FETs over {self.protocol.upper()} is not supported (JBD and Daly are)")
         return bool(write(self.transport, charge_on, discharge_on))
 
     def close(self) -> None:
-        self.transport.close()
+        if self._can is not None:
+            self._can.close()
+        else:
+            self.transport.close()
 
 
 def read_once(url: str, baud: int | None = None) -> tuple[Poll, dict[str, str | int]]:
