@@ -572,16 +572,12 @@ def _monitor(
         err.print(f"[red]error:[/] {escape(str(exc))}")
         return EXIT_INVALID
     publisher = None
-    latest: list[dict[str, object]] = [{"ok": False, "error": "no reading yet"}]
+    keep: Callable[[Poll], None] | None = None
     if mqtt_url is not None and polls_source is not None:
-        from openbms.apps.live import reading_doc
-        from openbms.apps.mqtt import MqttError, MqttPublisher
-
-        def keep(poll: Poll) -> None:
-            latest[0] = reading_doc(poll.reading, poll.error)
+        from openbms.apps.mqtt import MqttError, poll_publisher
 
         try:
-            publisher = MqttPublisher(mqtt_url, lambda: latest[0], mqtt_node, every_s=interval_s)
+            publisher, keep = poll_publisher(mqtt_url, mqtt_node, interval_s)
             publisher.start()
         except MqttError as exc:
             polls_source.close()
@@ -592,9 +588,7 @@ def _monitor(
     try:
         if polls_source is None:
             return _show_one(Poll(reading), device, json_out, console, recorder)
-        return _poll_loop(
-            polls_source, device, interval_s, count, json_out, console, recorder, keep if publisher else None
-        )
+        return _poll_loop(polls_source, device, interval_s, count, json_out, console, recorder, keep)
     except HistoryError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         return EXIT_INVALID

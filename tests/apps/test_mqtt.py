@@ -242,7 +242,7 @@ def test_emulate_and_monitor_publish_too(broker: Broker, tmp_path: Path) -> None
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         state = json.loads(_until(lambda: listener.on("openbms/em1/state"), timeout_s=60)[-1])
-        assert len(state["cell_v"]) == 4 and state["ok"] is True
+        assert len(state["cell_v"]) == 4 and state["ok"] is True and state["recommendation"] == "none"
         url = f"mqtt://127.0.0.1:{broker.port}"
         result = CliRunner().invoke(
             app,
@@ -251,7 +251,7 @@ def test_emulate_and_monitor_publish_too(broker: Broker, tmp_path: Path) -> None
         )  # fmt: skip
         assert result.exit_code == 0, result.output
         read = json.loads(_until(lambda: listener.on("openbms/mon1/state"))[-1])
-        assert read["protocol"] == "jbd" and len(read["cell_v"]) == 4
+        assert read["protocol"] == "jbd" and len(read["cell_v"]) == 4 and read["recommendation"] == "none"
     finally:
         child.kill()
         child.wait(10)

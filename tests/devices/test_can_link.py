@@ -151,3 +151,52 @@ def test_bad_can_urls_are_one_sentence() -> None:
         assert result.exit_code == 2 and says in result.output, (url, result.output)
     result = runner.invoke(app, ["emulate", "x.yaml", "--protocol", "pylontech-can"])
     assert result.exit_code == 2 and "--can-interface" in result.output
+
+
+@pytest.mark.parametrize(
+    ("temperature_c", "charge_a", "discharge_a", "tolerance_a"),
+    [
+        # bms/profiles/lfp.yaml `limits`, by hand: 0.5 C and 1.0 C of 100 Ah at 25 °C, cells on the
+        # flat plateau (voltage factors 1.0); at -15 °C no charge (factor 0 below 0 °C) and a
+        # discharge factor halfway between 0.0 at -20 °C and 0.3 at -10 °C: 0.15, 15 A
+        # (0.1 °C of sensor resolution and noise: about ±1 A).
+        (25.0, 50.0, 100.0, 0.11),
+        (-15.0, 0.0, 15.0, 1.2),
+    ],
+)
+def test_the_limits_on_the_bus_are_the_profile_s_derating(
+    battery: Any, temperature_c: float, charge_a: float, discharge_a: float, tolerance_a: float
+) -> None:
+    text = f"name: rest\npack: {{series: 16, capacity_ah: 100, soc: 0.5, temperature_c: {temperature_c}}}\n"
+    channel, _ = battery(text + "timeline:\n  - run: 1h\n")
+    time.sleep(1.5)  # past the first cycles: the brain has judged the temperature
+    with can.Bus(interface="virtual", channel=channel) as bus:
+        limits = _round(bus)[0x351]
+        flags = _round(bus)[0x35C][0]
+    assert int.from_bytes(limits[2:4], "little", signed=True) / 10 == pytest.approx(charge_a, abs=tolerance_a)
+    assert int.from_bytes(limits[4:6], "little", signed=True) / 10 == pytest.approx(discharge_a, abs=tolerance_a)
+    assert bool(flags & 0x80) == (charge_a > 0), "charge is enabled exactly when its limit is above zero"
+
+
+@pytest.mark.skipif(not Path("/sys/class/net/vcan0").exists(), reason="no vcan0 here (ip link add vcan0 type vcan)")
+def test_the_battery_on_socketcan_vcan0(tmp_path: Path) -> None:
+    """Where the machine has a socketcan bus, the same round trip through the kernel's CAN stack."""
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(CHARGING)
+    sc, steps = load_scenario(scenario)
+    emulator = Emulator(ScenarioRunner(sc, steps), "pylontech-can")
+    port = CanBatteryPort("socketcan", "vcan0", 46.4)
+    stop = threading.Event()
+    thread = threading.Thread(target=run_emulator, args=(emulator, port), kwargs={"stop": stop}, daemon=True)
+    thread.start()
+    try:
+        reader = DeviceReader("pylontech-can:socketcan:vcan0")
+        try:
+            poll = reader.poll()
+        finally:
+            reader.close()
+        assert poll.ok and poll.reading is not None and poll.reading.name == "OPENBMS"
+    finally:
+        stop.set()
+        thread.join(5)
+        port.close()

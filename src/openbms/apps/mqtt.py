@@ -305,4 +305,35 @@ def emulator_publisher(url: str, emulator: Any, node: str, control: bool) -> Mqt
             with emulator.lock:
                 twin.command_soft_reset(0)
 
-    return MqttPublisher(url, read, node, 1.0, act if control else None)
+    def recommend() -> str | None:
+        from openbms.diagnose.from_twin import diagnosis_of
+
+        with emulator.lock:
+            return diagnosis_of(emulator.twin, 0)[0]
+
+    return MqttPublisher(url, read, node, 1.0, act if control else None, recommend)
+
+
+def poll_publisher(url: str, node: str, every_s: float) -> tuple[MqttPublisher, Callable[[Any], None]]:
+    """A publisher for ``monitor``: the returned callback takes each poll (``devices.reader.Poll``);
+    the diagnosis of the last one gives the recommendation."""
+    from openbms.apps.live import reading_doc
+    from openbms.diagnose.engine import diagnose
+    from openbms.diagnose.from_device import snapshot_from_reading
+
+    last: list[Any] = [None]
+
+    def keep(poll: Any) -> None:
+        last[0] = poll
+
+    def read() -> dict[str, Any]:
+        poll = last[0]
+        return reading_doc(None, "no reading yet") if poll is None else reading_doc(poll.reading, poll.error)
+
+    def recommend() -> str | None:
+        poll = last[0]
+        if poll is None:
+            return None
+        return str(diagnose(snapshot_from_reading(poll.reading, poll.error)).recommendation)
+
+    return MqttPublisher(url, read, node, every_s, None, recommend), keep
