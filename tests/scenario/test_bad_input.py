@@ -502,7 +502,7 @@ def test_a_valid_scenario_with_a_large_legal_timeline_still_loads(tmp_path: Path
     [
         ("bogus", ("'bogus' is not a device URL",)),
         ("jbd:", ("'jbd:' is not a device URL",)),
-        ("foo:/dev/x", ("unknown protocol 'foo'", "jbd, daly, jk, ble")),
+        ("foo:/dev/x", ("unknown protocol 'foo'", "jbd, daly, jk, pylontech-can, ble")),
         ("jbd:/dev/openbms-no-such-port", ("cannot open /dev/openbms-no-such-port",)),
         ("daly:socket://127.0.0.1", ("needs a host and a port number",)),
         ("daly:socket://127.0.0.1:99999", ("needs a host and a port number",)),
