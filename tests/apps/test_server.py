@@ -341,3 +341,12 @@ def test_prometheus_reads_what_the_page_shows(served: tuple[TestClient, TwinSour
     assert samples[("openbms_faults_total", (("fault", "short_circuit"),))] == 1
     assert samples[("openbms_fet_on", (("fet", "discharge"),))] == 0
     assert abs(samples[("openbms_soc_ratio", ())] - r["soc"]) < 0.01
+
+
+def test_the_last_events_are_a_negative_offset(served: tuple[TestClient, TwinSource]) -> None:
+    client, _ = served
+    for amps in (11, 12, 13, 14):
+        client.post("/api/actions", json={"load": {"current_a": amps}}, headers=_auth())
+    writes = client.get("/api/events", params={"kind": "control_write"}).json()["events"]
+    last_two = client.get("/api/events", params={"kind": "control_write", "offset": -2, "limit": 50}).json()
+    assert last_two["total"] == 4 and [e["id"] for e in last_two["events"]] == [e["id"] for e in writes[-2:]]

@@ -133,7 +133,9 @@ class LiveSource(Protocol):
 
     def latest(self) -> Sample: ...
     def history(self, since_s: float | None) -> dict[str, list[Any]]: ...
-    def events(self, kinds: list[str], since_s: float | None, until_s: float | None) -> list[dict[str, Any]]: ...
+    def events(
+        self, kinds: list[str], since_s: float | None, until_s: float | None, offset: int = 0, limit: int | None = None
+    ) -> tuple[int, list[dict[str, Any]]]: ...
     def diagnosis(self) -> dict[str, Any]: ...
     def limits(self) -> dict[str, Any]: ...
     def log_control(self, what: str, accepted: bool, origin: str, reason: str, fields: dict[str, Any]) -> None: ...
@@ -258,24 +260,20 @@ class TwinSource:
     def hold_up_s(self) -> float | None:
         return float(self.twin.hold_up_s)
 
-    def events(self, kinds: list[str], since_s: float | None, until_s: float | None) -> list[dict[str, Any]]:
+    def events(
+        self, kinds: list[str], since_s: float | None, until_s: float | None, offset: int = 0, limit: int | None = None
+    ) -> tuple[int, list[dict[str, Any]]]:
         with self.emulator.lock:
-            rows = self.runner.nvm.events(0)
-        return [
-            plain(e)
-            for e in rows
-            if (not kinds or e["kind"] in kinds)
-            and (since_s is None or e["t_s"] >= since_s)
-            and (until_s is None or e["t_s"] <= until_s)
-        ]
+            total, rows = self.runner.nvm.events_page(0, kinds, since_s, until_s, offset, limit)
+        return total, [plain(e) for e in rows]
 
     def diagnosis(self) -> dict[str, Any]:
         from openbms.diagnose.engine import diagnose
-        from openbms.diagnose.from_twin import snapshot_of
+        from openbms.diagnose.from_twin import RECENT_EVENTS, snapshot_of
         from openbms.diagnose.report import diagnosis_json
 
         with self.emulator.lock:
-            rows = self.runner.nvm.events(0)
+            _, rows = self.runner.nvm.events_page(0, offset=-RECENT_EVENTS)
             history = [{k: v for k, v in e.items() if k not in ("id", "pack", "run")} for e in rows]
             verdict = diagnose(snapshot_of(self.twin, 0, history))
         return plain(diagnosis_json(verdict))
@@ -414,14 +412,19 @@ class DeviceSource:
     def hold_up_s(self) -> float | None:
         return None  # nobody measured this board's hold-up: the wizard waits the full time
 
-    def events(self, kinds: list[str], since_s: float | None, until_s: float | None) -> list[dict[str, Any]]:
-        return [
+    def events(
+        self, kinds: list[str], since_s: float | None, until_s: float | None, offset: int = 0, limit: int | None = None
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """The board's history events (at most the history's last MAX_EVENTS are kept here)."""
+        rows = [
             plain(e)
             for e in list(self._events)
             if (not kinds or e.get("kind") in kinds)
             and (since_s is None or e.get("t_s", 0.0) >= since_s)
             and (until_s is None or e.get("t_s", 0.0) <= until_s)
         ]
+        start = max(len(rows) + offset, 0) if offset < 0 else offset
+        return len(rows), rows[start : None if limit is None else start + limit]
 
     def diagnosis(self) -> dict[str, Any]:
         from openbms.diagnose.engine import diagnose

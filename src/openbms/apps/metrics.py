@@ -38,9 +38,8 @@ class ReadingCollector(Collector):
         r: dict[str, Any] = self.source.latest().doc
         up = 1 if r.get("ok") else 0
         yield GaugeMetricFamily(f"{PREFIX}_up", "1 when the BMS answered its last reading", value=up)
-        faults = Counter(
-            str(e.get("fault")) for e in self.source.events(["fault_set"], None, None) if e.get("fault") is not None
-        )
+        _, fault_sets = self.source.events(["fault_set"], None, None)
+        faults = Counter(str(e.get("fault")) for e in fault_sets if e.get("fault") is not None)
         total = CounterMetricFamily(f"{PREFIX}_faults", "Faults set since the log began", labels=["fault"])
         for fault, count in sorted(faults.items()):
             total.add_metric([fault], count)

@@ -109,11 +109,12 @@ def create_app(source: LiveSource, token: str, allow_control: bool = True) -> Fa
         kind: Annotated[list[str] | None, Query()] = None,
         since_s: Annotated[float | None, Query()] = None,
         until_s: Annotated[float | None, Query()] = None,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query()] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     ) -> dict[str, Any]:
-        rows = source.events(kind or [], since_s, until_s)
-        return {"total": len(rows), "offset": offset, "limit": limit, "events": rows[offset : offset + limit]}
+        """Oldest first; a negative ``offset`` counts from the end (``offset=-50``: the last 50)."""
+        total, rows = source.events(kind or [], since_s, until_s, offset, limit)
+        return {"total": total, "offset": offset, "limit": limit, "events": rows}
 
     @app.get("/api/diagnosis")
     def diagnosis() -> dict[str, Any]:

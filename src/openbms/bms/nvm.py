@@ -165,6 +165,40 @@ class NonVolatileMemory:
             for i, p, t, k, f, r in self._db.execute(query + " ORDER BY id", args)
         ]
 
+    def events_page(
+        self,
+        pack: int,
+        kinds: list[str] | None = None,
+        since_s: float | None = None,
+        until_s: float | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """(how many events match, the matching events from ``offset``, at most ``limit``), oldest
+        first, counted and cut by SQLite: a long log is never read whole to show a page. A
+        negative ``offset`` counts from the end (-50: the last 50)."""
+        where: list[str] = ["pack = ?"]
+        args: list[object] = [pack]
+        if kinds:
+            where.append(f"kind IN ({', '.join('?' * len(kinds))})")
+            args += kinds
+        if since_s is not None:
+            where.append("t_s >= ?")
+            args.append(since_s)
+        if until_s is not None:
+            where.append("t_s <= ?")
+            args.append(until_s)
+        clause = " WHERE " + " AND ".join(where)
+        (total,) = self._db.execute("SELECT COUNT(*) FROM events" + clause, args).fetchone()
+        start = max(total + offset, 0) if offset < 0 else offset
+        rows = self._db.execute(
+            "SELECT id, pack, t_s, kind, fields, run FROM events" + clause + " ORDER BY id LIMIT ? OFFSET ?",
+            [*args, -1 if limit is None else limit, start],
+        )
+        return int(total), [
+            {"id": i, "pack": p, "t_s": t, "kind": k, "run": r, **json.loads(f)} for i, p, t, k, f, r in rows
+        ]
+
     def close(self) -> None:
         """Close the database and let the next writer in (closing twice is harmless)."""
         self._db.close()

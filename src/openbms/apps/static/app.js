@@ -149,8 +149,7 @@ async function refreshSlow() {
     const h = await getJson("/api/history" + (now !== null ? `?since_s=${now - 3600}` : ""));
     plot($("plot-v"), h.t_s, h.pack_v, "#2e86de", "V");
     plot($("plot-i"), h.t_s, h.current_a, "#d68910", "A");
-    const first = await getJson("/api/events?limit=1");
-    const page = await getJson(`/api/events?limit=50&offset=${Math.max(first.total - 50, 0)}`);
+    const page = await getJson("/api/events?limit=50&offset=-50");
     const body = $("events").querySelector("tbody");
     body.replaceChildren();
     for (const e of page.events.slice().reverse()) {
