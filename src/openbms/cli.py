@@ -31,6 +31,8 @@ from openbms.units import format_duration, parse_duration_s
 if TYPE_CHECKING:  # the simulation, numpy and matplotlib load only when a command needs them
     from openbms.devices.history import HistoryRecorder
     from openbms.devices.reader import DeviceReader, Poll
+    from openbms.scenario.replay import ArmResult
+    from openbms.scenario.replay import Log as ReplayLog
     from openbms.scenario.runner import RunResult, ScenarioRunner, TelemetrySink
     from openbms.scenario.schema import Scenario, Step
 
@@ -40,6 +42,7 @@ app = typer.Typer(
     help="openbms: a battery management system with a digital twin of the pack.",
 )
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+MAX_LISTED_PROBLEMS = 20  # a log's skipped rows and gaps listed by replay (JSON has them all)
 NVM_HELP = (
     "Keep the BMS's non-volatile memory (event log, persistent faults and values) in this SQLite file; "
     "the BMS powers on from what it holds. One process at a time."
@@ -1141,6 +1144,112 @@ def serve(
         ),
         debug,
     )
+
+
+def _settings(pairs: list[str], option: str) -> dict[str, object]:
+    """``key=value`` pairs as profile overrides (the value read as YAML: 2.8, true, [1, 2])."""
+    import yaml
+
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"{option} {pair!r}: use key=value, e.g. protections.cell_undervoltage.trip_v=2.8")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UserError(f"{option} {pair!r}: the value is not a number, true/false or a list") from None
+    return out
+
+
+def _replay(
+    logs: list[Path],
+    profile: str,
+    chemistry: str,
+    capacity_ah: float,
+    soc: float | None,
+    settings: list[str],
+    against: list[str],
+    json_out: bool,
+) -> int:
+    from openbms.scenario.replay import Arm, ReplayError, read_log, replay
+
+    console, err = _consoles(json_out)
+    if not (capacity_ah > 0 and math.isfinite(capacity_ah)):
+        raise UserError("--capacity-ah must be a positive number")
+    if soc is not None and not 0 <= soc <= 1:
+        raise UserError("--soc is a fraction from 0 to 1")
+    arms = [Arm("settings", profile, _settings(settings, "--set"))]
+    if against:
+        arms.append(Arm("against", profile, {**arms[0].overrides, **_settings(against, "--against")}))
+    try:
+        runs = [(log, [replay(log, arm, chemistry, capacity_ah, soc) for arm in arms]) for log in map(read_log, logs)]
+    except ReplayError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        return EXIT_INVALID
+    if json_out:
+        for log, results in runs:
+            sys.stdout.write(json_line(_replay_doc(log, results)))
+        return EXIT_OK
+    from rich.table import Table
+
+    for log, results in runs:
+        console.print(f"[bold]{escape(log.path)}[/]: {len(log.t_s)} rows", soft_wrap=True)
+        for problem in (log.skipped + log.gaps)[:MAX_LISTED_PROBLEMS]:
+            console.print(f"  [yellow]note:[/] {escape(problem)}", soft_wrap=True)
+        heads = [r.arm.name + (" " + _overrides_text(r.arm.overrides) if r.arm.overrides else "") for r in results]
+        table = Table("fault", *heads)
+        for fault in sorted({f for r in results for _, f in r.trips}):
+            cells = [", ".join(f"t={t:,.0f} s" for t, f in r.trips if f == fault) or "—" for r in results]
+            table.add_row(fault, *cells)
+        table.add_row("final state", *(f"{r.final_state}, SOC {100 * r.final_soc:.0f} %" for r in results))
+        console.print(table)
+    return EXIT_OK
+
+
+def _replay_doc(log: ReplayLog, results: list[ArmResult]) -> dict[str, object]:
+    return {
+        "log": log.path,
+        "rows": int(len(log.t_s)),
+        "skipped": log.skipped,
+        "gaps": log.gaps,
+        "arms": [
+            {
+                "name": r.arm.name,
+                "overrides": r.arm.overrides,
+                "trips": [{"t_s": t, "fault": f} for t, f in r.trips],
+                "final_state": r.final_state,
+                "final_soc": round(r.final_soc, 4),
+                "events": r.events,
+            }
+            for r in results
+        ],
+    }
+
+
+def _overrides_text(overrides: dict[str, object]) -> str:
+    return "(" + ", ".join(f"{k}={v}" for k, v in overrides.items()) + ")"
+
+
+@app.command()
+def replay(
+    logs: Annotated[list[Path], typer.Argument(help="Logged measurements (CSV; the format is in the README).")],
+    profile: Annotated[str, typer.Option("--profile", help="The settings' profile: lfp, nmc or lto.")] = "lfp",
+    chemistry: Annotated[str, typer.Option("--chemistry", help="The cells' chemistry (SOC from voltage).")] = "lfp",
+    capacity_ah: Annotated[float, typer.Option("--capacity-ah", help="The pack's rated capacity.")] = 100.0,
+    soc: Annotated[float | None, typer.Option("--soc", help="The SOC at the first row (default: unknown).")] = None,
+    settings: Annotated[
+        list[str] | None, typer.Option("--set", help="A setting to replay with, key=value (repeatable).")
+    ] = None,
+    against: Annotated[
+        list[str] | None, typer.Option("--against", help="A second settings set side by side, key=value (repeatable).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON document per log.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """What these settings would have done on real packs' logged measurements: the brain alone,
+    fed each logged row (trips, warnings, final state and SOC), side by side with --against."""
+    _exit(lambda: _replay(logs, profile, chemistry, capacity_ah, soc, settings or [], against or [], json_out), debug)
 
 
 @app.command()
