@@ -31,6 +31,7 @@ SCENARIO_FILES = sorted(
         *(ROOT / "scenarios" / "faults").glob("*.yaml"),
         *(ROOT / "scenarios" / "seed").glob("*.yaml"),
         *(ROOT / "scenarios" / "troubled").glob("*.yaml"),
+        *(ROOT / "scenarios" / "replay").glob("*.yaml"),
         *(ROOT / "src" / "openbms" / "scenario" / "library").glob("*.yaml"),
         ROOT / "tests" / "data" / "pybamm_thevenin" / "scenario.yaml",
         *(Path(__file__).parent / "regressions").glob("*.yaml"),
