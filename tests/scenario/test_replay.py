@@ -91,3 +91,17 @@ def test_bad_settings_are_one_sentence() -> None:
     ]:
         result = runner.invoke(app, ["replay", str(SAMPLE), *args])
         assert result.exit_code == 2 and says in " ".join(result.output.split()), (args, result.output)
+
+
+def test_a_parquet_log_replays_like_its_csv(tmp_path: Path) -> None:
+    """The same measurements as Parquet (written here by pyarrow from the CSV) give the same trips."""
+    pa_csv = pytest.importorskip("pyarrow.csv")
+    pq = pytest.importorskip("pyarrow.parquet")
+    path = tmp_path / "sample-log.parquet"
+    pq.write_table(pa_csv.read_csv(SAMPLE), path)
+    result = replay(read_log(path), Arm("same", "lfp", {}), "lfp", 20.0)
+    assert result.trips == [(t["t_s"], t["fault"]) for t in TWIN_TRIPS]
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 not really")
+    with pytest.raises(ReplayError, match="cannot read the Parquet log"):
+        read_log(broken)

@@ -1,7 +1,7 @@
 """Replay: real packs' logged measurements fed to the brain alone (no twin), to see what a set of
 settings would have done and when.
 
-A log is a CSV file (the format is ``docs/behaviour.md``'s and the README's "Replay logs"):
+A log is a CSV file, or a Parquet file with the same columns (the README's "Replay"):
 
 ``t_s``
     seconds, increasing (any origin); the brain's timers count the time between rows.
@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,14 +69,19 @@ class Log:
     gaps: list[str] = field(default_factory=list)
 
 
-def _number(text: str) -> float:
-    text = text.strip()
+def _number(value: object) -> float:
+    """A field as a number: empty or null is NaN (a sensor the logger could not read)."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip()
     return math.nan if text == "" else float(text)
 
 
-def read_log(path: Path | str) -> Log:
-    """Parse a log, skipping (and listing) the rows that cannot be read."""
-    path = Path(path)
+def _csv_rows(path: Path) -> tuple[list[str], Iterator[tuple[str, list[Any]]]]:
     try:
         text = read_text_limited(path, MAX_LOG_BYTES)
     except (OSError, InputLimitError, UnicodeDecodeError) as err:
@@ -85,6 +91,28 @@ def read_log(path: Path | str) -> Log:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
         raise ReplayError(f"{path} is empty; a log starts with a header line (t_s,current_a,cell_v_1,…)") from None
+    return header, ((f"line {n}", row) for n, row in enumerate(reader, start=2))
+
+
+def _parquet_rows(path: Path) -> tuple[list[str], Iterator[tuple[str, list[Any]]]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ReplayError("Parquet logs need pyarrow: pip install '.[parquet]' (or give the log as CSV)") from None
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as err:
+        raise ReplayError(f"cannot read the Parquet log {path}: {err}") from None
+    header = [str(name) for name in table.column_names]
+    columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
+    return header, ((f"row {k + 1}", [c[k] for c in columns]) for k in range(table.num_rows))
+
+
+def read_log(path: Path | str) -> Log:
+    """Parse a log (CSV, or Parquet by its ``.parquet`` suffix), skipping (and listing) the rows
+    that cannot be read."""
+    path = Path(path)
+    header, records = _parquet_rows(path) if path.suffix.lower() == ".parquet" else _csv_rows(path)
     cells = sorted((int(h[7:]), i) for i, h in enumerate(header) if h.startswith("cell_v_") and h[7:].isdigit())
     temps = sorted((int(h[9:]), i) for i, h in enumerate(header) if h.startswith("cell_t_c_") and h[9:].isdigit())
     missing = [name for name in ("t_s", "current_a") if name not in header]
@@ -96,11 +124,11 @@ def read_log(path: Path | str) -> Log:
     skipped: list[str] = []
     last_t = -math.inf
     optional = [col.get(name) for name in ("stack_v", "fet_t_c", "charger_present", "load_present")]
-    for line_no, row in enumerate(reader, start=2):
-        if not row or all(not x.strip() for x in row):
+    for where, row in records:
+        if not row or all(x is None or not str(x).strip() for x in row):
             continue
         if len(row) != len(header):
-            skipped.append(f"line {line_no}: {len(row)} fields, the header has {len(header)}")
+            skipped.append(f"{where}: {len(row)} fields, the header has {len(header)}")
             continue
         try:
             t = _number(row[col["t_s"]])
@@ -112,10 +140,10 @@ def read_log(path: Path | str) -> Log:
                 *(math.nan if i is None else _number(row[i]) for i in optional),
             )
         except ValueError as err:
-            skipped.append(f"line {line_no}: {err}")
+            skipped.append(f"{where}: {err}")
             continue
         if not math.isfinite(t) or t <= last_t:
-            skipped.append(f"line {line_no}: t_s {row[col['t_s']].strip()!r} does not follow {last_t:g}")
+            skipped.append(f"{where}: t_s {str(row[col['t_s']]).strip()!r} does not follow {last_t:g}")
             continue
         last_t = t
         rows.append(values)
