@@ -1252,6 +1252,65 @@ def replay(
     _exit(lambda: _replay(logs, profile, chemistry, capacity_ah, soc, settings or [], against or [], json_out), debug)
 
 
+fleet_app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Fleet campaigns: many packs, settings as arms."
+)
+app.add_typer(fleet_app, name="fleet")
+
+
+def _fleet_run(campaign_path: Path, workers: int, scheduler: str | None, out: Path, engine: str) -> int:
+    from openbms.apps.fleet import CampaignError, load_campaign, run_campaign, write_results
+
+    err = Console(stderr=True, highlight=False)
+    if workers < 1:
+        raise UserError("--workers must be at least 1")
+    if scheduler is not None and workers != 1:
+        raise UserError("give --workers or --scheduler, not both")
+    problem = _out_problem(out)
+    if problem is not None:
+        raise UserError(f"--out {out} {problem}")
+    try:
+        campaign, base = load_campaign(campaign_path)
+    except CampaignError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        return EXIT_INVALID
+    engine = _ready_engine(engine, err)
+    started = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        err.print(f"{done}/{total} batches, {time.perf_counter() - started:.0f} s")
+
+    try:
+        rows = run_campaign(campaign, base, workers=workers, scheduler=scheduler, engine=engine, progress=progress)
+        parquet, report = write_results(rows, out, campaign)
+    except CampaignError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        return EXIT_INVALID
+    wall = time.perf_counter() - started
+    err.print(
+        f"{len(rows)} pack runs ({campaign.packs} packs × {len(campaign.arms)} arms) in {wall:.1f} s, "
+        f"{len(rows) / wall:.1f} pack runs/s; {parquet} and {report}"
+    )
+    print(report.read_text(encoding="utf-8"))
+    return EXIT_OK
+
+
+@fleet_app.command("run")
+def fleet_run(
+    campaign: Annotated[Path, typer.Argument(help="The campaign file (YAML; the format is in the README).")],
+    workers: Annotated[int, typer.Option("--workers", help="Local worker processes.")] = 1,
+    scheduler: Annotated[
+        str | None, typer.Option("--scheduler", help="A Dask scheduler (tcp://HOST:8786) instead of local workers.")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Where results.parquet and report.md go.")] = Path("fleet-results"),
+    engine: Annotated[str, typer.Option("--engine", help=ENGINE_HELP)] = DEFAULT_ENGINE,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    """Run every pack of a campaign under every arm: trips, nuisance trips, missed or late
+    protections, final states and advice per pack (Parquet), and the arms compared (markdown)."""
+    _exit(lambda: _fleet_run(campaign, workers, scheduler, out, engine), debug)
+
+
 @app.command()
 def version() -> None:
     """Print the openbms version."""
