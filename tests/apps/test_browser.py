@@ -69,8 +69,10 @@ def browser() -> Iterator[object]:
 
 
 def _page(browser: object, url: str) -> object:
+    """The page, once it has started (its info and limits loaded, the websocket open)."""
     page = browser.new_page(viewport={"width": 1280, "height": 1400})  # type: ignore[attr-defined]
     page.goto(url)
+    sync_api.expect(page.locator("#link")).to_have_text("live", timeout=30_000)
     return page
 
 

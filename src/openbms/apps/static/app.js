@@ -327,10 +327,11 @@ function showWalk() {
 }
 
 async function start() {
+  // Before any await: a token typed while the page loads must not be overwritten.
+  if (!$("token").value) $("token").value = sessionStorage.getItem("openbms-token") || "";
   info = await getJson("/api/info");
   limits = await getJson("/api/limits");
   $("label").textContent = `${info.source}: ${info.label}`;
-  $("token").value = sessionStorage.getItem("openbms-token") || "";
   if (info.source !== "twin") {
     for (const b of $("controls").querySelectorAll("button")) b.disabled = !b.closest(".board") || !info.control;
     $("control-note").textContent = info.control
