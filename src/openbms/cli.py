@@ -770,7 +770,6 @@ def _emulate(
 ) -> int:
     from openbms.devices.canbus import CAN_PROTOCOL, INTERFACES
     from openbms.devices.protocols import SERVERS
-    from openbms.scenario.schema import ScenarioError, load_scenario
 
     err = Console(stderr=True, highlight=False)
     protocols = (*SERVERS, CAN_PROTOCOL)
@@ -794,28 +793,33 @@ def _emulate(
         return EXIT_INVALID
     try:
         linger_s = parse_duration_s(linger) if linger is not None else None
-        scenario_model, steps = load_scenario(scenario)
-    except (ScenarioError, ValueError) as exc:
+    except ValueError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_INVALID
-    runner = _live_runner(scenario_model, steps, nvm_path, engine, speed, err)
+    runner = _live_runner(scenario, nvm_path, engine, speed, err)
     if runner is None:
         return EXIT_INVALID
     try:
-        return _serve(runner, scenario_model.name, protocol, speed, tcp, allow_control, linger_s, err, can, mqtt)
+        return _serve(runner, runner.scenario.name, protocol, speed, tcp, allow_control, linger_s, err, can, mqtt)
     finally:
         runner.nvm.close()
 
 
 def _live_runner(
-    scenario_model: Scenario, steps: list[Step], nvm_path: Path | None, engine: str, speed: float, err: Console
+    scenario: Path, nvm_path: Path | None, engine: str, speed: float, err: Console
 ) -> ScenarioRunner | None:
-    """A runner for a twin that lives in (scaled) real time (emulate, serve), or None when it
-    cannot be made (the reason printed). A call of the fast engine covers at most a short
-    stretch of wall time at this speed, so the port or the page is served between calls."""
+    """A runner of ``scenario`` for a twin that lives in (scaled) real time (emulate, serve), or
+    None when it cannot be made (the reason printed). A call of the fast engine covers at most a
+    short stretch of wall time at this speed, so the port or the page is served between calls."""
     from openbms.diagnose.from_twin import diagnosis_of
     from openbms.scenario.runner import ScenarioRunner
-    from openbms.scenario.schema import ScenarioError
+    from openbms.scenario.schema import ScenarioError, load_scenario
+
+    try:
+        scenario_model, steps = load_scenario(scenario)
+    except (ScenarioError, ValueError) as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        return None
 
     engine = _ready_engine(engine, err)
     nvm = _open_nvm(nvm_path)
@@ -991,15 +995,8 @@ def _serve_live(
             return EXIT_INVALID
         control = allow_control
     else:
-        from openbms.scenario.schema import ScenarioError, load_scenario
-
         path = scenario or Path(str(resources.files("openbms.scenario").joinpath("library", "serve.yaml")))
-        try:
-            scenario_model, steps = load_scenario(path)
-        except (ScenarioError, ValueError) as exc:
-            err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
-            return EXIT_INVALID
-        runner = _live_runner(scenario_model, steps, nvm_path, engine, speed, err)
+        runner = _live_runner(path, nvm_path, engine, speed, err)
         if runner is None:
             return EXIT_INVALID
         nvm = runner.nvm

@@ -5,8 +5,8 @@ board's trips in the event log and the diagnosis, controls refused.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,11 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from openbms.apps.live import DeviceSource  # noqa: E402
 from openbms.apps.server import create_app  # noqa: E402
+from tests.apps.waiting import until  # noqa: E402
 from tests.devices.emulated import HUNG, emulated_port  # noqa: E402
+
+# A board polled every 0.2 s of a twin at 20x: a trip can take half a minute of wall time.
+wait_for = functools.partial(until, timeout_s=30.0, every_s=0.1)
 
 TOKEN = "a-test-token-that-is-long-enough-0123456789"
 
@@ -48,16 +52,6 @@ def port_of(tmp_path: Path) -> Iterator[Any]:
             pass
 
 
-def _until(what: Any, timeout_s: float = 30.0) -> Any:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout_s} s")
-
-
 def test_a_board_is_read_recorded_and_its_trip_logged(tmp_path: Path, port_of: Any) -> None:
     port = port_of(RUNS_FLAT)
     history = tmp_path / "board.sqlite"
@@ -65,10 +59,10 @@ def test_a_board_is_read_recorded_and_its_trip_logged(tmp_path: Path, port_of: A
     source.start()
     try:
         client = TestClient(create_app(source, TOKEN, allow_control=False))
-        first = _until(lambda: (r := client.get("/api/reading").json()["reading"])["ok"] and r)
+        first = wait_for(lambda: (r := client.get("/api/reading").json()["reading"])["ok"] and r)
         assert first["protocol"] == "jbd" and len(first["cell_v"]) == 4
         assert first["current_a"] == pytest.approx(-10.0, abs=0.5)
-        tripped = _until(
+        tripped = wait_for(
             lambda: [e for e in client.get("/api/events").json()["events"] if e.get("fault") == "cell_undervoltage"]
         )
         assert tripped[0]["kind"] == "fault_set"
@@ -96,9 +90,9 @@ def test_a_silent_board_reads_as_no_reply(tmp_path: Path, port_of: Any) -> None:
     source.start()
     try:
         client = TestClient(create_app(source, TOKEN, allow_control=True))
-        silent = _until(lambda: (r := client.get("/api/reading").json()["reading"]) and not r["ok"] and r)
+        silent = wait_for(lambda: (r := client.get("/api/reading").json()["reading"]) and not r["ok"] and r)
         assert silent["error"]
-        assert _until(lambda: client.get("/api/events", params={"kind": "warning"}).json()["total"] >= 1)
+        assert wait_for(lambda: client.get("/api/events", params={"kind": "warning"}).json()["total"] >= 1)
         auth = {"Authorization": f"Bearer {TOKEN}"}
         answer = client.post("/api/actions", json={"press": "reset_button"}, headers=auth)
         assert answer.status_code == 400 and "with your hands" in answer.json()["detail"]
@@ -123,7 +117,7 @@ def test_a_board_s_fets_switch_from_the_page_only_with_allow_control(
     source = DeviceSource(f"{protocol}:{port}", 0.2, "lfp", tmp_path / "board.sqlite")
     source.start()
     try:
-        _until(lambda: source.latest().doc["ok"])
+        wait_for(lambda: source.latest().doc["ok"])
         refused = TestClient(create_app(source, TOKEN, allow_control=False))
         answer = refused.post("/api/actions", json={"fets": {"discharge_on": False}}, headers=auth)
         assert answer.status_code == 403
@@ -131,10 +125,10 @@ def test_a_board_s_fets_switch_from_the_page_only_with_allow_control(
         client = TestClient(create_app(source, TOKEN, allow_control=True))
         done = client.post("/api/actions", json={"fets": {"discharge_on": False}}, headers=auth)
         assert done.status_code == 200, done.text
-        r = _until(lambda: (x := client.get("/api/reading").json()["reading"]) and x["discharge_fet"] is False and x)
+        r = wait_for(lambda: (x := client.get("/api/reading").json()["reading"]) and x["discharge_fet"] is False and x)
         assert r["charge_fet"] is True, "the FET it did not name keeps its state"
         client.post("/api/actions", json={"fets": {"discharge_on": True}}, headers=auth)
-        _until(lambda: client.get("/api/reading").json()["reading"]["discharge_fet"] is True)
+        wait_for(lambda: client.get("/api/reading").json()["reading"]["discharge_fet"] is True)
         bad = client.post("/api/actions", json={"fets": {"discharge_on": "off"}}, headers=auth)
         assert bad.status_code == 400 and "true or false" in bad.json()["detail"]
         other = client.post("/api/actions", json={"load": {"current_a": 3}}, headers=auth)
@@ -148,7 +142,7 @@ def test_a_board_that_refuses_the_write_says_so(tmp_path: Path, port_of: Any) ->
     source = DeviceSource(f"jbd:{port}", 0.2, "lfp", tmp_path / "board.sqlite")
     source.start()
     try:
-        _until(lambda: source.latest().doc["ok"])
+        wait_for(lambda: source.latest().doc["ok"])
         client = TestClient(create_app(source, TOKEN, allow_control=True))
         answer = client.post(
             "/api/actions", json={"fets": {"charge_on": False}}, headers={"Authorization": f"Bearer {TOKEN}"}

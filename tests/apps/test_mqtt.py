@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from openbms.apps.live import TwinSource  # noqa: E402
 from openbms.apps.mqtt import MqttError, MqttPublisher  # noqa: E402
 from openbms.scenario.runner import ScenarioRunner  # noqa: E402
 from openbms.scenario.schema import load_scenario  # noqa: E402
+from tests.apps.waiting import until  # noqa: E402
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="no mosquitto on this machine (.ci/run installs it)")
@@ -115,16 +116,6 @@ class Listener:
         self.client.loop_stop()
 
 
-def _until(what: Callable[[], Any], timeout_s: float = 20.0) -> Any:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout_s} s")
-
-
 @pytest.fixture
 def twin() -> Iterator[TwinSource]:
     scenario, steps = load_scenario(SERVE_SCENARIO)
@@ -142,20 +133,20 @@ def test_home_assistant_finds_the_battery_and_its_state(broker: Broker, twin: Tw
     publisher.start()
     try:
         config_topic = "homeassistant/sensor/bank1/pack_voltage/config"
-        config = json.loads(_until(lambda: listener.on(config_topic))[0])
+        config = json.loads(until(lambda: listener.on(config_topic))[0])
         assert config["unit_of_measurement"] == "V" and config["device_class"] == "voltage"
         assert config["state_class"] == "measurement" and config["expire_after"] > 0
         assert config["state_topic"] == "openbms/bank1/state"
         assert config["availability_topic"] == "openbms/bank1/availability"
-        soc = json.loads(_until(lambda: listener.on("homeassistant/sensor/bank1/soc/config"))[0])
+        soc = json.loads(until(lambda: listener.on("homeassistant/sensor/bank1/soc/config"))[0])
         assert soc["device_class"] == "battery" and soc["unit_of_measurement"] == "%"
         cells = [t for t in listener.messages if t.startswith("homeassistant/sensor/bank1/cell_")]
         assert len(cells) == 16
-        fets = json.loads(_until(lambda: listener.on("homeassistant/binary_sensor/bank1/discharge_fet/config"))[0])
+        fets = json.loads(until(lambda: listener.on("homeassistant/binary_sensor/bank1/discharge_fet/config"))[0])
         assert fets["payload_on"] == "True"
         assert not [t for t in listener.messages if t.startswith(("homeassistant/switch", "homeassistant/button"))]
-        assert _until(lambda: listener.on("openbms/bank1/availability"))[-1] == b"online"
-        state = json.loads(_until(lambda: listener.on("openbms/bank1/state"))[-1])
+        assert until(lambda: listener.on("openbms/bank1/availability"))[-1] == b"online"
+        state = json.loads(until(lambda: listener.on("openbms/bank1/state"))[-1])
         assert 50 < state["pack_v"] < 55 and len(state["cell_v"]) == 16 and state["problem"] is False
         assert state["state"] == "normal"
     finally:
@@ -172,18 +163,18 @@ def test_controls_need_an_authenticating_broker_and_then_switch_the_twin(broker:
     publisher = MqttPublisher(url, lambda: twin.latest().doc, node="bank2", every_s=0.2, act=twin.act)
     publisher.start()
     try:
-        switch = json.loads(_until(lambda: listener.on("homeassistant/switch/bank2/discharge_fet/config"))[0])
+        switch = json.loads(until(lambda: listener.on("homeassistant/switch/bank2/discharge_fet/config"))[0])
         assert switch["command_topic"] == "openbms/bank2/set/discharge_fet"
-        _until(lambda: listener.on("homeassistant/button/bank2/soft_reset/config"))
-        _until(publisher.connected.is_set)
+        until(lambda: listener.on("homeassistant/button/bank2/soft_reset/config"))
+        until(publisher.connected.is_set)
         time.sleep(0.5)  # the publisher's subscription is in place once it has announced
         sender = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         sender.connect("127.0.0.1", broker.port)
         sender.loop_start()
         sender.publish("openbms/bank2/set/discharge_fet", "OFF", qos=1).wait_for_publish(5)
-        _until(lambda: twin.latest().doc["discharge_fet"] is False)
+        until(lambda: twin.latest().doc["discharge_fet"] is False)
         sender.publish("openbms/bank2/set/discharge_fet", "ON", qos=1).wait_for_publish(5)
-        _until(lambda: twin.latest().doc["discharge_fet"] is True)
+        until(lambda: twin.latest().doc["discharge_fet"] is True)
         sender.disconnect()
         sender.loop_stop()
     finally:
@@ -197,11 +188,11 @@ def test_a_broker_restart_loses_nothing_that_was_queued(broker: Broker, twin: Tw
     publisher = MqttPublisher(f"mqtt://127.0.0.1:{broker.port}", lambda: twin.latest().doc, node="bank3", every_s=0.1)
     publisher.start()
     try:
-        _until(lambda: len(listener.on(topic)) >= 5)
+        until(lambda: len(listener.on(topic)) >= 5)
         broker.stop()
         time.sleep(2.0)  # about 20 states are queued by the publisher meanwhile
         broker.start()
-        _until(lambda: max(json.loads(m)["n"] for m in listener.on(topic)) > 40, timeout_s=30)
+        until(lambda: max(json.loads(m)["n"] for m in listener.on(topic)) > 40, timeout_s=30)
     finally:
         publisher.stop()
         listener.close()
@@ -216,10 +207,10 @@ def test_the_last_will_says_offline_when_the_process_dies(broker: Broker, tmp_pa
     command += ["--mqtt", f"mqtt://127.0.0.1:{broker.port}", "--mqtt-node", "bank4"]
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        _until(lambda: listener.on("openbms/bank4/availability")[-1:] == [b"online"], timeout_s=60)
+        until(lambda: listener.on("openbms/bank4/availability")[-1:] == [b"online"], timeout_s=60)
         child.kill()  # no goodbye: the broker publishes the last will
         child.wait(10)
-        _until(lambda: listener.on("openbms/bank4/availability")[-1:] == [b"offline"], timeout_s=20)
+        until(lambda: listener.on("openbms/bank4/availability")[-1:] == [b"offline"], timeout_s=20)
     finally:
         if child.poll() is None:
             child.kill()
@@ -241,7 +232,7 @@ def test_emulate_and_monitor_publish_too(broker: Broker, tmp_path: Path) -> None
     command += ["--mqtt", f"mqtt://127.0.0.1:{broker.port}", "--mqtt-node", "em1"]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        state = json.loads(_until(lambda: listener.on("openbms/em1/state"), timeout_s=60)[-1])
+        state = json.loads(until(lambda: listener.on("openbms/em1/state"), timeout_s=60)[-1])
         assert len(state["cell_v"]) == 4 and state["ok"] is True and state["recommendation"] == "none"
         url = f"mqtt://127.0.0.1:{broker.port}"
         result = CliRunner().invoke(
@@ -250,7 +241,7 @@ def test_emulate_and_monitor_publish_too(broker: Broker, tmp_path: Path) -> None
              "--json", "--mqtt", url, "--mqtt-node", "mon1"],
         )  # fmt: skip
         assert result.exit_code == 0, result.output
-        read = json.loads(_until(lambda: listener.on("openbms/mon1/state"))[-1])
+        read = json.loads(until(lambda: listener.on("openbms/mon1/state"))[-1])
         assert read["protocol"] == "jbd" and len(read["cell_v"]) == 4 and read["recommendation"] == "none"
     finally:
         child.kill()

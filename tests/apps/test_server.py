@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from openbms.apps.server import create_app  # noqa: E402
 from openbms.diagnose.from_twin import diagnosis_of  # noqa: E402
 from openbms.scenario.runner import ScenarioRunner  # noqa: E402
 from openbms.scenario.schema import load_scenario  # noqa: E402
+from tests.apps.waiting import until  # noqa: E402
 
 TOKEN = "a-test-token-that-is-long-enough-0123456789"
 SERVE_SCENARIO = Path(str(resources.files("openbms.scenario").joinpath("library", "serve.yaml")))
@@ -52,17 +52,6 @@ def served(request: pytest.FixtureRequest) -> Iterator[tuple[TestClient, TwinSou
 
 def _auth(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def _until(what: Callable[[], Any], timeout_s: float = 20.0) -> Any:
-    """Poll ``what`` until it returns something truthy (the twin runs in its own thread)."""
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout_s} s")
 
 
 def _reading(client: TestClient) -> dict[str, Any]:
@@ -161,11 +150,11 @@ def test_a_load_connected_from_the_api_draws_its_current(served: tuple[TestClien
     client, _ = served
     done = client.post("/api/actions", json={"load": {"current_a": 30}}, headers=_auth())
     assert done.status_code == 200 and done.json()["ok"]
-    r = _until(lambda: (x := _reading(client)) and x["current_a"] is not None and x["current_a"] < -25 and x)
+    r = until(lambda: (x := _reading(client)) and x["current_a"] is not None and x["current_a"] < -25 and x)
     assert r["current_a"] == pytest.approx(-30.0, abs=1.0)  # discharge is negative; the AFE adds noise
     assert r["load_present"] is True
     client.post("/api/actions", json={"disconnect": "load"}, headers=_auth())
-    _until(lambda: abs(_reading(client)["current_a"]) < 1.0)
+    until(lambda: abs(_reading(client)["current_a"]) < 1.0)
     writes = client.get("/api/events", params={"kind": "control_write"}).json()["events"]
     accepted = [e for e in writes if e["accepted"]]
     assert [e["what"] for e in accepted] == ["load", "disconnect"]
@@ -214,7 +203,7 @@ def test_the_hard_reset_wizard_checks_every_step_in_the_twin(served: tuple[TestC
     before the hold-up has passed, and the balance connector must come back before the main leads."""
     client, source = served
     client.post("/api/actions", json={"load": {"current_a": 20}}, headers=_auth())
-    _until(lambda: _reading(client)["current_a"] < -15)
+    until(lambda: _reading(client)["current_a"] < -15)
     walk = client.post("/api/procedures/hard_reset/start", headers=_auth()).json()
     assert walk["index"] == 0 and "disconnect all chargers and loads" in walk["current"]["text"]
 
@@ -225,34 +214,34 @@ def test_the_hard_reset_wizard_checks_every_step_in_the_twin(served: tuple[TestC
     assert refused.status_code == 409 and "load is still connected" in refused.json()["refused"]
     for action in walk["current"]["actions"]:  # the twin's hands: disconnect charger, then load
         assert client.post("/api/actions", json=action, headers=_auth()).status_code == 200
-    _until(lambda: abs(_reading(client)["current_a"]) < 0.5 and not _reading(client)["load_present"])
+    until(lambda: abs(_reading(client)["current_a"]) < 0.5 and not _reading(client)["load_present"])
     assert next_step().status_code == 200  # 1 → 2: access the BMS (a person's step, no check)
     assert next_step().status_code == 200  # 2 → 3: disconnect the main leads
     assert next_step().status_code == 409  # they are still connected
     client.post("/api/actions", json={"disconnect": "main_leads"}, headers=_auth())
-    _until(lambda: _reading(client)["main_leads"] is False)
+    until(lambda: _reading(client)["main_leads"] is False)
     assert next_step().status_code == 200  # → disconnect the balance connector
     assert "still has power" in next_step().json()["refused"]
     client.post("/api/actions", json={"disconnect": "balance_connector"}, headers=_auth())
-    _until(lambda: _reading(client)["state"] == "off")
+    until(lambda: _reading(client)["state"] == "off")
     assert next_step().status_code == 200  # → the wait
     waiting = next_step().json()
     assert waiting["refused"].startswith("wait") and waiting["current"]["wait_left_s"] > 0
     # Plugging the main leads first is what the wizard must never let through.
     client.post("/api/actions", json={"connect": "main_leads"}, headers=_auth())
     board = source.twin.hold_up_s
-    _until(lambda: _reading(client)["t_s"] > walk_started_s(client) + board + 61, timeout_s=60)
+    until(lambda: _reading(client)["t_s"] > walk_started_s(client) + board + 61, timeout_s=60)
     assert next_step().status_code == 200  # the wait is over → reconnect the balance connector
     wrong_order = next_step().json()
     assert "main leads are connected" in wrong_order["refused"]
     client.post("/api/actions", json={"disconnect": "main_leads"}, headers=_auth())
     client.post("/api/actions", json={"connect": "balance_connector"}, headers=_auth())
-    _until(lambda: _reading(client)["state"] not in ("off", None))
+    until(lambda: _reading(client)["state"] not in ("off", None))
     assert next_step().status_code == 200  # → the main leads
     client.post("/api/actions", json={"connect": "main_leads"}, headers=_auth())
-    _until(lambda: _reading(client)["main_leads"] is True)
+    until(lambda: _reading(client)["main_leads"] is True)
     assert next_step().status_code == 200  # → the test
-    _until(lambda: _reading(client)["state"] == "normal")
+    until(lambda: _reading(client)["state"] == "normal")
     final = next_step().json()
     assert final["finished"] is True and final["refused"] is None
     results = [e for e in client.get("/api/events", params={"kind": "control_write"}).json()["events"]]
@@ -271,7 +260,7 @@ def test_a_fault_on_the_page_says_its_class_and_what_clears_it(served: tuple[Tes
     once the load (the short) is gone, and a soft reset, a hard reset and a service clear clear it."""
     client, _ = served
     client.post("/api/actions", json={"short": {"resistance_ohm": 0.005}}, headers=_auth())
-    r = _until(lambda: (x := _reading(client)) and "short_circuit" in x["faults"] and x)
+    r = until(lambda: (x := _reading(client)) and "short_circuit" in x["faults"] and x)
     (detail,) = [d for d in r["fault_details"] if d["fault"] == "short_circuit"]
     assert detail["class"] == "load-removal"
     assert detail["cleared_by"] == [
@@ -288,7 +277,7 @@ def test_the_soft_reset_walk_ends_with_the_pack_normal(served: tuple[TestClient,
     then loads back once the BMS is normal; its last step is refused while a fault is active."""
     client, _ = served
     client.post("/api/actions", json={"short": {"resistance_ohm": 0.005}}, headers=_auth())
-    _until(lambda: "short_circuit" in _reading(client)["faults"])
+    until(lambda: "short_circuit" in _reading(client)["faults"])
     walk = client.post("/api/procedures/soft_reset/start", headers=_auth()).json()
     assert walk["current"]["actions"] == [{"disconnect": "load"}]
     client.post("/api/actions", json={"disconnect": "short"}, headers=_auth())
@@ -298,7 +287,7 @@ def test_the_soft_reset_walk_ends_with_the_pack_normal(served: tuple[TestClient,
     assert press["actions"] == [{"press": "reset_button"}]
     client.post("/api/actions", json=press["actions"][0], headers=_auth())
     assert client.post("/api/procedures/soft_reset/next", headers=_auth()).status_code == 200
-    _until(lambda: _reading(client)["state"] == "normal" and not _reading(client)["faults"])
+    until(lambda: _reading(client)["state"] == "normal" and not _reading(client)["faults"])
     done = client.post("/api/procedures/soft_reset/next", headers=_auth()).json()
     assert done["finished"] is True
     assert client.get("/api/procedures/nonsense").status_code == 404
@@ -309,12 +298,12 @@ def test_the_twin_s_fets_switch_like_a_monitor_s_write(served: tuple[TestClient,
     opens the discharge FET; the charge FET, not named, stays on."""
     client, _ = served
     assert client.post("/api/actions", json={"fets": {"discharge_on": False}}, headers=_auth()).status_code == 200
-    r = _until(lambda: (x := _reading(client)) and x["discharge_fet"] is False and x)
+    r = until(lambda: (x := _reading(client)) and x["discharge_fet"] is False and x)
     assert r["charge_fet"] is True
     writes = client.get("/api/events", params={"kind": "control_write"}).json()["events"]
     assert any(e["what"] == "fet" and e["accepted"] and e["discharge_on"] is False for e in writes)
     client.post("/api/actions", json={"fets": {"discharge_on": True}}, headers=_auth())
-    _until(lambda: _reading(client)["discharge_fet"] is True)
+    until(lambda: _reading(client)["discharge_fet"] is True)
 
 
 def test_prometheus_reads_what_the_page_shows(served: tuple[TestClient, TwinSource]) -> None:
@@ -323,7 +312,7 @@ def test_prometheus_reads_what_the_page_shows(served: tuple[TestClient, TwinSour
 
     client, _ = served
     client.post("/api/actions", json={"short": {"resistance_ohm": 0.005}}, headers=_auth())
-    _until(lambda: "short_circuit" in _reading(client)["faults"])
+    until(lambda: "short_circuit" in _reading(client)["faults"])
     answer = client.get("/metrics")
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
     samples = {
