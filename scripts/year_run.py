@@ -10,6 +10,7 @@ memory (RSS), the figures the README quotes::
     python scripts/year_run.py                      # 365 days, the fast engine
     python scripts/year_run.py --days 7 --engine reference
     python scripts/year_run.py --out /tmp/year      # also the telemetry CSV (one row a minute)
+    python scripts/year_run.py --out /tmp/year --telemetry parquet --every 1s   # every second, Parquet
 
 The run fails (exit 1) when the scenario's expectations fail, e.g. the pack does not end the year
 in the normal state with both FETs on.
@@ -56,7 +57,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--engine", choices=("fast", "reference"), default="fast")
-    parser.add_argument("--out", type=Path, help="also write the outputs (telemetry every minute) here")
+    parser.add_argument("--out", type=Path, help="also write the outputs here")
+    parser.add_argument("--telemetry", choices=("csv", "parquet"), default="csv", help="the telemetry file's format")
+    parser.add_argument("--every", default="1min", help="the telemetry interval with --out (default 1min)")
     args = parser.parse_args()
     if not 1 <= args.days <= 365:
         parser.error("--days must be 1 to 365")
@@ -65,7 +68,7 @@ def main() -> int:
         path.write_text(scenario_text(args.days), encoding="utf-8")
         command = [sys.executable, "-m", "openbms.cli", "simulate", str(path), "--engine", args.engine]
         if args.out is not None:
-            command += ["--out", str(args.out), "--every", "1min"]
+            command += ["--out", str(args.out), "--every", args.every, "--telemetry", args.telemetry]
         # Compile (or load) the kernel first, so the timed run measures simulation only.
         subprocess.run([sys.executable, "-c", "from openbms.fast.engine import warm_up; warm_up()"], check=True)
         start = time.perf_counter()
@@ -78,6 +81,10 @@ def main() -> int:
         f"{wall_s:.1f} s wall, {simulated_s / wall_s:,.0f}x real time, "
         f"{16 * simulated_s / wall_s / 1e6:.2f} M cell-steps/s, peak RSS {peak_mib:.0f} MiB, exit {done.returncode}"
     )
+    if args.out is not None:
+        for name in ("telemetry.csv", "telemetry.parquet"):
+            if (args.out / name).exists():
+                print(f"{args.out / name}: {(args.out / name).stat().st_size / 2**20:,.0f} MiB")
     return 0 if done.returncode == 0 else 1
 
 

@@ -124,6 +124,7 @@ def _run_one(
     nvm: NonVolatileMemory | None = None,
     output: Path | None = None,
     engine: str = "reference",
+    telemetry_format: str = "csv",
 ) -> tuple[RunResult, float, ScenarioRunner, list[Path]]:
     """Run one scenario; with ``output`` its files are staged while it runs (the telemetry
     streams to disk) and swapped into that folder as a set at the end."""
@@ -132,9 +133,11 @@ def _run_one(
     from openbms.scenario.runner import telemetry_columns
 
     scenario, steps = loaded
-    staged = OutputSet(output, telemetry_columns(scenario.pack.series)) if output is not None else None
+    staged = None
+    if output is not None:
+        staged = OutputSet(output, telemetry_columns(scenario.pack.series), telemetry_format)
     try:
-        sink: TelemetrySink | None = staged.write_row if staged is not None else None
+        sink: TelemetrySink | None = staged.write_block if staged is not None else None
         result, wall_s, runner = _play(scenario, steps, every_s, err, show_progress, nvm, sink, engine)
     except BaseException:
         if staged is not None:
@@ -278,10 +281,18 @@ def _simulate(
     save_state: Path | None = None,
     nvm_path: Path | None = None,
     engine: str = DEFAULT_ENGINE,
+    telemetry_format: str = "csv",
 ) -> int:
+    from openbms.scenario.output import TELEMETRY_FORMATS, parquet_available
     from openbms.scenario.schema import ScenarioError, load_scenario
 
     console, err = _consoles(json_out)
+    if telemetry_format not in TELEMETRY_FORMATS:
+        raise UserError(f"--telemetry must be one of {', '.join(TELEMETRY_FORMATS)}, not {telemetry_format!r}")
+    if telemetry_format != "csv" and out is None:
+        raise UserError("--telemetry names the telemetry file of --out; give --out DIR too")
+    if telemetry_format == "parquet" and not parquet_available():
+        raise UserError("--telemetry parquet needs pyarrow: pip install 'openbms[parquet]'")
     try:
         every_s = parse_duration_s(every) if every is not None else None
         if every_s is not None and every_s <= 0:
@@ -304,7 +315,9 @@ def _simulate(
     engine = _ready_engine(engine, err)
     nvm = _open_nvm(nvm_path)
     try:
-        return _simulate_each(scenarios, loaded, json_out, out, every_s, save_state, nvm, console, err, engine)
+        return _simulate_each(
+            scenarios, loaded, json_out, out, every_s, save_state, nvm, console, err, engine, telemetry_format
+        )
     finally:
         if nvm is not None:
             nvm.close()
@@ -321,6 +334,7 @@ def _simulate_each(
     console: Console,
     err: Console,
     engine: str = "reference",
+    telemetry_format: str = "csv",
 ) -> int:
     """Run the scenarios one after another (on one board when they share ``nvm``)."""
     from openbms.scenario.output import slug
@@ -338,7 +352,9 @@ def _simulate_each(
             used.add(name)
             folder = out if len(scenarios) == 1 else out / name
         try:
-            result, wall_s, runner, files = _run_one(scenario, every_s, err, True, nvm, folder, engine)
+            result, wall_s, runner, files = _run_one(
+                scenario, every_s, err, True, nvm, folder, engine, telemetry_format
+            )
         except (ScenarioError, NvmError) as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
             return EXIT_INVALID
@@ -391,11 +407,18 @@ def simulate(
     ] = None,
     nvm: Annotated[Path | None, typer.Option("--nvm", help=NVM_HELP)] = None,
     engine: Annotated[str, typer.Option("--engine", help=ENGINE_HELP)] = DEFAULT_ENGINE,
+    telemetry: Annotated[
+        str,
+        typer.Option(
+            "--telemetry",
+            help="The telemetry file of --out: csv (the default) or parquet (every digit, compressed; long runs).",
+        ),
+    ] = "csv",
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """Run scenarios on the twin: exit 0 when every expectation holds, 1 when one fails, 2 when a
     file or an argument is invalid."""
-    _exit(lambda: _simulate(scenarios, json_out, out, every, debug, save_state, nvm, engine), debug)
+    _exit(lambda: _simulate(scenarios, json_out, out, every, debug, save_state, nvm, engine, telemetry), debug)
 
 
 def _diagnose(

@@ -78,6 +78,7 @@ PROGRESS_EVERY_CYCLES = 500
 DISCRETE_CONDITIONS = frozenset(
     {"state", "faults", "faults_absent", "charge_fet", "discharge_fet", "events", "warnings"}
 )
+# Where recorded rows stream as they come: a block of rows (rows, columns) that share one state.
 TelemetrySink = Callable[[FloatArray, str], None]
 MAX_TELEMETRY_ROWS = 20_000  # kept in memory for the plot; a 16S row is about 0.45 kB
 
@@ -115,7 +116,7 @@ class Telemetry:
 
     def add(self, row: FloatArray, state: str) -> None:
         if self.sink is not None:
-            self.sink(row, state)
+            self.sink(row[np.newaxis, :], state)
         if self.recorded % self.stride == 0:
             self.rows.append(row)
             self.states.append(state)
@@ -128,8 +129,7 @@ class Telemetry:
         """``add`` for each row of ``block`` (rows in time order, one state), at array speed: a
         simulated year at 1 s is 31 million rows, which must not cost a Python call each."""
         if self.sink is not None:
-            for row in block:
-                self.sink(row, state)
+            self.sink(block, state)
         start, count = 0, len(block)
         while start < count:
             # The rows this block contributes before memory next fills (then it halves and the
