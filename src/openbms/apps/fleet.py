@@ -44,10 +44,28 @@ from typing import Any
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from openbms.apps.fleet_series import (
+    AMBIENT_MAX_C,
+    AMBIENT_MIN_C,
+    MAX_SERIES_POINTS,
+    AmbientDraw,
+    DrawnSeries,
+    SeriesDraw,
+    UsageDraw,
+    ambient_extremes,
+    ambient_series,
+    at_times,
+    draw_series,
+    read_temperature_csv,
+    run_length_s,
+    usage_series,
+    worst_points,
+)
 from openbms.bms.protections import ProtectionTable
 from openbms.profiles import load_profile
+from openbms.scenario.runner import read_profile_csv
 from openbms.scenario.schema import Scenario, ScenarioError, Step, load_scenario, parse_steps
 
 MAX_PACKS = 1_000_000
@@ -89,6 +107,14 @@ class Draws(_Strict):
     capacity_spread: Range | None = None
     resistance_spread: Range | None = None
     faults: dict[str, float] = Field(default_factory=dict)
+    usage: UsageDraw | None = None
+    ambient: AmbientDraw | None = None
+
+    @model_validator(mode="after")
+    def _one_ambient(self) -> Draws:
+        if self.ambient_c is not None and self.ambient is not None:
+            raise ValueError("give ambient_c (one temperature) or ambient (a series), not both")
+        return self
 
     @field_validator("faults")
     @classmethod
@@ -128,16 +154,61 @@ def load_campaign(path: Path | str) -> tuple[Campaign, Path]:
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise CampaignError(f"{path}: {where}: {first['msg']}") from None
+        raise CampaignError(f"{path}: {where}: {str(first['msg']).removeprefix('Value error, ')}") from None
     names = [a.name for a in campaign.arms]
     if len(set(names)) != len(names):
         raise CampaignError(f"{path}: arms need different names")
     base = (path.parent / campaign.scenario).resolve()
     try:
-        load_scenario(base)
+        _, steps = load_scenario(base)
     except ScenarioError as err:
         raise CampaignError(f"{path}: its scenario: {err}") from None
-    return campaign, base
+    draw = campaign.draw
+    usage = None if draw.usage is None else _checked_usage(path, draw.usage, steps)
+    ambient = None if draw.ambient is None else _checked_ambient(path, draw.ambient, steps)
+    return campaign.model_copy(update={"draw": draw.model_copy(update={"usage": usage, "ambient": ambient})}), base
+
+
+def _with_files(path: Path, spec: SeriesDraw, key: str, read: Callable[[Path], Any]) -> Any:
+    """``spec`` with its CSV files as absolute paths (a worker knows no campaign folder), each read
+    once here so that a missing or malformed file is refused before any pack runs."""
+    if spec.csv is None:
+        return spec
+    files = [str((path.parent / name).resolve()) for name in spec.csv]
+    for name in files:
+        try:
+            read(Path(name))
+        except ScenarioError as err:
+            raise CampaignError(f"{path}: draw.{key}.csv: {err}") from None
+    return spec.model_copy(update={"csv": files})
+
+
+def _checked_usage(path: Path, spec: UsageDraw, steps: list[Step]) -> UsageDraw:
+    if spec.mode == "add" and any(s.kind == "profile" for s in steps):
+        raise CampaignError(
+            f"{path}: draw.usage: mode add needs a base scenario without a profile step (one profile plays at a time)"
+        )
+    if spec.generator is not None and worst_points(spec, 0.0) > MAX_SERIES_POINTS:
+        raise CampaignError(f"{path}: draw.usage: more than {MAX_SERIES_POINTS:,} pulses; lengthen on_s or off_s")
+    checked: UsageDraw = _with_files(path, spec, "usage", read_profile_csv)
+    return checked
+
+
+def _checked_ambient(path: Path, spec: AmbientDraw, steps: list[Step]) -> AmbientDraw:
+    if any(s.kind == "run_until" for s in steps):
+        raise CampaignError(
+            f"{path}: draw.ambient: a series needs a base scenario without run_until (its times must be known)"
+        )
+    if spec.generator is not None:
+        low, high = ambient_extremes(spec)
+        if low < AMBIENT_MIN_C or high > AMBIENT_MAX_C:
+            raise CampaignError(f"{path}: draw.ambient: mean_c ± amplitude_c must stay within -60..120 °C")
+        if worst_points(spec, run_length_s(steps)) > MAX_SERIES_POINTS:
+            raise CampaignError(
+                f"{path}: draw.ambient: more than {MAX_SERIES_POINTS:,} ambient steps over the run; lengthen step_s"
+            )
+    checked: AmbientDraw = _with_files(path, spec, "ambient", read_temperature_csv)
+    return checked
 
 
 @dataclass(frozen=True)
@@ -149,6 +220,8 @@ class PackDraw:
     resistance_spread: float | None
     spread_seed: int
     faults: tuple[tuple[str, int], ...]  # (fault, 1-based cell)
+    usage: DrawnSeries | None = None
+    ambient: DrawnSeries | None = None
 
 
 def draw_pack(campaign: Campaign, pack: int, series: int) -> PackDraw:
@@ -168,10 +241,18 @@ def draw_pack(campaign: Campaign, pack: int, series: int) -> PackDraw:
     faults = tuple(
         (name, int(rng.integers(1, series + 1))) for name, chance in sorted(d.faults.items()) if rng.random() < chance
     )
-    return PackDraw(pack, soc, ambient, capacity, resistance, spread_seed, faults)
+    # Drawn after every older draw, so the packs of a campaign without these keys do not change.
+    usage = draw_series(rng, d.usage)
+    ambient_drawn = draw_series(rng, d.ambient)
+    return PackDraw(pack, soc, ambient, capacity, resistance, spread_seed, faults, usage, ambient_drawn)
+
+
+USAGE_STEP_INDEX = -1_000_000  # the drawn usage's profile step (the campaign's own steps count down from -1)
+AMBIENT_STEP_INDEX = -2_000_000  # and its ambient series' steps, counting down from there
 
 
 def _steps_for(draw: PackDraw) -> list[Step]:
+    """The steps a pack's draws add before the base timeline, at 0 s."""
     raw: list[dict[str, Any]] = []
     if draw.ambient_c is not None:
         raw.append({"ambient": {"temperature_c": draw.ambient_c}})
@@ -179,7 +260,43 @@ def _steps_for(draw: PackDraw) -> list[Step]:
         params = {k: v for k, v in FAULT_STEPS[name].items() if k != "cell"}
         raw.append({"inject": {"fault": name, **params, **({"cell": cell} if FAULT_STEPS[name].get("cell") else {})}})
     steps = parse_steps(raw, "campaign", {})
-    return [s.model_copy(update={"index": -1 - i}) for i, s in enumerate(steps)]
+    steps = [s.model_copy(update={"index": -1 - i}) for i, s in enumerate(steps)]
+    if draw.usage is not None:
+        label = draw.usage.csv or f"generated by {draw.usage.generator}"
+        (usage,) = parse_steps([{"profile": {"csv": label}}], "campaign", {})
+        steps.append(usage.model_copy(update={"index": USAGE_STEP_INDEX}))
+    return steps
+
+
+def _without_load(steps: list[Step]) -> list[Step]:
+    """The base timeline without its load: its load and profile steps and their disconnections."""
+    return [
+        s
+        for s in steps
+        if s.kind not in ("load", "profile") and not (s.kind == "disconnect" and s.value in ("load", "profile"))
+    ]
+
+
+def _ambient_steps(times: Any, temps: Any) -> list[tuple[float, Step]]:
+    raw = [{"ambient": {"temperature_c": float(c)}} for c in temps]
+    steps = parse_steps(raw, "campaign", {})
+    return [
+        (float(t), s.model_copy(update={"index": AMBIENT_STEP_INDEX - i}))
+        for i, (t, s) in enumerate(zip(times, steps, strict=True))
+    ]
+
+
+def timeline_for(draw: PackDraw, campaign: Campaign, steps: list[Step], dt_s: float) -> tuple[list[Step], float | None]:
+    """The pack's whole timeline (its draws' steps, then the base's with its usage and ambient
+    series applied) and the temperature it starts at when its ambient series says so."""
+    mode = campaign.draw.usage.mode if campaign.draw.usage is not None else "add"
+    base = _without_load(steps) if draw.usage is not None and mode == "replace" else steps
+    timeline = _steps_for(draw) + base
+    if draw.ambient is None:
+        return timeline, None
+    times, temps = ambient_series(draw.ambient, run_length_s(steps))
+    timeline = at_times(timeline, _ambient_steps(times, temps), dt_s)
+    return timeline, float(temps[0]) if round(float(times[0]) / dt_s) == 0 else None
 
 
 def run_pack(base: Path, campaign: Campaign, arm: ArmSpec, draw: PackDraw, engine: str) -> dict[str, Any]:
@@ -187,7 +304,9 @@ def run_pack(base: Path, campaign: Campaign, arm: ArmSpec, draw: PackDraw, engin
     from openbms.diagnose.from_twin import diagnosis_of
     from openbms.scenario.runner import ScenarioRunner
 
-    scenario, steps = load_scenario(base)
+    scenario, base_steps = load_scenario(base)
+    steps, start_c = timeline_for(draw, campaign, base_steps, scenario.dt)
+    start_c = draw.ambient_c if start_c is None else start_c
     spread = scenario.pack.spread.model_copy(
         update={
             "seed": draw.spread_seed,
@@ -199,18 +318,23 @@ def run_pack(base: Path, campaign: Campaign, arm: ArmSpec, draw: PackDraw, engin
         update={
             "spread": spread,
             **({"soc": draw.soc} if draw.soc is not None else {}),
-            **({"temperature_c": draw.ambient_c} if draw.ambient_c is not None else {}),
+            **({"temperature_c": start_c} if start_c is not None else {}),
         }
     )
     bms = scenario.bms.model_copy(update={"set": {**scenario.bms.set, **arm.set}})
     variant: Scenario = scenario.model_copy(update={"pack": pack, "bms": bms})
-    runner = ScenarioRunner(variant, _steps_for(draw) + steps, diagnoser=diagnosis_of, engine=engine)
+    profiles = {} if draw.usage is None else {USAGE_STEP_INDEX: usage_series(draw.usage)}
+    runner = ScenarioRunner(variant, steps, diagnoser=diagnosis_of, engine=engine, profiles=profiles)
     result = runner.run()
     trips = [(float(e["t_s"]), str(e["fault"])) for e in result.events if e["kind"] == "fault_set"]
     # The safe window is the base scenario's own profile, whatever the arm changes: an arm that
     # trips inside it trips a nuisance, an arm that lets a cell stay outside it misses.
     window = ProtectionTable.from_profile(load_profile(scenario.bms.profile, scenario.bms.set))
     nuisance, missed, late = judge(window, result, trips)
+    recommendation = diagnosis_of(runner.twin, 0)[0]
+    final_faults = [str(f) for f in result.final.get("faults") or []]
+    # The arm's own recovery classes: what an arm sets is what its packs then need.
+    recovery = {name: p.recovery for name, p in runner.profile.protections.items()}
     return {
         "arm": arm.name,
         "pack": draw.pack,
@@ -219,6 +343,8 @@ def run_pack(base: Path, campaign: Campaign, arm: ArmSpec, draw: PackDraw, engin
         "capacity_spread": draw.capacity_spread,
         "resistance_spread": draw.resistance_spread,
         "faults_injected": json.dumps([f"{name}@{cell}" for name, cell in draw.faults]),
+        "usage": json.dumps(None if draw.usage is None else draw.usage.as_json()),
+        "ambient_series": json.dumps(None if draw.ambient is None else draw.ambient.as_json()),
         "trips": json.dumps([{"t_s": t, "fault": f} for t, f in trips]),
         "trip_count": len(trips),
         "first_trip_s": trips[0][0] if trips else math.nan,
@@ -227,9 +353,42 @@ def run_pack(base: Path, campaign: Campaign, arm: ArmSpec, draw: PackDraw, engin
         "late_protections": len(late),
         "judgements": json.dumps({"nuisance": nuisance, "missed": missed, "late": late}),
         "final_state": str(result.final.get("state")),
-        "recommendation": diagnosis_of(runner.twin, 0)[0],
+        "recommendation": recommendation,
+        "final_faults": json.dumps(final_faults),
+        "reset_needed": reset_needed(recommendation, [recovery.get(f, "auto") for f in final_faults]),
         "error": result.error or "",
     }
+
+
+# What a pack needs before it works again, least to most: nothing (or only its cause fixed: a
+# charge, a cool-down), a soft reset, a hard reset, or a service visit (a technician: an
+# authenticated service clear, or cells replaced). docs/behaviour.md §4.1 and §10.1.
+RESET_KINDS = ("none", "soft_reset", "hard_reset", "service")
+RESET_OF_RECOMMENDATION = {
+    "none": "none",
+    "fix_root_cause": "none",
+    "soft_reset": "soft_reset",
+    "hard_reset": "hard_reset",
+    "replace_cells": "service",
+    "service": "service",
+}
+RESET_OF_RECOVERY = {
+    "auto": "none",
+    "charger": "none",
+    "load-removal": "none",
+    "soft": "soft_reset",
+    "latched": "hard_reset",
+    "persistent": "service",
+}
+
+
+def reset_needed(recommendation: str, recoveries: Iterable[str]) -> str:
+    """The most a pack needs of the diagnosis's recommendation and the recovery classes of the
+    faults still active at the end: a diagnosis that says ``fix_root_cause`` (say, a cell still
+    over its latched limit) leaves a latched fault that will then need a hard reset all the same."""
+    needs = [RESET_OF_RECOMMENDATION.get(recommendation, "none")]
+    needs += [RESET_OF_RECOVERY.get(r, "none") for r in recoveries]
+    return max(needs, key=RESET_KINDS.index)
 
 
 def judge(
@@ -357,8 +516,11 @@ def report(campaign: Campaign, rows: Iterable[dict[str, Any]]) -> str:
     """The arms compared, as markdown: proportions with their 95 % Wilson intervals."""
     rows = list(rows)
     lines = [f"# {campaign.name}", "", f"{campaign.packs} packs per arm, seed {campaign.seed}.", ""]
-    head = "| arm | packs | tripped | nuisance trips | missed protections | late | final states | recommendations |"
-    lines += [head, "|---|---|---|---|---|---|---|---|"]
+    head = (
+        "| arm | packs | tripped | nuisance trips | missed protections | late | hard reset or service "
+        "| final states | recommendations | resets needed |"
+    )
+    lines += [head, "|---|---|---|---|---|---|---|---|---|---|"]
     for arm in campaign.arms:
         mine = [r for r in rows if r["arm"] == arm.name]
         n = len(mine)
@@ -373,9 +535,11 @@ def report(campaign: Campaign, rows: Iterable[dict[str, Any]]) -> str:
         late = sum(1 for r in mine if r["late_protections"] > 0)
         states = _counts(r["final_state"] for r in mine)
         advice = _counts(r["recommendation"] for r in mine)
+        resets = _counts(r["reset_needed"] for r in mine)
+        visits = sum(1 for r in mine if r["reset_needed"] in ("hard_reset", "service"))
         lines.append(
             f"| {arm.name} | {n} | {share(tripped)} | {share(nuisance)} | {share(missed)} | {share(late)} "
-            f"| {states} | {advice} |"
+            f"| {share(visits)} | {states} | {advice} | {resets} |"
         )
     return "\n".join(lines) + "\n"
 
