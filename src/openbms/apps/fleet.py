@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import yaml
@@ -99,6 +99,7 @@ class _Strict(BaseModel):
 
 
 Range = tuple[float, float]
+DrawT = TypeVar("DrawT", bound=SeriesDraw)
 
 
 class Draws(_Strict):
@@ -169,7 +170,7 @@ def load_campaign(path: Path | str) -> tuple[Campaign, Path]:
     return campaign.model_copy(update={"draw": draw.model_copy(update={"usage": usage, "ambient": ambient})}), base
 
 
-def _with_files(path: Path, spec: SeriesDraw, key: str, read: Callable[[Path], Any]) -> Any:
+def _with_files(path: Path, spec: DrawT, key: str, read: Callable[[Path], Any]) -> DrawT:
     """``spec`` with its CSV files as absolute paths (a worker knows no campaign folder), each read
     once here so that a missing or malformed file is refused before any pack runs."""
     if spec.csv is None:
@@ -190,8 +191,7 @@ def _checked_usage(path: Path, spec: UsageDraw, steps: list[Step]) -> UsageDraw:
         )
     if spec.generator is not None and worst_points(spec, 0.0) > MAX_SERIES_POINTS:
         raise CampaignError(f"{path}: draw.usage: more than {MAX_SERIES_POINTS:,} pulses; lengthen on_s or off_s")
-    checked: UsageDraw = _with_files(path, spec, "usage", read_profile_csv)
-    return checked
+    return _with_files(path, spec, "usage", read_profile_csv)
 
 
 def _checked_ambient(path: Path, spec: AmbientDraw, steps: list[Step]) -> AmbientDraw:
@@ -207,8 +207,7 @@ def _checked_ambient(path: Path, spec: AmbientDraw, steps: list[Step]) -> Ambien
             raise CampaignError(
                 f"{path}: draw.ambient: more than {MAX_SERIES_POINTS:,} ambient steps over the run; lengthen step_s"
             )
-    checked: AmbientDraw = _with_files(path, spec, "ambient", read_temperature_csv)
-    return checked
+    return _with_files(path, spec, "ambient", read_temperature_csv)
 
 
 @dataclass(frozen=True)
