@@ -17,19 +17,39 @@ A campaign file (YAML)::
       capacity_spread: [0.0, 0.04]   # cell-to-cell spread within a pack, uniform
       resistance_spread: [0.0, 0.10]
       faults: {cell_internal_short: 0.02, cooling_failure: 0.05}  # chance a pack has it from the start
+      usage: {generator: evening, current_a: [20, 60], duration_s: [3600, 7200], start_s: 0}
+      # ambient: {generator: day_night, mean_c: [5, 35], amplitude_c: [2, 8]}   # a series, instead of ambient_c
+
+``usage`` is the pack's current profile, played from the start as a ``profile`` step plays a CSV:
+one of ``csv: [FILE, ...]`` (columns t_s, current_a, positive charging) picked per pack, or a
+generator of ``openbms.apps.fleet_series`` (``evening``: current_a for duration_s from start_s;
+``pulses``: current_a for on_s, off for off_s, for duration_s from start_s), each parameter a
+number or a range. ``mode: replace`` (the default) drops the base's load and profile steps;
+``add`` keeps its load. ``ambient`` is a temperature series applied as ``ambient`` steps at its
+times (the runs of the base split there; the base may then hold no ``run_until``), the pack
+starting at its first value: ``csv: [FILE, ...]`` (columns t_s, temperature_c) or the
+``day_night`` generator (mean_c + amplitude_c cos(2 pi (t - peak_s) / period_s), a step every
+step_s). Files are relative to the campaign file and read when it is loaded: a missing or bad
+one, an unknown generator or parameter, or a bad range is refused in one sentence.
 
 Pack ``k`` draws from ``numpy.random.default_rng([seed, k])``: its draws do not depend on the
 number of workers, the batch size or the arm, so arms are compared on the same packs and a
-campaign is reproduced from its seed alone. Each pack runs on the fast engine when it may.
+campaign is reproduced from its seed alone. ``usage`` and ``ambient`` are drawn after every other
+key, so adding them changes no other draw. Each pack runs on the fast engine when it may.
 
 Per pack the result says: the trips (fault and time), the time to protect (first trip), nuisance
 trips (a voltage or temperature protection that tripped while no cell's true value had left its
 safe window in the protection's delay before), missed or late protections (a cell's true value
 outside a window for longer than the delay and two cycles, without, or before, the trip), the
-final state and the diagnosis's recommendation. The safe windows are the base scenario's own
-profile (its thresholds and delays), whatever an arm sets: the arms are judged against the cells'
-limits, not against themselves. Ground truth is the twin's own physics (telemetry rows, one a
-cycle up to 20,000 rows, decimated beyond).
+final state, the diagnosis's recommendation, the faults still active and ``reset_needed``: what
+the pack needs before it works again, ``none``, ``soft_reset``, ``hard_reset`` or ``service``, the
+most of the recommendation (``replace_cells`` is a service visit; ``fix_root_cause`` alone needs
+no reset) and the arm's recovery class of each fault still active (docs/behaviour.md §4.1:
+``soft`` a soft reset, ``latched`` a hard reset, ``persistent`` service). The report gives each
+arm's share of packs needing a hard reset or service, with its Wilson interval like every share.
+The safe windows are the base scenario's own profile (its thresholds and delays), whatever an arm
+sets: the arms are judged against the cells' limits, not against themselves. Ground truth is the
+twin's own physics (telemetry rows, one a cycle up to 20,000 rows, decimated beyond).
 """
 
 from __future__ import annotations
