@@ -14,8 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from openbms.apps.fleet import CampaignError, load_campaign, report, reset_needed, run_campaign, wilson
-from openbms.apps.fleet_series import day_night, evening_load, pulsed_load
+from openbms.apps.fleet_series import at_times, day_night, evening_load, pulsed_load
 from openbms.cli import app
+from openbms.scenario.schema import parse_steps
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "scenarios" / "fleet" / "evening-load.yaml"
@@ -261,3 +262,22 @@ def test_the_report_counts_hard_resets_and_service_visits(tmp_path: Path) -> Non
     # 8 of 10 (see the Wilson test): 49.0-94.3 %.
     assert cells[6] == "8 (80.0 %, 95 % CI 49.0–94.3 %)"
     assert cells[9] == "hard_reset 3, none 1, service 5, soft_reset 1"
+
+
+def test_timed_steps_split_the_runs_at_their_times() -> None:
+    """Base: load, run 100 s, disconnect, run 50 s (dt 1 s). Steps at 0 s go first; at 30.4 s
+    (rounded to the cycle at 30 s) the first run splits 30 + 70; one at 100 s comes after the
+    disconnect, before the second run; one at 150 s (the end) is dropped."""
+    base = parse_steps([{"load": {"current_a": 1}}, {"run": 100}, {"disconnect": "load"}, {"run": 50}], "t", {})
+    marks = parse_steps([{"note": n} for n in ("at 0", "at 30", "at 100", "at 150")], "t", {})
+    out = at_times(base, list(zip((0.0, 30.4, 100.0, 150.0), marks, strict=True)), 1.0)
+    assert [(s.kind, s.value) for s in out] == [
+        ("note", "at 0"),
+        ("load", base[0].value),
+        ("run", 30.0),
+        ("note", "at 30"),
+        ("run", 70.0),
+        ("disconnect", "load"),
+        ("note", "at 100"),
+        ("run", 50.0),
+    ]
