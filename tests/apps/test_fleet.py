@@ -64,9 +64,10 @@ def test_the_same_packs_whatever_runs_them(tmp_path: Path, draw: dict[str, Any] 
     )
 
 
-def test_a_dask_local_cluster_gives_the_same_results(tmp_path: Path) -> None:
+@pytest.mark.parametrize("draw", [None, SERIES_DRAWS], ids=["constants", "series"])
+def test_a_dask_local_cluster_gives_the_same_results(tmp_path: Path, draw: dict[str, Any] | None) -> None:
     distributed = pytest.importorskip("dask.distributed")
-    campaign, base = load_campaign(_campaign(tmp_path, packs=2, batch=1))
+    campaign, base = load_campaign(_campaign(tmp_path, packs=2, batch=1, **({"draw": draw} if draw else {})))
     alone = run_campaign(campaign, base, workers=1)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         clustered = run_campaign(campaign, base, scheduler=cluster.scheduler_address)
