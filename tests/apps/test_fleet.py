@@ -125,6 +125,10 @@ def test_wilson_interval_by_hand() -> None:
         ({"draw": {"usage": {"generator": "evening", "current_a": 5}}}, "evening needs duration_s"),
         ({"draw": {"usage": {"generator": "evening", "current_a": [50, 20], "duration_s": 60}}}, "low ≤ high"),
         ({"draw": {"usage": {"generator": "evening", "current_a": 5, "duration_s": 60, "volts": 3}}}, "not 'volts'"),
+        (
+            {"draw": {"usage": {"generator": "evening", "current_a": [1, 2, 3], "duration_s": 5}}},
+            "current_a is a number or a",
+        ),
         ({"draw": {"usage": {"csv": ["missing.csv"]}}}, "draw.usage.csv"),
         ({"draw": {"ambient": {"csv": ["missing.csv"]}}}, "cannot read the ambient series"),
         ({"draw": {"ambient": {"generator": "day_night", "mean_c": 100, "amplitude_c": 30}}}, "within -60..120"),

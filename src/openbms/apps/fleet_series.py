@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from openbms.inputs import InputLimitError, read_text_limited
 from openbms.scenario.runner import MAX_PROFILE_BYTES, MAX_PROFILE_CURRENT_A, read_profile_csv
@@ -149,6 +149,22 @@ class SeriesDraw(_Strict):
             "params": {k: v for k, v in data.items() if k not in own},
         }
 
+    @field_validator("csv", mode="before")
+    @classmethod
+    def _one_file(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _shapes(cls, value: Any) -> Any:
+        """A parameter is a number or a [low, high] pair of numbers (said so, not as pydantic's
+        first failed alternative)."""
+        for name, v in (value or {}).items() if isinstance(value, dict) else ():
+            pair = isinstance(v, list | tuple) and len(v) == 2 and all(_is_number(x) for x in v)
+            if not (_is_number(v) or pair):
+                raise ValueError(f"{name} is a number or a [low, high] range, not {v!r}")
+        return value
+
     @model_validator(mode="after")
     def _known(self) -> SeriesDraw:
         if (self.csv is None) == (self.generator is None):
@@ -180,6 +196,10 @@ class SeriesDraw(_Strict):
             assert value is not None  # required ones were checked
             out[name] = (float(value), float(value)) if isinstance(value, int | float) else value
         return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _check_value(name: str, value: float | Range, bounds: tuple[float, float, float | None]) -> None:
