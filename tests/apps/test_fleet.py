@@ -6,14 +6,17 @@ results readable by pyarrow, and bad campaigns refused in one sentence.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from openbms.apps.fleet import CampaignError, load_campaign, run_campaign, wilson
+from openbms.apps.fleet import CampaignError, load_campaign, report, reset_needed, run_campaign, wilson
+from openbms.apps.fleet_series import at_times, day_night, evening_load, pulsed_load
 from openbms.cli import app
+from openbms.scenario.schema import parse_steps
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "scenarios" / "fleet" / "evening-load.yaml"
@@ -39,8 +42,19 @@ def _without_timing(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items()} for r in rows]
 
 
-def test_the_same_packs_whatever_runs_them(tmp_path: Path) -> None:
-    campaign, base = load_campaign(_campaign(tmp_path))
+# The newer draws (a usage profile added to the base's load, a day-night ambient series) in place
+# of the constant ambient temperature: reproducible in the same way.
+SERIES_DRAWS = {
+    "soc": [0.15, 0.6],
+    "capacity_spread": [0.0, 0.05],
+    "usage": {"generator": "pulses", "current_a": [5, 20], "on_s": 600, "off_s": [300, 900], "duration_s": 7200},
+    "ambient": {"generator": "day_night", "mean_c": [5, 35], "amplitude_c": [0, 10], "step_s": 1800},
+}
+
+
+@pytest.mark.parametrize("draw", [None, SERIES_DRAWS], ids=["constants", "series"])
+def test_the_same_packs_whatever_runs_them(tmp_path: Path, draw: dict[str, Any] | None) -> None:
+    campaign, base = load_campaign(_campaign(tmp_path, **({"draw": draw} if draw else {})))
     alone = run_campaign(campaign, base, workers=1)
     pooled = run_campaign(campaign, base, workers=2)
     assert json.dumps(alone, sort_keys=True, default=str) == json.dumps(pooled, sort_keys=True, default=str)
@@ -50,9 +64,10 @@ def test_the_same_packs_whatever_runs_them(tmp_path: Path) -> None:
     )
 
 
-def test_a_dask_local_cluster_gives_the_same_results(tmp_path: Path) -> None:
+@pytest.mark.parametrize("draw", [None, SERIES_DRAWS], ids=["constants", "series"])
+def test_a_dask_local_cluster_gives_the_same_results(tmp_path: Path, draw: dict[str, Any] | None) -> None:
     distributed = pytest.importorskip("dask.distributed")
-    campaign, base = load_campaign(_campaign(tmp_path, packs=2, batch=1))
+    campaign, base = load_campaign(_campaign(tmp_path, packs=2, batch=1, **({"draw": draw} if draw else {})))
     alone = run_campaign(campaign, base, workers=1)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         clustered = run_campaign(campaign, base, scheduler=cluster.scheduler_address)
@@ -72,6 +87,12 @@ def test_a_disabled_protection_shows_as_missed(tmp_path: Path) -> None:
     assert all(r["missed_protections"] >= 1 for r in off)
     judged = json.loads(off[0]["judgements"])
     assert judged["missed"][0].startswith("cell_undervoltage from ")
+    # Resets needed (docs/behaviour.md §4.1): the stock packs' under-voltage trip is of class
+    # charger, cleared by the base's charge, so they need nothing; without it the cells run on below
+    # the 2.00 V deep-discharge limit, a persistent fault that no reset clears: a service visit.
+    assert [r["reset_needed"] for r in stock] == ["none", "none"]
+    assert [r["reset_needed"] for r in off] == ["service", "service"]
+    assert all("deep_discharge" in json.loads(r["final_faults"]) for r in off)
 
 
 def test_the_command_writes_parquet_and_a_report(tmp_path: Path) -> None:
@@ -100,6 +121,22 @@ def test_wilson_interval_by_hand() -> None:
         ({"draw": {"faults": {"levitation": 0.1}}}, "cannot be drawn"),
         ({"arms": [{"name": "a"}, {"name": "a"}]}, "different names"),
         ({"scenario": "nowhere.yaml"}, "its scenario"),
+        ({"draw": {"usage": {"generator": "rollercoaster", "current_a": 5}}}, "unknown generator 'rollercoaster'"),
+        ({"draw": {"usage": {"generator": "evening", "current_a": 5}}}, "evening needs duration_s"),
+        ({"draw": {"usage": {"generator": "evening", "current_a": [50, 20], "duration_s": 60}}}, "low ≤ high"),
+        ({"draw": {"usage": {"generator": "evening", "current_a": 5, "duration_s": 60, "volts": 3}}}, "not 'volts'"),
+        (
+            {"draw": {"usage": {"generator": "evening", "current_a": [1, 2, 3], "duration_s": 5}}},
+            "current_a is a number or a",
+        ),
+        ({"draw": {"usage": {"csv": ["missing.csv"]}}}, "draw.usage.csv"),
+        ({"draw": {"ambient": {"csv": ["missing.csv"]}}}, "cannot read the ambient series"),
+        ({"draw": {"ambient": {"generator": "day_night", "mean_c": 100, "amplitude_c": 30}}}, "within -60..120"),
+        ({"draw": {"ambient_c": [0, 10], "ambient": {"csv": ["t.csv"]}}}, "not both"),
+        (
+            {"draw": {"usage": {"generator": "pulses", "current_a": 1, "on_s": 1, "off_s": 0, "duration_s": 1e6}}},
+            "pulses",
+        ),
     ],
 )
 def test_a_bad_campaign_is_one_sentence(tmp_path: Path, change: dict[str, Any], says: str) -> None:
@@ -108,3 +145,144 @@ def test_a_bad_campaign_is_one_sentence(tmp_path: Path, change: dict[str, Any], 
         load_campaign(path)
     result = CliRunner().invoke(app, ["fleet", "run", str(path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and says in " ".join(result.output.split())
+
+
+# ---------------------------------------------------------------------------- drawn series
+def _base(tmp_path: Path, timeline: list[Any], quiet_thermistors: bool = False) -> Path:
+    """A small base scenario: a 4S 100 Ah LiFePO4 pack at 60 % SOC and 25 °C, no spread, at 1 s."""
+    doc: dict[str, Any] = {
+        "name": "small base",
+        "pack": {"chemistry": "lfp", "series": 4, "capacity_ah": 100, "soc": 0.6, "temperature_c": 25},
+        "bms": {"profile": "lfp"},
+        "dt": "1s",
+        "timeline": timeline,
+    }
+    if quiet_thermistors:
+        doc["board"] = {"set": {"afe.temperature_noise_c": 0.0, "afe.temperature_resolution_c": 0.0}}
+    path = tmp_path / "base.yaml"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _trips(row: dict[str, Any], fault: str) -> list[float]:
+    return [t["t_s"] for t in json.loads(row["trips"]) if t["fault"] == fault]
+
+
+def test_generators_by_hand() -> None:
+    t, i = evening_load({"current_a": 40.0, "duration_s": 3600.0, "start_s": 600.0}, 0.0)
+    assert t.tolist() == [0.0, 600.0, 4200.0] and i.tolist() == [0.0, -40.0, 0.0]
+    # 60 s on, 30 s off, for 150 s: on at 0 and 90, the second pulse cut at 150.
+    t, i = pulsed_load({"current_a": 10.0, "on_s": 60.0, "off_s": 30.0, "duration_s": 150.0, "start_s": 0.0}, 0.0)
+    assert t.tolist() == [0.0, 60.0, 90.0, 150.0] and i.tolist() == [-10.0, 0.0, -10.0, 0.0]
+    # 20 + 10 cos(2 pi t / 1 d), warmest at 0 s, every 6 h over a day: 30, 20, 10, 20.
+    params = {"mean_c": 20.0, "amplitude_c": 10.0, "peak_s": 0.0, "period_s": 86_400.0, "step_s": 21_600.0}
+    t, c = day_night(params, 86_400.0)
+    assert t.tolist() == [0.0, 21_600.0, 43_200.0, 64_800.0]
+    assert c == pytest.approx([30.0, 20.0, 10.0, 20.0], abs=1e-9)
+
+
+def test_a_generated_load_adds_to_or_replaces_the_base_load(tmp_path: Path) -> None:
+    """The base draws 100 A (1.0 C) for 10 min, under the 1.5 C (150 A) discharge over-current
+    limit. A drawn 60 A evening load from start_s on top of it makes 160 A: the protection trips
+    once its 1 s delay has passed, the BMS reading the current a cycle late: at ceil(start_s) + 2 s
+    (± 1 s). Replacing the base's load, the 60 A alone trips nothing."""
+    base = _base(tmp_path, [{"load": {"current_a": 100}}, {"run": "10min"}])
+    usage = {"generator": "evening", "current_a": 60, "start_s": [120, 240], "duration_s": 300}
+    for mode, trips in (("add", True), ("replace", False)):
+        path = _campaign(tmp_path, scenario=str(base), packs=3, draw={"usage": {**usage, "mode": mode}})
+        campaign, base_path = load_campaign(path)
+        for row in run_campaign(campaign, base_path):
+            drawn = json.loads(row["usage"])
+            assert drawn["generator"] == "evening" and drawn["current_a"] == 60.0
+            assert 120 <= drawn["start_s"] <= 240
+            found = _trips(row, "discharge_overcurrent")
+            if trips:
+                assert len(found) == 1 and abs(found[0] - (math.ceil(drawn["start_s"]) + 2)) <= 1, (row, drawn)
+            else:
+                assert row["trip_count"] == 0, row
+
+
+def test_a_usage_csv_is_picked_per_pack(tmp_path: Path) -> None:
+    """Two profiles (relative to the campaign file) step to a 200 A discharge at 100 s and at
+    200 s; the base's 100 A load is replaced. Each pack trips discharge over-current (150 A, 1 s
+    delay, read a cycle late) at its own file's step + 2 s (± 1 s), and its row names the file."""
+    base = _base(tmp_path, [{"load": {"current_a": 100}}, {"run": "10min"}])
+    (tmp_path / "profiles").mkdir()
+    steps = {"a.csv": 100, "b.csv": 200}
+    for name, at in steps.items():
+        (tmp_path / "profiles" / name).write_text(f"t_s,current_a\n0,0\n{at},-200\n")
+    usage = {"csv": ["profiles/a.csv", "profiles/b.csv"]}
+    campaign, base_path = load_campaign(_campaign(tmp_path, scenario=str(base), packs=6, seed=1, draw={"usage": usage}))
+    picked = set()
+    for row in run_campaign(campaign, base_path):
+        name = Path(json.loads(row["usage"])["csv"]).name
+        picked.add(name)
+        found = _trips(row, "discharge_overcurrent")
+        assert len(found) == 1 and abs(found[0] - (steps[name] + 2)) <= 1, row
+    assert picked == set(steps)  # seed 1 picks both files among its 6 packs
+
+
+def test_a_hot_ambient_series_trips_over_temperature_when_the_cells_heat_up(tmp_path: Path) -> None:
+    """A pack at rest; its ambient series holds 25 °C, then 80 °C from 100 s. An lfp cell's thermal
+    mass is 22 J/K per Ah and its cooling 0.01 W/K per Ah (chemistries.yaml): a time constant of
+    2,200 s. Stepped semi-implicitly at 1 s, T(100 + k) = 80 - 55 (2200/2201)^k reaches the
+    45 °C charge over-temperature limit after k = ln(55/35) / ln(2201/2200) = 994.6, so 995
+    cycles (1,095 s); the BMS reads it a cycle later and trips after the 2 s delay: at 1,098 s
+    (± 1 s). Applied from the start the step would trip about 100 s sooner; never applied, never.
+    The thermistors are noiseless here so the time is exact; the trip is no nuisance."""
+    base = _base(tmp_path, [{"run": "25min"}], quiet_thermistors=True)
+    (tmp_path / "hot.csv").write_text("t_s,temperature_c\n0,25\n100,80\n")
+    campaign, base_path = load_campaign(
+        _campaign(tmp_path, scenario=str(base), packs=1, draw={"ambient": {"csv": ["hot.csv"]}})
+    )
+    (row,) = run_campaign(campaign, base_path)
+    assert [t["fault"] for t in json.loads(row["trips"])] == ["charge_overtemperature"]
+    assert abs(_trips(row, "charge_overtemperature")[0] - 1098) <= 1
+    assert row["nuisance_trips"] == 0 and row["missed_protections"] == 0
+    assert json.loads(row["ambient_series"])["csv"].endswith("hot.csv")
+
+
+def test_reset_needed_by_hand() -> None:
+    """docs/behaviour.md §4.1 and §10.1: the most of what the diagnosis recommends and what the
+    faults still active need once their cause is gone."""
+    assert reset_needed("none", ["auto", "charger", "load-removal"]) == "none"
+    assert reset_needed("fix_root_cause", ["latched"]) == "hard_reset"  # e.g. a cell still over its latched limit
+    assert reset_needed("soft_reset", ["soft"]) == "soft_reset"
+    assert reset_needed("soft_reset", []) == "soft_reset"  # a sleeping BMS
+    assert reset_needed("hard_reset", []) == "hard_reset"  # an unresponsive BMS reports no fault
+    assert reset_needed("replace_cells", ["persistent"]) == "service"
+    assert reset_needed("hard_reset", ["persistent"]) == "service"
+
+
+def test_the_report_counts_hard_resets_and_service_visits(tmp_path: Path) -> None:
+    campaign, _ = load_campaign(_campaign(tmp_path, packs=10))
+    base_row = {"arm": "stock", "trip_count": 0, "nuisance_trips": 0, "missed_protections": 0, "late_protections": 0}
+    kinds = ["service"] * 5 + ["hard_reset"] * 3 + ["soft_reset", "none"]
+    rows = [
+        {**base_row, "pack": k, "final_state": "normal", "recommendation": "x", "reset_needed": v}
+        for k, v in enumerate(kinds)
+    ]
+    line = next(ln for ln in report(campaign, rows).splitlines() if ln.startswith("| stock |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    # 8 of 10 (see the Wilson test): 49.0-94.3 %.
+    assert cells[6] == "8 (80.0 %, 95 % CI 49.0–94.3 %)"
+    assert cells[9] == "hard_reset 3, none 1, service 5, soft_reset 1"
+
+
+def test_timed_steps_split_the_runs_at_their_times() -> None:
+    """Base: load, run 100 s, disconnect, run 50 s (dt 1 s). Steps at 0 s go first; at 30.4 s
+    (rounded to the cycle at 30 s) the first run splits 30 + 70; one at 100 s comes after the
+    disconnect, before the second run; one at 150 s (the end) is dropped."""
+    base = parse_steps([{"load": {"current_a": 1}}, {"run": 100}, {"disconnect": "load"}, {"run": 50}], "t", {})
+    marks = parse_steps([{"note": n} for n in ("at 0", "at 30", "at 100", "at 150")], "t", {})
+    out = at_times(base, list(zip((0.0, 30.4, 100.0, 150.0), marks, strict=True)), 1.0)
+    assert [(s.kind, s.value) for s in out] == [
+        ("note", "at 0"),
+        ("load", base[0].value),
+        ("run", 30.0),
+        ("note", "at 30"),
+        ("run", 70.0),
+        ("disconnect", "load"),
+        ("note", "at 100"),
+        ("run", 50.0),
+    ]

@@ -17,19 +17,39 @@ A campaign file (YAML)::
       capacity_spread: [0.0, 0.04]   # cell-to-cell spread within a pack, uniform
       resistance_spread: [0.0, 0.10]
       faults: {cell_internal_short: 0.02, cooling_failure: 0.05}  # chance a pack has it from the start
+      usage: {generator: evening, current_a: [20, 60], duration_s: [3600, 7200], start_s: 0}
+      # ambient: {generator: day_night, mean_c: [5, 35], amplitude_c: [2, 8]}   # a series, instead of ambient_c
+
+``usage`` is the pack's current profile, played from the start as a ``profile`` step plays a CSV:
+one of ``csv: [FILE, ...]`` (columns t_s, current_a, positive charging) picked per pack, or a
+generator of ``openbms.apps.fleet_series`` (``evening``: current_a for duration_s from start_s;
+``pulses``: current_a for on_s, off for off_s, for duration_s from start_s), each parameter a
+number or a range. ``mode: replace`` (the default) drops the base's load and profile steps;
+``add`` keeps its load. ``ambient`` is a temperature series applied as ``ambient`` steps at its
+times (the runs of the base split there; the base may then hold no ``run_until``), the pack
+starting at its first value: ``csv: [FILE, ...]`` (columns t_s, temperature_c) or the
+``day_night`` generator (mean_c + amplitude_c cos(2 pi (t - peak_s) / period_s), a step every
+step_s). Files are relative to the campaign file and read when it is loaded: a missing or bad
+one, an unknown generator or parameter, or a bad range is refused in one sentence.
 
 Pack ``k`` draws from ``numpy.random.default_rng([seed, k])``: its draws do not depend on the
 number of workers, the batch size or the arm, so arms are compared on the same packs and a
-campaign is reproduced from its seed alone. Each pack runs on the fast engine when it may.
+campaign is reproduced from its seed alone. ``usage`` and ``ambient`` are drawn after every other
+key, so adding them changes no other draw. Each pack runs on the fast engine when it may.
 
 Per pack the result says: the trips (fault and time), the time to protect (first trip), nuisance
 trips (a voltage or temperature protection that tripped while no cell's true value had left its
 safe window in the protection's delay before), missed or late protections (a cell's true value
 outside a window for longer than the delay and two cycles, without, or before, the trip), the
-final state and the diagnosis's recommendation. The safe windows are the base scenario's own
-profile (its thresholds and delays), whatever an arm sets: the arms are judged against the cells'
-limits, not against themselves. Ground truth is the twin's own physics (telemetry rows, one a
-cycle up to 20,000 rows, decimated beyond).
+final state, the diagnosis's recommendation, the faults still active and ``reset_needed``: what
+the pack needs before it works again, ``none``, ``soft_reset``, ``hard_reset`` or ``service``, the
+most of the recommendation (``replace_cells`` is a service visit; ``fix_root_cause`` alone needs
+no reset) and the arm's recovery class of each fault still active (docs/behaviour.md §4.1:
+``soft`` a soft reset, ``latched`` a hard reset, ``persistent`` service). The report gives each
+arm's share of packs needing a hard reset or service, with its Wilson interval like every share.
+The safe windows are the base scenario's own profile (its thresholds and delays), whatever an arm
+sets: the arms are judged against the cells' limits, not against themselves. Ground truth is the
+twin's own physics (telemetry rows, one a cycle up to 20,000 rows, decimated beyond).
 """
 
 from __future__ import annotations
@@ -40,14 +60,32 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from openbms.apps.fleet_series import (
+    AMBIENT_MAX_C,
+    AMBIENT_MIN_C,
+    MAX_SERIES_POINTS,
+    AmbientDraw,
+    DrawnSeries,
+    SeriesDraw,
+    UsageDraw,
+    ambient_extremes,
+    ambient_series,
+    at_times,
+    draw_series,
+    read_temperature_csv,
+    run_length_s,
+    usage_series,
+    worst_points,
+)
 from openbms.bms.protections import ProtectionTable
 from openbms.profiles import load_profile
+from openbms.scenario.runner import read_profile_csv
 from openbms.scenario.schema import Scenario, ScenarioError, Step, load_scenario, parse_steps
 
 MAX_PACKS = 1_000_000
@@ -81,6 +119,7 @@ class _Strict(BaseModel):
 
 
 Range = tuple[float, float]
+DrawT = TypeVar("DrawT", bound=SeriesDraw)
 
 
 class Draws(_Strict):
@@ -89,6 +128,14 @@ class Draws(_Strict):
     capacity_spread: Range | None = None
     resistance_spread: Range | None = None
     faults: dict[str, float] = Field(default_factory=dict)
+    usage: UsageDraw | None = None
+    ambient: AmbientDraw | None = None
+
+    @model_validator(mode="after")
+    def _one_ambient(self) -> Draws:
+        if self.ambient_c is not None and self.ambient is not None:
+            raise ValueError("give ambient_c (one temperature) or ambient (a series), not both")
+        return self
 
     @field_validator("faults")
     @classmethod
@@ -128,16 +175,59 @@ def load_campaign(path: Path | str) -> tuple[Campaign, Path]:
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise CampaignError(f"{path}: {where}: {first['msg']}") from None
+        raise CampaignError(f"{path}: {where}: {str(first['msg']).removeprefix('Value error, ')}") from None
     names = [a.name for a in campaign.arms]
     if len(set(names)) != len(names):
         raise CampaignError(f"{path}: arms need different names")
     base = (path.parent / campaign.scenario).resolve()
     try:
-        load_scenario(base)
+        _, steps = load_scenario(base)
     except ScenarioError as err:
         raise CampaignError(f"{path}: its scenario: {err}") from None
-    return campaign, base
+    draw = campaign.draw
+    usage = None if draw.usage is None else _checked_usage(path, draw.usage, steps)
+    ambient = None if draw.ambient is None else _checked_ambient(path, draw.ambient, steps)
+    return campaign.model_copy(update={"draw": draw.model_copy(update={"usage": usage, "ambient": ambient})}), base
+
+
+def _with_files(path: Path, spec: DrawT, key: str, read: Callable[[Path], Any]) -> DrawT:
+    """``spec`` with its CSV files as absolute paths (a worker knows no campaign folder), each read
+    once here so that a missing or malformed file is refused before any pack runs."""
+    if spec.csv is None:
+        return spec
+    files = [str((path.parent / name).resolve()) for name in spec.csv]
+    for name in files:
+        try:
+            read(Path(name))
+        except ScenarioError as err:
+            raise CampaignError(f"{path}: draw.{key}.csv: {err}") from None
+    return spec.model_copy(update={"csv": files})
+
+
+def _checked_usage(path: Path, spec: UsageDraw, steps: list[Step]) -> UsageDraw:
+    if spec.mode == "add" and any(s.kind == "profile" for s in steps):
+        raise CampaignError(
+            f"{path}: draw.usage: mode add needs a base scenario without a profile step (one profile plays at a time)"
+        )
+    if spec.generator is not None and worst_points(spec, 0.0) > MAX_SERIES_POINTS:
+        raise CampaignError(f"{path}: draw.usage: more than {MAX_SERIES_POINTS:,} pulses; lengthen on_s or off_s")
+    return _with_files(path, spec, "usage", read_profile_csv)
+
+
+def _checked_ambient(path: Path, spec: AmbientDraw, steps: list[Step]) -> AmbientDraw:
+    if any(s.kind == "run_until" for s in steps):
+        raise CampaignError(
+            f"{path}: draw.ambient: a series needs a base scenario without run_until (its times must be known)"
+        )
+    if spec.generator is not None:
+        low, high = ambient_extremes(spec)
+        if low < AMBIENT_MIN_C or high > AMBIENT_MAX_C:
+            raise CampaignError(f"{path}: draw.ambient: mean_c ± amplitude_c must stay within -60..120 °C")
+        if worst_points(spec, run_length_s(steps)) > MAX_SERIES_POINTS:
+            raise CampaignError(
+                f"{path}: draw.ambient: more than {MAX_SERIES_POINTS:,} ambient steps over the run; lengthen step_s"
+            )
+    return _with_files(path, spec, "ambient", read_temperature_csv)
 
 
 @dataclass(frozen=True)
@@ -149,6 +239,8 @@ class PackDraw:
     resistance_spread: float | None
     spread_seed: int
     faults: tuple[tuple[str, int], ...]  # (fault, 1-based cell)
+    usage: DrawnSeries | None = None
+    ambient: DrawnSeries | None = None
 
 
 def draw_pack(campaign: Campaign, pack: int, series: int) -> PackDraw:
@@ -168,10 +260,18 @@ def draw_pack(campaign: Campaign, pack: int, series: int) -> PackDraw:
     faults = tuple(
         (name, int(rng.integers(1, series + 1))) for name, chance in sorted(d.faults.items()) if rng.random() < chance
     )
-    return PackDraw(pack, soc, ambient, capacity, resistance, spread_seed, faults)
+    # Drawn after every older draw, so the packs of a campaign without these keys do not change.
+    usage = draw_series(rng, d.usage)
+    ambient_drawn = draw_series(rng, d.ambient)
+    return PackDraw(pack, soc, ambient, capacity, resistance, spread_seed, faults, usage, ambient_drawn)
+
+
+USAGE_STEP_INDEX = -1_000_000  # the drawn usage's profile step (the campaign's own steps count down from -1)
+AMBIENT_STEP_INDEX = -2_000_000  # and its ambient series' steps, counting down from there
 
 
 def _steps_for(draw: PackDraw) -> list[Step]:
+    """The steps a pack's draws add before the base timeline, at 0 s."""
     raw: list[dict[str, Any]] = []
     if draw.ambient_c is not None:
         raw.append({"ambient": {"temperature_c": draw.ambient_c}})
@@ -179,7 +279,43 @@ def _steps_for(draw: PackDraw) -> list[Step]:
         params = {k: v for k, v in FAULT_STEPS[name].items() if k != "cell"}
         raw.append({"inject": {"fault": name, **params, **({"cell": cell} if FAULT_STEPS[name].get("cell") else {})}})
     steps = parse_steps(raw, "campaign", {})
-    return [s.model_copy(update={"index": -1 - i}) for i, s in enumerate(steps)]
+    steps = [s.model_copy(update={"index": -1 - i}) for i, s in enumerate(steps)]
+    if draw.usage is not None:
+        label = draw.usage.csv or f"generated by {draw.usage.generator}"
+        (usage,) = parse_steps([{"profile": {"csv": label}}], "campaign", {})
+        steps.append(usage.model_copy(update={"index": USAGE_STEP_INDEX}))
+    return steps
+
+
+def _without_load(steps: list[Step]) -> list[Step]:
+    """The base timeline without its load: its load and profile steps and their disconnections."""
+    return [
+        s
+        for s in steps
+        if s.kind not in ("load", "profile") and not (s.kind == "disconnect" and s.value in ("load", "profile"))
+    ]
+
+
+def _ambient_steps(times: Any, temps: Any) -> list[tuple[float, Step]]:
+    raw = [{"ambient": {"temperature_c": float(c)}} for c in temps]
+    steps = parse_steps(raw, "campaign", {})
+    return [
+        (float(t), s.model_copy(update={"index": AMBIENT_STEP_INDEX - i}))
+        for i, (t, s) in enumerate(zip(times, steps, strict=True))
+    ]
+
+
+def timeline_for(draw: PackDraw, campaign: Campaign, steps: list[Step], dt_s: float) -> tuple[list[Step], float | None]:
+    """The pack's whole timeline (its draws' steps, then the base's with its usage and ambient
+    series applied) and the temperature it starts at when its ambient series says so."""
+    mode = campaign.draw.usage.mode if campaign.draw.usage is not None else "add"
+    base = _without_load(steps) if draw.usage is not None and mode == "replace" else steps
+    timeline = _steps_for(draw) + base
+    if draw.ambient is None:
+        return timeline, None
+    times, temps = ambient_series(draw.ambient, run_length_s(steps))
+    timeline = at_times(timeline, _ambient_steps(times, temps), dt_s)
+    return timeline, float(temps[0]) if round(float(times[0]) / dt_s) == 0 else None
 
 
 def run_pack(base: Path, campaign: Campaign, arm: ArmSpec, draw: PackDraw, engine: str) -> dict[str, Any]:
@@ -187,7 +323,9 @@ def run_pack(base: Path, campaign: Campaign, arm: ArmSpec, draw: PackDraw, engin
     from openbms.diagnose.from_twin import diagnosis_of
     from openbms.scenario.runner import ScenarioRunner
 
-    scenario, steps = load_scenario(base)
+    scenario, base_steps = load_scenario(base)
+    steps, start_c = timeline_for(draw, campaign, base_steps, scenario.dt)
+    start_c = draw.ambient_c if start_c is None else start_c
     spread = scenario.pack.spread.model_copy(
         update={
             "seed": draw.spread_seed,
@@ -199,18 +337,23 @@ def run_pack(base: Path, campaign: Campaign, arm: ArmSpec, draw: PackDraw, engin
         update={
             "spread": spread,
             **({"soc": draw.soc} if draw.soc is not None else {}),
-            **({"temperature_c": draw.ambient_c} if draw.ambient_c is not None else {}),
+            **({"temperature_c": start_c} if start_c is not None else {}),
         }
     )
     bms = scenario.bms.model_copy(update={"set": {**scenario.bms.set, **arm.set}})
     variant: Scenario = scenario.model_copy(update={"pack": pack, "bms": bms})
-    runner = ScenarioRunner(variant, _steps_for(draw) + steps, diagnoser=diagnosis_of, engine=engine)
+    profiles = {} if draw.usage is None else {USAGE_STEP_INDEX: usage_series(draw.usage)}
+    runner = ScenarioRunner(variant, steps, diagnoser=diagnosis_of, engine=engine, profiles=profiles)
     result = runner.run()
     trips = [(float(e["t_s"]), str(e["fault"])) for e in result.events if e["kind"] == "fault_set"]
     # The safe window is the base scenario's own profile, whatever the arm changes: an arm that
     # trips inside it trips a nuisance, an arm that lets a cell stay outside it misses.
     window = ProtectionTable.from_profile(load_profile(scenario.bms.profile, scenario.bms.set))
     nuisance, missed, late = judge(window, result, trips)
+    recommendation = diagnosis_of(runner.twin, 0)[0]
+    final_faults = [str(f) for f in result.final.get("faults") or []]
+    # The arm's own recovery classes: what an arm sets is what its packs then need.
+    recovery = {name: p.recovery for name, p in runner.profile.protections.items()}
     return {
         "arm": arm.name,
         "pack": draw.pack,
@@ -219,6 +362,8 @@ def run_pack(base: Path, campaign: Campaign, arm: ArmSpec, draw: PackDraw, engin
         "capacity_spread": draw.capacity_spread,
         "resistance_spread": draw.resistance_spread,
         "faults_injected": json.dumps([f"{name}@{cell}" for name, cell in draw.faults]),
+        "usage": json.dumps(None if draw.usage is None else draw.usage.as_json()),
+        "ambient_series": json.dumps(None if draw.ambient is None else draw.ambient.as_json()),
         "trips": json.dumps([{"t_s": t, "fault": f} for t, f in trips]),
         "trip_count": len(trips),
         "first_trip_s": trips[0][0] if trips else math.nan,
@@ -227,9 +372,42 @@ def run_pack(base: Path, campaign: Campaign, arm: ArmSpec, draw: PackDraw, engin
         "late_protections": len(late),
         "judgements": json.dumps({"nuisance": nuisance, "missed": missed, "late": late}),
         "final_state": str(result.final.get("state")),
-        "recommendation": diagnosis_of(runner.twin, 0)[0],
+        "recommendation": recommendation,
+        "final_faults": json.dumps(final_faults),
+        "reset_needed": reset_needed(recommendation, [recovery.get(f, "auto") for f in final_faults]),
         "error": result.error or "",
     }
+
+
+# What a pack needs before it works again, least to most: nothing (or only its cause fixed: a
+# charge, a cool-down), a soft reset, a hard reset, or a service visit (a technician: an
+# authenticated service clear, or cells replaced). docs/behaviour.md §4.1 and §10.1.
+RESET_KINDS = ("none", "soft_reset", "hard_reset", "service")
+RESET_OF_RECOMMENDATION = {
+    "none": "none",
+    "fix_root_cause": "none",
+    "soft_reset": "soft_reset",
+    "hard_reset": "hard_reset",
+    "replace_cells": "service",
+    "service": "service",
+}
+RESET_OF_RECOVERY = {
+    "auto": "none",
+    "charger": "none",
+    "load-removal": "none",
+    "soft": "soft_reset",
+    "latched": "hard_reset",
+    "persistent": "service",
+}
+
+
+def reset_needed(recommendation: str, recoveries: Iterable[str]) -> str:
+    """The most a pack needs of the diagnosis's recommendation and the recovery classes of the
+    faults still active at the end: a diagnosis that says ``fix_root_cause`` (say, a cell still
+    over its latched limit) leaves a latched fault that will then need a hard reset all the same."""
+    needs = [RESET_OF_RECOMMENDATION.get(recommendation, "none")]
+    needs += [RESET_OF_RECOVERY.get(r, "none") for r in recoveries]
+    return max(needs, key=RESET_KINDS.index)
 
 
 def judge(
@@ -357,8 +535,11 @@ def report(campaign: Campaign, rows: Iterable[dict[str, Any]]) -> str:
     """The arms compared, as markdown: proportions with their 95 % Wilson intervals."""
     rows = list(rows)
     lines = [f"# {campaign.name}", "", f"{campaign.packs} packs per arm, seed {campaign.seed}.", ""]
-    head = "| arm | packs | tripped | nuisance trips | missed protections | late | final states | recommendations |"
-    lines += [head, "|---|---|---|---|---|---|---|---|"]
+    head = (
+        "| arm | packs | tripped | nuisance trips | missed protections | late | hard reset or service "
+        "| final states | recommendations | resets needed |"
+    )
+    lines += [head, "|---|---|---|---|---|---|---|---|---|---|"]
     for arm in campaign.arms:
         mine = [r for r in rows if r["arm"] == arm.name]
         n = len(mine)
@@ -373,9 +554,11 @@ def report(campaign: Campaign, rows: Iterable[dict[str, Any]]) -> str:
         late = sum(1 for r in mine if r["late_protections"] > 0)
         states = _counts(r["final_state"] for r in mine)
         advice = _counts(r["recommendation"] for r in mine)
+        resets = _counts(r["reset_needed"] for r in mine)
+        visits = sum(1 for r in mine if r["reset_needed"] in ("hard_reset", "service"))
         lines.append(
             f"| {arm.name} | {n} | {share(tripped)} | {share(nuisance)} | {share(missed)} | {share(late)} "
-            f"| {states} | {advice} |"
+            f"| {share(visits)} | {states} | {advice} | {resets} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -258,7 +258,11 @@ class ScenarioRunner:
         telemetry_sink: TelemetrySink | None = None,
         diagnoser: Diagnoser | None = None,
         engine: str = "reference",
+        profiles: Mapping[int, tuple[FloatArray, FloatArray]] | None = None,
     ) -> None:
+        """``profiles`` gives current profiles already in memory (times, currents), by the index of
+        their ``profile`` step: a fleet campaign generates a pack's usage rather than write a file
+        for it. Every other ``profile`` step reads its CSV file."""
         if engine not in ENGINES:
             raise ValueError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
         self.scenario = scenario
@@ -267,8 +271,11 @@ class ScenarioRunner:
         spec = scenario.pack
         self.profile = load_profile(scenario.bms.profile, scenario.bms.set)
         self.cell = cell_params(scenario)
+        given = dict(profiles or {})
         self._profiles = {
-            s.index: read_profile_csv(resolve_relative(scenario, s.value.csv)) for s in steps if s.kind == "profile"
+            s.index: given[s.index] if s.index in given else read_profile_csv(resolve_relative(scenario, s.value.csv))
+            for s in steps
+            if s.kind == "profile"
         }
         self.nvm = nvm if nvm is not None else NonVolatileMemory()
         self.nvm.begin_run(scenario.name)
