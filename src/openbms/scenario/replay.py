@@ -88,7 +88,9 @@ def _number(value: object) -> float:
 def _csv_rows(path: Path) -> tuple[list[str], Iterator[tuple[str, list[Any]]]]:
     try:
         text = read_text_limited(path, MAX_LOG_BYTES)
-    except (OSError, InputLimitError, UnicodeDecodeError) as err:
+    except OSError as err:
+        raise ReplayError(f"cannot read the log {path}: {err.strerror or err}") from None
+    except (InputLimitError, UnicodeDecodeError) as err:
         raise ReplayError(f"cannot read the log {path}: {err}") from None
     reader = csv.reader(io.StringIO(text))
     try:
