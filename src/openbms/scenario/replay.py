@@ -20,6 +20,18 @@ A row that cannot be read (a wrong number of fields, text where a number belongs
 increasing) is skipped and reported with its line; a gap longer than ``GAP_FACTOR`` times the
 log's usual step is reported (the brain counts it as time passing, as a real BMS would have). An
 empty value is a sensor the logger could not read: the brain gets NaN for it, as from its own AFE.
+
+Many logs: the brain is batch-first (arrays of packs × cells, one time per step for all packs),
+so logs that share a clock (``clock_key``: the same series and sensor counts, and the same row
+times counted from each log's first row, bit for bit) are replayed as ONE brain, each log a pack
+(``replay_batch``); logs of other clocks form other groups. Every replay, a lone log included, runs
+the brain on the log's own clock from its first row and reports each event at its row's logged
+time, so a log's events do not depend on what it is batched with. The brain's batch-wide
+shortcuts for quiet cycles would let one pack's flags depend on the others' (``_QuietFlags``);
+replay keeps each pack as a brain of its own would. ``replay_files`` reads the logs, groups them
+and spreads the groups (split when there are fewer groups than workers) over a process pool: the
+results, in the order the logs were given, do not depend on the number of workers, and a log that
+cannot be read is reported by its sentence while the others are replayed.
 """
 
 from __future__ import annotations
