@@ -31,7 +31,7 @@ from openbms.units import format_duration, parse_duration_s
 if TYPE_CHECKING:  # the simulation, numpy and matplotlib load only when a command needs them
     from openbms.devices.history import HistoryRecorder
     from openbms.devices.reader import DeviceReader, Poll
-    from openbms.scenario.replay import ArmResult
+    from openbms.scenario.replay import Arm, ArmResult, LogOutcome
     from openbms.scenario.replay import Log as ReplayLog
     from openbms.scenario.runner import RunResult, ScenarioRunner, TelemetrySink
     from openbms.scenario.schema import Scenario, Step
@@ -1191,40 +1191,87 @@ def _replay(
     settings: list[str],
     against: list[str],
     json_out: bool,
+    workers: int = 1,
 ) -> int:
-    from openbms.scenario.replay import Arm, ReplayError, read_log, replay
+    from openbms.scenario.replay import Arm, PackSpec, ReplayError, replay_files
 
     console, err = _consoles(json_out)
     if not (capacity_ah > 0 and math.isfinite(capacity_ah)):
         raise UserError("--capacity-ah must be a positive number")
     if soc is not None and not 0 <= soc <= 1:
         raise UserError("--soc is a fraction from 0 to 1")
+    if workers < 1:
+        raise UserError("--workers must be at least 1")
     arms = [Arm("settings", profile, _settings(settings, "--set"))]
     if against:
         arms.append(Arm("against", profile, {**arms[0].overrides, **_settings(against, "--against")}))
     try:
-        runs = [(log, [replay(log, arm, chemistry, capacity_ah, soc) for arm in arms]) for log in map(read_log, logs)]
+        outcomes = replay_files(logs, arms, PackSpec(chemistry, capacity_ah, soc), workers)
     except ReplayError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_INVALID
-    if json_out:
-        for log, results in runs:
-            sys.stdout.write(json_line(_replay_doc(log, results)))
-        return EXIT_OK
+    for outcome in outcomes:
+        if outcome.error is not None:
+            err.print(f"[red]error:[/] {escape(outcome.error)}", soft_wrap=True)
+        elif json_out:
+            assert outcome.log is not None
+            sys.stdout.write(json_line(_replay_doc(outcome.log, outcome.results)))
+        else:
+            assert outcome.log is not None
+            _print_replay(console, outcome.log, outcome.results)
+    if len(outcomes) > 1:
+        if json_out:
+            sys.stdout.write(json_line({"summary": _replay_summary(outcomes, arms)}))
+        else:
+            _print_replay_summary(console, outcomes, arms)
+    return EXIT_INVALID if any(o.error is not None for o in outcomes) else EXIT_OK
+
+
+def _print_replay(console: Console, log: ReplayLog, results: list[ArmResult]) -> None:
     from rich.table import Table
 
-    for log, results in runs:
-        console.print(f"[bold]{escape(log.path)}[/]: {len(log.t_s)} rows", soft_wrap=True)
-        for problem in (log.skipped + log.gaps)[:MAX_LISTED_PROBLEMS]:
-            console.print(f"  [yellow]note:[/] {escape(problem)}", soft_wrap=True)
-        heads = [r.arm.name + (" " + _overrides_text(r.arm.overrides) if r.arm.overrides else "") for r in results]
-        table = Table("fault", *heads)
-        for fault in sorted({f for r in results for _, f in r.trips}):
-            cells = [", ".join(f"t={t:,.0f} s" for t, f in r.trips if f == fault) or "—" for r in results]
-            table.add_row(fault, *cells)
-        table.add_row("final state", *(f"{r.final_state}, SOC {100 * r.final_soc:.0f} %" for r in results))
-        console.print(table)
-    return EXIT_OK
+    console.print(f"[bold]{escape(log.path)}[/]: {len(log.t_s)} rows", soft_wrap=True)
+    for problem in (log.skipped + log.gaps)[:MAX_LISTED_PROBLEMS]:
+        console.print(f"  [yellow]note:[/] {escape(problem)}", soft_wrap=True)
+    heads = [r.arm.name + (" " + _overrides_text(r.arm.overrides) if r.arm.overrides else "") for r in results]
+    table = Table("fault", *heads)
+    for fault in sorted({f for r in results for _, f in r.trips}):
+        cells = [", ".join(f"t={t:,.0f} s" for t, f in r.trips if f == fault) or "—" for r in results]
+        table.add_row(fault, *cells)
+    table.add_row("final state", *(f"{r.final_state}, SOC {100 * r.final_soc:.0f} %" for r in results))
+    console.print(table)
+
+
+def _arm_tally(outcomes: list[LogOutcome], arm: int) -> tuple[int, dict[str, int]]:
+    """Over the logs replayed: how many tripped at all under arm ``arm``, and how many by each fault."""
+    tripped = [{f for _, f in o.results[arm].trips} for o in outcomes if o.error is None]
+    faults: set[str] = set().union(*tripped)
+    return sum(bool(t) for t in tripped), {f: sum(f in t for t in tripped) for f in sorted(faults)}
+
+
+def _replay_summary(outcomes: list[LogOutcome], arms: list[Arm]) -> dict[str, object]:
+    failed = [o.path for o in outcomes if o.error is not None]
+    per_arm = []
+    for k, arm in enumerate(arms):
+        tripped, by_fault = _arm_tally(outcomes, k)
+        per_arm.append({"name": arm.name, "overrides": arm.overrides, "tripped": tripped, "by_fault": by_fault})
+    return {"logs": len(outcomes), "replayed": len(outcomes) - len(failed), "failed": failed, "arms": per_arm}
+
+
+def _print_replay_summary(console: Console, outcomes: list[LogOutcome], arms: list[Arm]) -> None:
+    from rich.table import Table
+
+    failed = sum(o.error is not None for o in outcomes)
+    note = f", {failed} could not be read" if failed else ""
+    console.print(f"[bold]summary[/]: {len(outcomes) - failed} of {len(outcomes)} logs replayed{note}", soft_wrap=True)
+    tallies = [_arm_tally(outcomes, k) for k in range(len(arms))]
+    table = Table(
+        "logs that tripped", *(a.name + (" " + _overrides_text(a.overrides) if a.overrides else "") for a in arms)
+    )
+    table.add_row("any fault", *(str(tripped) for tripped, _ in tallies))
+    for fault in sorted({f for _, by_fault in tallies for f in by_fault}):
+        table.add_row(fault, *(str(by_fault.get(fault, 0)) for _, by_fault in tallies))
+    console.print(table)
 
 
 def _replay_doc(log: ReplayLog, results: list[ArmResult]) -> dict[str, object]:
@@ -1264,12 +1311,22 @@ def replay(
     against: Annotated[
         list[str] | None, typer.Option("--against", help="A second settings set side by side, key=value (repeatable).")
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="One JSON document per log.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="One JSON document per log (and a summary line for several logs).")
+    ] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Processes to replay in (results do not depend on it).")
+    ] = 1,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     """What these settings would have done on real packs' logged measurements: the brain alone,
-    fed each logged row (trips, warnings, final state and SOC), side by side with --against."""
-    _exit(lambda: _replay(logs, profile, chemistry, capacity_ah, soc, settings or [], against or [], json_out), debug)
+    fed each logged row (trips, warnings, final state and SOC), side by side with --against. Logs
+    that share a clock are replayed together on one brain; a log that cannot be read is reported
+    and the others replayed (exit code 2)."""
+    _exit(
+        lambda: _replay(logs, profile, chemistry, capacity_ah, soc, settings or [], against or [], json_out, workers),
+        debug,
+    )
 
 
 fleet_app = typer.Typer(

@@ -8,6 +8,7 @@ logs with known faults in them.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,17 @@ import pytest
 from typer.testing import CliRunner
 
 from openbms.cli import app
-from openbms.scenario.replay import Arm, ReplayError, read_log, replay
+from openbms.scenario.replay import (
+    Arm,
+    Log,
+    PackSpec,
+    ReplayError,
+    group_by_clock,
+    read_log,
+    replay,
+    replay_batch,
+    replay_files,
+)
 
 SAMPLE = Path(__file__).resolve().parents[2] / "scenarios" / "replay" / "sample-log.csv"
 TWIN_TRIPS = json.loads(SAMPLE.with_name("sample-log.trips.json").read_text())
@@ -88,6 +99,8 @@ def test_bad_settings_are_one_sentence() -> None:
         (["--set", "protections.cell_undervoltage.trip_v=-3"], "settings"),
         (["--capacity-ah", "0"], "--capacity-ah"),
         (["--soc", "2"], "--soc"),
+        (["--workers", "0"], "--workers must be at least 1"),
+        (["--workers", "two"], "--workers"),
     ]:
         result = runner.invoke(app, ["replay", str(SAMPLE), *args])
         assert result.exit_code == 2 and says in " ".join(result.output.split()), (args, result.output)
@@ -105,3 +118,135 @@ def test_a_parquet_log_replays_like_its_csv(tmp_path: Path) -> None:
     broken.write_bytes(b"PAR1 not really")
     with pytest.raises(ReplayError, match="cannot read the Parquet log"):
         read_log(broken)
+
+
+# ---------------------------------------------------------------- many logs, batched on one brain
+# Oracle: the twin runs the logs are made from. Each run is a small 4S pack for a few minutes at
+# dt 1 s, under a different load, charge, temperature or state of charge; its log is what its brain
+# was given each cycle (full precision), its trips are the twin's own fault events.
+TWIN_RUNS = {
+    "flat": ("soc: 0.05", "- load: {current_a: 20}"),
+    "overcurrent": ("soc: 0.5", "- load: {current_a: 35}"),
+    "hot": ("soc: 0.5, temperature_c: 61", "- load: {current_a: 10}"),
+    "quiet": ("soc: 0.6", "- load: {current_a: 5}"),
+    "full": ("soc: 0.97", "- charger: {voltage_v: 14.8, current_a: 18}"),
+}
+
+
+def _twin_log(folder: Path, name: str, pack: str, action: str, run: str = "4min") -> tuple[Path, list[tuple]]:
+    """Run the twin on a small scenario; write its brain's inputs as a log; return the twin's trips."""
+    from openbms.scenario.runner import ScenarioRunner
+    from openbms.scenario.schema import load_scenario
+
+    source = folder / f"{name}.yaml"
+    source.write_text(
+        f"name: {name}\npack: {{chemistry: lfp, series: 4, capacity_ah: 20, {pack}, spread: {{soc: 0.01, seed: 3}}}}\n"
+        f"bms: {{profile: lfp}}\ndt: 1s\ntimeline:\n  {action}\n  - run: {run}\n"
+    )
+    runner = ScenarioRunner(*load_scenario(source), engine="reference")
+    rows = []
+
+    def record(t_s: float) -> None:
+        m = runner.twin.last_measurements
+        rows.append(
+            [t_s, m.current_a[0], m.stack_v[0], m.fet_t_c[0], int(m.charger_present[0]), int(m.load_present[0])]
+            + list(m.cell_v[0])
+            + list(m.cell_t_c[0])
+        )
+
+    record(0.0)  # the twin's brain boots on the pack at rest, at t=0, before the first step
+    for t_s in runner.cycles():
+        record(t_s)
+    header = "t_s,current_a,stack_v,fet_t_c,charger_present,load_present,"
+    header += ",".join([f"cell_v_{i}" for i in range(1, 5)] + [f"cell_t_c_{i}" for i in range(1, 5)])
+    log = folder / f"{name}.csv"
+    log.write_text(header + "\n" + "\n".join(",".join(repr(float(x)) for x in row) for row in rows) + "\n")
+    trips = [(e.t_s, e.fields["fault"]) for e in runner.twin.events if e.kind == "fault_set"]
+    return log, trips
+
+
+@pytest.fixture(scope="module")
+def twin_logs(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, list[tuple]]]:
+    """The runs above (one clock), a run of another length (another clock), and the first run's
+    log moved a day later (the same clock, another time base: its trips a day later too)."""
+    folder = tmp_path_factory.mktemp("twin-logs")
+    logs = [_twin_log(folder, name, pack, action) for name, (pack, action) in TWIN_RUNS.items()]
+    logs.append(_twin_log(folder, "longer", *TWIN_RUNS["flat"], run="5min"))
+    flat, flat_trips = logs[0]
+    later = folder / "flat-a-day-later.csv"
+    header, *rows = flat.read_text().splitlines()
+    later.write_text(
+        "\n".join([header] + [f"{float(r.split(',', 1)[0]) + 86400.0!r},{r.split(',', 1)[1]}" for r in rows])
+    )
+    logs.append((later, [(t + 86400.0, f) for t, f in flat_trips]))
+    return logs
+
+
+def test_logs_replayed_together_each_give_their_own_twin_run_s_trips(twin_logs: list[tuple[Path, list]]) -> None:
+    paths = [path for path, _ in twin_logs]
+    outcomes = replay_files(paths, [Arm("same", "lfp", {})], PackSpec("lfp", 20.0))
+    assert [o.path for o in outcomes] == [str(p) for p in paths]
+    for (path, twin_trips), outcome in zip(twin_logs, outcomes, strict=True):
+        assert outcome.error is None
+        assert outcome.results[0].trips == twin_trips, path.name
+    # The runs are worth comparing: several faults among them and a run without any.
+    faults = {f for _, trips in twin_logs for _, f in trips}
+    assert {"cell_undervoltage", "discharge_overcurrent", "discharge_overtemperature", "cell_overvoltage"} <= faults
+    assert any(not trips for _, trips in twin_logs)
+    # And they were batched: the runs of one length and the moved copy on one brain, the longer one alone.
+    assert sorted(map(len, group_by_clock([o.log for o in outcomes if o.log is not None]))) == [1, 6]
+
+
+def _noisy_sample_copies(count: int, rows: int) -> list[Log]:
+    """The sample log's first rows with a few mV of noise per copy (a seed each) and a time offset:
+    warnings and trips that begin on noise, near the thresholds."""
+    sample = read_log(SAMPLE)
+    columns = ("t_s", "current_a", "cell_v", "cell_t_c", "stack_v", "fet_t_c", "charger_present", "load_present")
+    first = replace(sample, **{name: getattr(sample, name)[:rows] for name in columns})
+    copies = []
+    for seed in range(count):
+        noise = np.random.default_rng(seed).normal(0.0, 0.003, first.cell_v.shape)
+        copies.append(replace(first, path=f"noisy-{seed}", t_s=first.t_s + 1000.0 * seed, cell_v=first.cell_v + noise))
+    return copies
+
+
+def test_batched_is_replaying_each_log_alone(twin_logs: list[tuple[Path, list]]) -> None:
+    """Oracle: each log replayed on a brain of its own. Every event (same time, in the log's own
+    time base), the final state and SOC are equal, whatever the batch and the number of workers."""
+    logs = [read_log(path) for path, _ in twin_logs]
+    noisy = _noisy_sample_copies(3, 700)
+    arm = Arm("2.8 V", "lfp", {"protections.cell_undervoltage.trip_v": 2.8})
+    alone = [replay(log, arm, "lfp", 20.0) for log in logs + noisy]
+    together = replay_batch(logs[:5] + logs[6:], arm, PackSpec("lfp", 20.0))
+    together.insert(5, replay_batch([logs[5]], arm, PackSpec("lfp", 20.0))[0])
+    together += replay_batch(noisy, arm, PackSpec("lfp", 20.0))
+    for one, batched in zip(alone, together, strict=True):
+        assert (batched.events, batched.final_state, batched.final_soc) == (one.events, one.final_state, one.final_soc)
+    assert any(e["kind"] == "warning" for r in alone[-3:] for e in r.events)
+    paths = [path for path, _ in twin_logs]
+    two_workers = replay_files(paths, [arm], PackSpec("lfp", 20.0), workers=2)
+    for one, outcome in zip(alone[: len(paths)], two_workers, strict=True):
+        assert (outcome.results[0].events, outcome.results[0].final_soc) == (one.events, one.final_soc)
+
+
+def test_many_logs_one_unreadable_the_others_reported_and_summed_up(
+    twin_logs: list[tuple[Path, list]], tmp_path: Path
+) -> None:
+    """A log that does not exist is one sentence and exit code 2; the others' documents come in the
+    order given, then a summary whose counts are the twin runs' (oracle: their own trips)."""
+    paths = [str(path) for path, _ in twin_logs]
+    missing = str(tmp_path / "no-such-log.csv")
+    args = ["replay", paths[0], missing, *paths[1:], "--capacity-ah", "20", "--json", "--workers", "2"]
+    result = CliRunner().invoke(app, [*args, "--against", "protections.cell_undervoltage.trip_v=2.8"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"cannot read the log {missing}: No such file or directory" in " ".join(result.output.split())
+    docs = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    *per_log, summary = docs
+    assert [d["log"] for d in per_log] == paths
+    for doc, (_, twin_trips) in zip(per_log, twin_logs, strict=True):
+        assert [(t["t_s"], t["fault"]) for t in doc["arms"][0]["trips"]] == twin_trips
+    same = summary["summary"]["arms"][0]
+    assert summary["summary"]["failed"] == [missing] and summary["summary"]["logs"] == len(paths) + 1
+    assert same["tripped"] == sum(bool(trips) for _, trips in twin_logs)
+    faults = {f for _, trips in twin_logs for _, f in trips}
+    assert same["by_fault"] == {f: sum(f in {g for _, g in trips} for _, trips in twin_logs) for f in sorted(faults)}

@@ -20,6 +20,18 @@ A row that cannot be read (a wrong number of fields, text where a number belongs
 increasing) is skipped and reported with its line; a gap longer than ``GAP_FACTOR`` times the
 log's usual step is reported (the brain counts it as time passing, as a real BMS would have). An
 empty value is a sensor the logger could not read: the brain gets NaN for it, as from its own AFE.
+
+Many logs: the brain is batch-first (arrays of packs × cells, one time per step for all packs),
+so logs that share a clock (``clock_key``: the same series and sensor counts, and the same row
+times counted from each log's first row, bit for bit) are replayed as ONE brain, each log a pack
+(``replay_batch``); logs of other clocks form other groups. Every replay, a lone log included, runs
+the brain on the log's own clock from its first row and reports each event at its row's logged
+time, so a log's events do not depend on what it is batched with. The brain's batch-wide
+shortcuts for quiet cycles would let one pack's flags depend on the others' (``_QuietFlags``);
+replay keeps each pack as a brain of its own would. ``replay_files`` reads the logs, groups them
+and spreads the groups (split when there are fewer groups than workers) over a process pool: the
+results, in the order the logs were given, do not depend on the number of workers, and a log that
+cannot be read is reported by its sentence while the others are replayed.
 """
 
 from __future__ import annotations
@@ -27,18 +39,22 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from openbms.bms.brain import Bms
+from openbms.bms.events import Event
 from openbms.bms.interface import Measurements
-from openbms.bms.profile import MAX_CURRENT_A
+from openbms.bms.profile import MAX_CURRENT_A, Profile
 from openbms.bms.state import PackConfig
 from openbms.chemistry import load_chemistry
+from openbms.chemistry.cells import CellParams, ChemistryError
 from openbms.inputs import InputLimitError, read_text_limited
 from openbms.profiles import load_profile
 
@@ -84,7 +100,9 @@ def _number(value: object) -> float:
 def _csv_rows(path: Path) -> tuple[list[str], Iterator[tuple[str, list[Any]]]]:
     try:
         text = read_text_limited(path, MAX_LOG_BYTES)
-    except (OSError, InputLimitError, UnicodeDecodeError) as err:
+    except OSError as err:
+        raise ReplayError(f"cannot read the log {path}: {err.strerror or err}") from None
+    except (InputLimitError, UnicodeDecodeError) as err:
         raise ReplayError(f"cannot read the log {path}: {err}") from None
     reader = csv.reader(io.StringIO(text))
     try:
@@ -183,42 +201,296 @@ class ArmResult:
     trips: list[tuple[float, str]]  # (t_s, fault)
 
 
-def replay(log: Log, arm: Arm, chemistry: str, capacity_ah: float, soc: float | None = None) -> ArmResult:
-    """Feed the log's rows to a fresh brain with ``arm``'s settings; its events and where it ends."""
+@dataclass(frozen=True)
+class PackSpec:
+    """What every log of a call shares besides the settings: the cells and the rated capacity."""
+
+    chemistry: str
+    capacity_ah: float
+    soc: float | None = None  # at the first row; None: from the first rest voltage
+
+
+@dataclass
+class LogOutcome:
+    """One log of a call, in the order given: its results per arm, or why it was not replayed."""
+
+    path: str
+    log: Log | None
+    results: list[ArmResult]
+    error: str | None = None
+
+
+ClockKey = tuple[int, int, bytes]  # series, sensors, the row times relative to the first row
+
+
+def clock_key(log: Log) -> ClockKey:
+    """Logs with equal keys can be stepped as one brain: the brain takes one time per step for all
+    its packs, and its timers count the time between rows, so what must match is the shape and the
+    row times counted from each log's first row (bit for bit: the brain is fed exactly these)."""
+    return (log.cell_v.shape[1], log.cell_t_c.shape[1], _relative_t_s(log).tobytes())
+
+
+def _relative_t_s(log: Log) -> np.ndarray:
+    """The log's clock from its first row. Every replay, alone or batched, runs the brain on this
+    clock and reports events at the log's own row times, so a log gives the same events whatever
+    it is batched with."""
+    return log.t_s - log.t_s[0]
+
+
+def _brain_profile(arm: Arm) -> Profile:
     try:
         # The log's current is what the real BMS let through: the replayed brain's own FET
         # commands cannot change it, so current "through a FET it opened" is no evidence of a
         # stuck FET here. The leak check is switched off (its limit at the largest current a
         # profile allows), whatever the arm says.
-        profile = load_profile(arm.profile, {**arm.overrides, "sensors.fet_leak_a": MAX_CURRENT_A})
+        return load_profile(arm.profile, {**arm.overrides, "sensors.fet_leak_a": MAX_CURRENT_A})
     except (KeyError, ValueError) as err:
         raise ReplayError(f"{arm.name}: {err}") from None
-    cell = load_chemistry(chemistry)
-    series = log.cell_v.shape[1]
-    initial = None if soc is None else np.full((1, series), soc)
-    pack = PackConfig(series, capacity_ah, cell.ocv, cell.coulombic_efficiency)
-    bms = Bms(profile, pack, packs=1, initial_soc=initial)
-    events: list[dict[str, Any]] = []
-    one = np.ones(1, dtype=bool)
-    zero = np.zeros(1, dtype=bool)
-    for k in range(len(log.t_s)):
-        m = Measurements(
-            cell_v=log.cell_v[k : k + 1],
-            cell_t_c=log.cell_t_c[k : k + 1],
-            current_a=log.current_a[k : k + 1],
-            stack_v=log.stack_v[k : k + 1],
-            fet_t_c=log.fet_t_c[k : k + 1],
-            afe_ok=one,
-            afe_damaged=zero,
-            short_circuit_tripped=zero,
-            short_circuit_at_s=np.full(1, np.nan),
-            short_circuit_peak_a=np.zeros(1),
-            charger_present=log.charger_present[k : k + 1].astype(bool),
-            load_present=log.load_present[k : k + 1].astype(bool),
-            link_ok=one,
-            reset_button=zero,
+
+
+def _cells(chemistry: str) -> CellParams:
+    try:
+        return load_chemistry(chemistry)
+    except ChemistryError as err:
+        raise ReplayError(f"--chemistry: {err}") from None
+
+
+def check_settings(arms: Sequence[Arm], spec: PackSpec) -> None:
+    """Refuse bad settings or chemistry before any log is read: they would fail every log alike."""
+    _cells(spec.chemistry)
+    for arm in arms:
+        _brain_profile(arm)
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """Logs of one clock stacked as (rows, packs, …): row ``k`` of every log is one brain step."""
+
+    cell_v: np.ndarray
+    cell_t_c: np.ndarray
+    current_a: np.ndarray
+    stack_v: np.ndarray
+    fet_t_c: np.ndarray
+    charger_present: np.ndarray
+    load_present: np.ndarray
+
+    @classmethod
+    def of(cls, logs: Sequence[Log]) -> _Rows:
+        def stack(name: str, dtype: type = float) -> np.ndarray:
+            return np.ascontiguousarray(np.stack([getattr(log, name) for log in logs], axis=1), dtype=dtype)
+
+        return cls(
+            stack("cell_v"),
+            stack("cell_t_c"),
+            stack("current_a"),
+            stack("stack_v"),
+            stack("fet_t_c"),
+            stack("charger_present", bool),
+            stack("load_present", bool),
         )
-        _, new = bms.step(m, float(log.t_s[k]))
-        events += [e.as_dict() for e in new]
+
+    def measurements(self, k: int) -> Measurements:
+        """Row ``k`` of every log, with the inputs a log does not hold as a healthy AFE's."""
+        packs = self.current_a.shape[1]
+        ok = np.ones(packs, dtype=bool)
+        no = np.zeros(packs, dtype=bool)
+        return Measurements(
+            cell_v=self.cell_v[k],
+            cell_t_c=self.cell_t_c[k],
+            current_a=self.current_a[k],
+            stack_v=self.stack_v[k],
+            fet_t_c=self.fet_t_c[k],
+            afe_ok=ok,
+            afe_damaged=no,
+            short_circuit_tripped=no,
+            short_circuit_at_s=np.full(packs, np.nan),
+            short_circuit_peak_a=np.zeros(packs),
+            charger_present=self.charger_present[k],
+            load_present=self.load_present[k],
+            link_ok=ok,
+            reset_button=no,
+        )
+
+
+def replay_batch(logs: Sequence[Log], arm: Arm, spec: PackSpec) -> list[ArmResult]:
+    """Feed logs that share a clock (equal ``clock_key``) to ONE brain, each log a pack: its
+    events, trips and where it ends, per log. Equal to replaying each log alone (each pack of the
+    brain is computed on its own row of the arrays), only far fewer steps."""
+    if not logs:
+        return []
+    keys = {clock_key(log) for log in logs}
+    if len(keys) != 1:
+        raise ValueError("replay_batch needs logs that share a clock (equal clock_key)")
+    profile = _brain_profile(arm)
+    cell = _cells(spec.chemistry)
+    series = logs[0].cell_v.shape[1]
+    initial = None if spec.soc is None else np.full((len(logs), series), spec.soc)
+    pack = PackConfig(series, spec.capacity_ah, cell.ocv, cell.coulombic_efficiency)
+    bms = Bms(profile, pack, packs=len(logs), initial_soc=initial)
+    rows = _Rows.of(logs)
+    clock = _relative_t_s(logs[0])
+    events: list[list[dict[str, Any]]] = [[] for _ in logs]
+    for k in range(len(clock)):
+        flags = _QuietFlags.before(bms)
+        _, new = bms.step(rows.measurements(k), float(clock[k]))
+        flags.restore_quiet(bms)
+        for event in new:
+            log = logs[event.pack]
+            events[event.pack].append(_in_log_time(event, float(clock[k]), log, k))
+    return [_arm_result(arm, events[i], bms, i) for i in range(len(logs))]
+
+
+@dataclass(frozen=True)
+class _QuietFlags:
+    """Per-pack flags the brain leaves alone in a cycle when NO pack of its batch needs them.
+
+    The brain takes a few shortcuts batch-wide: when no pack has a trip condition or a running
+    trip timer it skips the trip debounce, likewise the warning debounce, the fault-release
+    debounce (no pack has a fault) and the recovery charge's over-rate timer (no pack is on a
+    recovery charge). A skipped cycle keeps each row's "seen last cycle" flags (and the warning's
+    quiet time, the over-rate timer) as they were, where the counting path resets them. So a
+    quiet pack's flags depend on whether some OTHER pack of the batch was busy. Alone, a pack is
+    quiet exactly when it is quiet itself: taking these flags before a step and putting a quiet
+    pack's back after it gives each pack what a brain of its own would have kept. This is what
+    makes a batched replay equal, event for event, to replaying each log alone, and alone equal
+    to the twin run (one pack) a log was made from.
+    """
+
+    trip_seen: np.ndarray
+    trip_timer_s: np.ndarray
+    warn_seen: np.ndarray
+    warn_gone_s: np.ndarray
+    warn_timer_s: np.ndarray
+    warning_active: np.ndarray
+    release_seen: np.ndarray
+    active: np.ndarray
+    recovery_overrate_s: np.ndarray
+    overrate_seen: np.ndarray
+    recovery_blocked: np.ndarray
+
+    @classmethod
+    def before(cls, bms: Bms) -> _QuietFlags:
+        brain = bms.brain
+        return cls(*(np.array(getattr(brain, f.name), copy=True) for f in fields(cls)))
+
+    def restore_quiet(self, bms: Bms) -> None:
+        """After the step: the packs a brain of their own would have skipped get their flags back.
+        (Right after a batch-wide skip this puts back what is already there.)"""
+        brain = bms.brain
+        trip_quiet = np.asarray(~brain.trip_seen.any(axis=1) & ~self.trip_timer_s.any(axis=1))
+        busy_warning = self.warning_active.any(axis=1) | self.warn_timer_s.any(axis=1)
+        warn_quiet = np.asarray(~brain.warn_seen.any(axis=1) & ~busy_warning)
+        release_quiet = np.asarray(~self.active.any(axis=1))
+        recovery_quiet = np.asarray(~brain.recovery_only)
+        brain.trip_seen = _rows_back(brain.trip_seen, self.trip_seen, trip_quiet)
+        brain.warn_seen = _rows_back(brain.warn_seen, self.warn_seen, warn_quiet)
+        brain.warn_gone_s = _rows_back(brain.warn_gone_s, self.warn_gone_s, warn_quiet)
+        brain.release_seen = _rows_back(brain.release_seen, self.release_seen, release_quiet)
+        brain.recovery_overrate_s = _rows_back(brain.recovery_overrate_s, self.recovery_overrate_s, recovery_quiet)
+        brain.overrate_seen = _rows_back(brain.overrate_seen, self.overrate_seen, recovery_quiet)
+        brain.recovery_blocked = _rows_back(brain.recovery_blocked, self.recovery_blocked, recovery_quiet)
+
+
+def _rows_back(now: np.ndarray, before: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``now`` with the packs ``rows`` (a (packs,) mask) as they were ``before``."""
+    mask = rows.reshape(rows.shape + (1,) * (now.ndim - 1))
+    return np.where(mask, before, now)
+
+
+def _in_log_time(event: Event, step_t_s: float, log: Log, row: int) -> dict[str, Any]:
+    """The event as a dict at the log's own time: an event of step ``row`` at the row's logged
+    time (exactly, not the first row's time plus the offset, which may round differently)."""
+    doc = event.as_dict()
+    t_s = float(log.t_s[row]) if event.t_s == step_t_s else float(log.t_s[0]) + event.t_s
+    doc["t_s"] = round(t_s, 6)
+    return doc
+
+
+def _arm_result(arm: Arm, events: list[dict[str, Any]], bms: Bms, pack: int) -> ArmResult:
     trips = [(float(e["t_s"]), str(e["fault"])) for e in events if e["kind"] == "fault_set"]
-    return ArmResult(arm, events, bms.state_name(0), float(bms.pack_soc[0]), trips)
+    return ArmResult(arm, events, bms.state_name(pack), float(bms.pack_soc[pack]), trips)
+
+
+def replay(log: Log, arm: Arm, chemistry: str, capacity_ah: float, soc: float | None = None) -> ArmResult:
+    """Feed the log's rows to a fresh brain of its own with ``arm``'s settings; its events and
+    where it ends."""
+    return replay_batch([log], arm, PackSpec(chemistry, capacity_ah, soc))[0]
+
+
+def group_by_clock(logs: Sequence[Log]) -> list[list[int]]:
+    """Indices of the logs, grouped by clock (each group one brain), in order of first appearance."""
+    groups: dict[ClockKey, list[int]] = {}
+    for i, log in enumerate(logs):
+        groups.setdefault(clock_key(log), []).append(i)
+    return list(groups.values())
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One piece of work for a process: some logs of one clock under one arm."""
+
+    logs: tuple[Log, ...]
+    arm: Arm
+    spec: PackSpec
+
+
+def _run_unit(unit: _Unit) -> list[ArmResult]:
+    return replay_batch(unit.logs, unit.arm, unit.spec)
+
+
+def _read_or_error(path: str) -> Log | str:
+    """A log, or the sentence saying why it cannot be replayed (a worker returns it, not raises
+    it, so one bad log does not lose the others)."""
+    try:
+        return read_log(path)
+    except ReplayError as err:
+        return str(err)
+
+
+def _pieces(group: list[int], groups: int, workers: int) -> list[list[int]]:
+    """A clock's logs split so that every worker has some (fewer groups than workers): equal-ish
+    contiguous pieces; with one worker, the whole group on one brain."""
+    count = min(len(group), max(1, -(-workers // groups)))
+    return [list(piece) for piece in np.array_split(np.array(group), count)]
+
+
+@contextmanager
+def _mapper(workers: int) -> Iterator[Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]]:
+    """``map`` in this process (one worker) or over a process pool; results in input order."""
+    if workers <= 1:
+        yield lambda fn, items: [fn(item) for item in items]
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield lambda fn, items: list(pool.map(fn, items))
+
+
+def replay_files(
+    paths: Sequence[Path | str], arms: Sequence[Arm], spec: PackSpec, workers: int = 1
+) -> list[LogOutcome]:
+    """Read and replay many logs: those that share a clock on one brain per arm (``replay_batch``),
+    the work spread over ``workers`` processes (reading too). One outcome per path, in the order
+    given, the same whatever ``workers``; a log that cannot be read carries its sentence and the
+    others are replayed. Bad settings raise ``ReplayError`` before anything is read."""
+    if workers < 1:
+        raise ReplayError("--workers must be at least 1")
+    check_settings(arms, spec)
+    with _mapper(workers) as run:
+        read: list[Log | str] = run(_read_or_error, [str(p) for p in paths])
+        logs = [item for item in read if isinstance(item, Log)]
+        groups = group_by_clock(logs)
+        pieces = [piece for group in groups for piece in _pieces(group, len(groups), workers)]
+        units = [_Unit(tuple(logs[i] for i in piece), arm, spec) for piece in pieces for arm in arms]
+        done = iter(run(_run_unit, units))
+    by_log: dict[int, list[ArmResult]] = {i: [] for i in range(len(logs))}
+    for piece in pieces:
+        for _ in arms:
+            for i, result in zip(piece, next(done), strict=True):
+                by_log[i].append(result)
+    found = iter(range(len(logs)))
+    outcomes = []
+    for path, item in zip(paths, read, strict=True):
+        if isinstance(item, Log):
+            outcomes.append(LogOutcome(item.path, item, by_log[next(found)]))
+        else:
+            outcomes.append(LogOutcome(str(path), None, [], item))
+    return outcomes
