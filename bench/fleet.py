@@ -2,11 +2,12 @@
 on a Dask LocalCluster of 2 workers, each as a ratio of the one-process row of the same run, the
 workers' peak memory, and a 100,000-pack campaign estimated from the measured rates.
 
-The campaign is ``campaigns/uv-limits.yaml`` (16S packs, 4 h 10 min of use at 1 s each) with
-``--packs`` packs and its arms::
+The campaign is ``campaigns/uv-limits.yaml`` (16S packs, 4 h 10 min of use at 1 s each) unless
+``--campaign`` names another, with ``--packs`` packs and its arms::
 
     python bench/fleet.py                 # 40 packs per arm
     python bench/fleet.py --packs 200
+    python bench/fleet.py --campaign campaigns/home-day.yaml --packs 20   # one simulated day a pack
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packs", type=int, default=40, help="packs per arm")
     parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("--campaign", type=Path, default=ROOT / "campaigns" / "uv-limits.yaml")
     args = parser.parse_args()
     if args.packs < 1 or args.batch < 1:
         parser.error("--packs and --batch must be at least 1")
-    campaign, base = load_campaign(ROOT / "campaigns" / "uv-limits.yaml")
+    campaign, base = load_campaign(args.campaign)
     campaign = campaign.model_copy(update={"packs": args.packs, "batch": args.batch})
     runs = args.packs * len(campaign.arms)
     print(
