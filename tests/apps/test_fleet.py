@@ -242,6 +242,70 @@ def test_a_hot_ambient_series_trips_over_temperature_when_the_cells_heat_up(tmp_
     assert json.loads(row["ambient_series"])["csv"].endswith("hot.csv")
 
 
+def test_a_trip_within_the_thermistors_error_is_no_nuisance(tmp_path: Path) -> None:
+    """The same hot series with the board's own thermistors (noise 0.1 °C, step 0.1 °C): the
+    readings reach 45 °C a little before the cells do. The judge allows the board's sensor error,
+    one step and four standard deviations (0.5 °C), which the cells' true rise near 45 °C, 35/2200
+    °C a second, covers in 31 s: the trip comes at most 32 s before the noiseless 1,098 s and is no
+    nuisance."""
+    base = _base(tmp_path, [{"run": "25min"}])
+    (tmp_path / "hot.csv").write_text("t_s,temperature_c\n0,25\n100,80\n")
+    campaign, base_path = load_campaign(
+        _campaign(tmp_path, scenario=str(base), packs=1, draw={"ambient": {"csv": ["hot.csv"]}})
+    )
+    (row,) = run_campaign(campaign, base_path)
+    (tripped,) = _trips(row, "charge_overtemperature")
+    assert 1098 - 32 <= tripped <= 1099
+    assert row["nuisance_trips"] == 0 and row["missed_protections"] == 0
+
+
+HOME_DAY = ROOT / "scenarios" / "fleet" / "home-day.yaml"
+
+
+def test_a_day_long_run_is_judged_on_every_cycle(tmp_path: Path) -> None:
+    """A simulated day at 1 s is 86,401 telemetry rows; memory keeps one in eight of them, and an
+    over-voltage excursion at the top of a charge lasts a couple of seconds. On the base's own
+    settings and a healthy board, a trip is the brain reading a cell past its limit, and the reading
+    is within the board's error of the truth: no trip may be a nuisance. All three packs of seed 2
+    trip over-voltage at the top of the day's charge (the test needs them to, or it proves nothing)."""
+    campaign, base = load_campaign(
+        _campaign(
+            tmp_path,
+            scenario=str(HOME_DAY),
+            packs=3,
+            seed=2,
+            batch=3,
+            draw={
+                "soc": [0.2, 0.9],
+                "ambient_c": [0, 40],
+                "capacity_spread": [0.0, 0.05],
+                "resistance_spread": [0, 0.1],
+            },
+        )
+    )
+    rows = run_campaign(campaign, base)
+    over = [r for r in rows if _trips(r, "cell_overvoltage")]
+    assert [r["pack"] for r in over] == [0, 1, 2]
+    assert all(r["nuisance_trips"] == 0 and r["missed_protections"] == 0 for r in rows), [r["judgements"] for r in rows]
+
+
+def test_every_fault_a_campaign_draws_runs(tmp_path: Path) -> None:
+    """Each injectable fault at chance 1 on one pack: it runs (a drifting sensor is a cell's voltage
+    sensor, named for the drawn cell) and the row lists all five."""
+    faults = {
+        "cell_internal_short": 1,
+        "capacity_fade": 1,
+        "cooling_failure": 1,
+        "sensor_drift": 1,
+        "open_balance_wire": 1,
+    }
+    base = _base(tmp_path, [{"run": "10min"}])
+    campaign, base_path = load_campaign(_campaign(tmp_path, scenario=str(base), packs=1, draw={"faults": faults}))
+    (row,) = run_campaign(campaign, base_path)
+    assert row["error"] == ""
+    assert sorted(f.split("@")[0] for f in json.loads(row["faults_injected"])) == sorted(faults)
+
+
 def test_reset_needed_by_hand() -> None:
     """docs/behaviour.md §4.1 and §10.1: the most of what the diagnosis recommends and what the
     faults still active need once their cause is gone."""
