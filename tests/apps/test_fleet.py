@@ -137,6 +137,12 @@ def test_wilson_interval_by_hand() -> None:
             {"draw": {"usage": {"generator": "pulses", "current_a": 1, "on_s": 1, "off_s": 0, "duration_s": 1e6}}},
             "pulses",
         ),
+        ({"draw": {"soc": [0.5, 2]}}, "draw.soc: 2 cannot be drawn"),
+        ({"draw": {"ambient_c": [-100, 30]}}, "draw.ambient_c: -100 cannot be drawn"),
+        ({"draw": {"capacity_spread": [0, 5]}}, "draw.capacity_spread: 5 cannot be drawn"),
+        ({"draw": {"soh": [0.9, 0.5]}}, "runs from high to low"),
+        ({"draw": {"soh": [0, 1]}}, "draw.soh: 0 cannot be drawn"),
+        ({"draw": {"soc": [math.nan, 0.5]}}, "finite number"),
     ],
 )
 def test_a_bad_campaign_is_one_sentence(tmp_path: Path, change: dict[str, Any], says: str) -> None:
@@ -304,6 +310,22 @@ def test_every_fault_a_campaign_draws_runs(tmp_path: Path) -> None:
     (row,) = run_campaign(campaign, base_path)
     assert row["error"] == ""
     assert sorted(f.split("@")[0] for f in json.loads(row["faults_injected"])) == sorted(faults)
+
+
+def test_an_aged_pack_reaches_its_cut_off_in_its_share_of_the_time(tmp_path: Path) -> None:
+    """``soh`` fades every cell to that share of its capacity (the BMS still counts the rated one).
+    On a constant 100 A load from 60 % SOC, a cell at half its capacity loses SOC twice as fast and
+    its voltage at a given SOC and current is the same, so it reaches the under-voltage cut-off in
+    half the time of a new one (within a few seconds: the 2 s delay, a reading's noise)."""
+    base = _base(tmp_path, [{"load": {"current_a": 100}}, {"run": "1h"}])
+    new_pack, aged = (
+        run_campaign(*load_campaign(_campaign(tmp_path, scenario=str(base), packs=1, draw=draw)))[0]
+        for draw in ({}, {"soh": [0.5, 0.5]})
+    )
+    (t_new,) = _trips(new_pack, "cell_undervoltage")
+    (t_aged,) = _trips(aged, "cell_undervoltage")
+    assert t_new > 1800 and abs(t_aged - 0.5 * t_new) <= 4, (t_new, t_aged)
+    assert aged["soh"] == 0.5 and new_pack["soh"] is None
 
 
 def test_reset_needed_by_hand() -> None:

@@ -86,7 +86,16 @@ from openbms.apps.fleet_series import (
 from openbms.bms.protections import ProtectionTable
 from openbms.profiles import load_profile
 from openbms.scenario.runner import read_profile_csv
-from openbms.scenario.schema import Scenario, ScenarioError, Step, load_scenario, parse_steps
+from openbms.scenario.schema import (
+    InjectSpec,
+    PackSpec,
+    Scenario,
+    ScenarioError,
+    SpreadSpec,
+    Step,
+    load_scenario,
+    parse_steps,
+)
 from openbms.twin.board import load_board
 
 MAX_PACKS = 1_000_000
@@ -114,7 +123,7 @@ class CampaignError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 Range = tuple[float, float]
@@ -129,6 +138,7 @@ class Draws(_Strict):
     faults: dict[str, float] = Field(default_factory=dict)
     usage: UsageDraw | None = None
     ambient: AmbientDraw | None = None
+    soh: Range | None = None  # ageing: every cell's capacity as a share of new (the BMS still counts the rated)
 
     @model_validator(mode="after")
     def _one_ambient(self) -> Draws:
@@ -180,13 +190,46 @@ def load_campaign(path: Path | str) -> tuple[Campaign, Path]:
         raise CampaignError(f"{path}: arms need different names")
     base = (path.parent / campaign.scenario).resolve()
     try:
-        _, steps = load_scenario(base)
+        scenario, steps = load_scenario(base)
     except ScenarioError as err:
         raise CampaignError(f"{path}: its scenario: {err}") from None
     draw = campaign.draw
+    _check_ranges(path, draw, scenario)
     usage = None if draw.usage is None else _checked_usage(path, draw.usage, steps)
     ambient = None if draw.ambient is None else _checked_ambient(path, draw.ambient, steps)
     return campaign.model_copy(update={"draw": draw.model_copy(update={"usage": usage, "ambient": ambient})}), base
+
+
+# A drawn key and the scenario field it sets: both ends of its range must be valid there (the
+# scenario schema's own bounds, not restated here).
+RANGE_FIELDS = {
+    "soc": ("pack", "soc"),
+    "ambient_c": ("pack", "temperature_c"),
+    "capacity_spread": ("spread", "capacity"),
+    "resistance_spread": ("spread", "resistance"),
+    "soh": ("inject", "soh"),
+}
+
+
+def _check_ranges(path: Path, draw: Draws, scenario: Scenario) -> None:
+    """Each drawn range is low to high, and both of its ends are what the field it sets accepts."""
+    for key, (where, name) in RANGE_FIELDS.items():
+        drawn: Range | None = getattr(draw, key)
+        if drawn is None:
+            continue
+        if drawn[0] > drawn[1]:
+            raise CampaignError(f"{path}: draw.{key}: [{drawn[0]:g}, {drawn[1]:g}] runs from high to low")
+        for end in drawn:
+            try:
+                if where == "pack":
+                    PackSpec.model_validate({**scenario.pack.model_dump(), name: end})
+                elif where == "spread":
+                    SpreadSpec.model_validate({**scenario.pack.spread.model_dump(), name: end})
+                else:
+                    InjectSpec.model_validate({"fault": "capacity_fade", "cell": 1, name: end})
+            except ValidationError as err:
+                says = str(err.errors()[0]["msg"]).lower()
+                raise CampaignError(f"{path}: draw.{key}: {end:g} cannot be drawn: {says}") from None
 
 
 def _with_files(path: Path, spec: DrawT, key: str, read: Callable[[Path], Any]) -> DrawT:
@@ -240,6 +283,7 @@ class PackDraw:
     faults: tuple[tuple[str, int], ...]  # (fault, 1-based cell)
     usage: DrawnSeries | None = None
     ambient: DrawnSeries | None = None
+    soh: float | None = None
 
 
 def draw_pack(campaign: Campaign, pack: int, series: int) -> PackDraw:
@@ -262,18 +306,21 @@ def draw_pack(campaign: Campaign, pack: int, series: int) -> PackDraw:
     # Drawn after every older draw, so the packs of a campaign without these keys do not change.
     usage = draw_series(rng, d.usage)
     ambient_drawn = draw_series(rng, d.ambient)
-    return PackDraw(pack, soc, ambient, capacity, resistance, spread_seed, faults, usage, ambient_drawn)
+    soh = uniform(d.soh)
+    return PackDraw(pack, soc, ambient, capacity, resistance, spread_seed, faults, usage, ambient_drawn, soh)
 
 
 USAGE_STEP_INDEX = -1_000_000  # the drawn usage's profile step (the campaign's own steps count down from -1)
 AMBIENT_STEP_INDEX = -2_000_000  # and its ambient series' steps, counting down from there
 
 
-def _steps_for(draw: PackDraw) -> list[Step]:
+def _steps_for(draw: PackDraw, series: int) -> list[Step]:
     """The steps a pack's draws add before the base timeline, at 0 s."""
     raw: list[dict[str, Any]] = []
     if draw.ambient_c is not None:
         raw.append({"ambient": {"temperature_c": draw.ambient_c}})
+    if draw.soh is not None:  # ageing: every cell faded alike (a drawn capacity_fade then sets its cell to 70 %)
+        raw += [{"inject": {"fault": "capacity_fade", "cell": k, "soh": draw.soh}} for k in range(1, series + 1)]
     for name, cell in draw.faults:
         params = {k: v.format(cell=cell) if isinstance(v, str) else v for k, v in FAULT_STEPS[name].items()}
         if params.pop("cell", False):
@@ -306,12 +353,14 @@ def _ambient_steps(times: Any, temps: Any) -> list[tuple[float, Step]]:
     ]
 
 
-def timeline_for(draw: PackDraw, campaign: Campaign, steps: list[Step], dt_s: float) -> tuple[list[Step], float | None]:
+def timeline_for(
+    draw: PackDraw, campaign: Campaign, steps: list[Step], dt_s: float, series: int
+) -> tuple[list[Step], float | None]:
     """The pack's whole timeline (its draws' steps, then the base's with its usage and ambient
     series applied) and the temperature it starts at when its ambient series says so."""
     mode = campaign.draw.usage.mode if campaign.draw.usage is not None else "add"
     base = _without_load(steps) if draw.usage is not None and mode == "replace" else steps
-    timeline = _steps_for(draw) + base
+    timeline = _steps_for(draw, series) + base
     if draw.ambient is None:
         return timeline, None
     times, temps = ambient_series(draw.ambient, run_length_s(steps))
@@ -325,7 +374,7 @@ def run_pack(base: Path, campaign: Campaign, arm: ArmSpec, draw: PackDraw, engin
     from openbms.scenario.runner import ScenarioRunner
 
     scenario, base_steps = load_scenario(base)
-    steps, start_c = timeline_for(draw, campaign, base_steps, scenario.dt)
+    steps, start_c = timeline_for(draw, campaign, base_steps, scenario.dt, scenario.pack.series)
     start_c = draw.ambient_c if start_c is None else start_c
     spread = scenario.pack.spread.model_copy(
         update={
@@ -365,6 +414,7 @@ def run_pack(base: Path, campaign: Campaign, arm: ArmSpec, draw: PackDraw, engin
         "ambient_c": draw.ambient_c,
         "capacity_spread": draw.capacity_spread,
         "resistance_spread": draw.resistance_spread,
+        "soh": draw.soh,
         "faults_injected": json.dumps([f"{name}@{cell}" for name, cell in draw.faults]),
         "usage": json.dumps(None if draw.usage is None else draw.usage.as_json()),
         "ambient_series": json.dumps(None if draw.ambient is None else draw.ambient.as_json()),
