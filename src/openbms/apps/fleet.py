@@ -16,6 +16,7 @@ A campaign file (YAML)::
       ambient_c: [0, 40]         # ambient temperature, uniform, from the start
       capacity_spread: [0.0, 0.04]   # cell-to-cell spread within a pack, uniform
       resistance_spread: [0.0, 0.10]
+      soh: [0.8, 1.0]            # ageing: every cell's capacity as this share of new
       faults: {cell_internal_short: 0.02, cooling_failure: 0.05}  # chance a pack has it from the start
       usage: {generator: evening, current_a: [20, 60], duration_s: [3600, 7200], start_s: 0}
       # ambient: {generator: day_night, mean_c: [5, 35], amplitude_c: [2, 8]}   # a series, instead of ambient_c
@@ -34,13 +35,15 @@ one, an unknown generator or parameter, or a bad range is refused in one sentenc
 
 Pack ``k`` draws from ``numpy.random.default_rng([seed, k])``: its draws do not depend on the
 number of workers, the batch size or the arm, so arms are compared on the same packs and a
-campaign is reproduced from its seed alone. ``usage`` and ``ambient`` are drawn after every other
-key, so adding them changes no other draw. Each pack runs on the fast engine when it may.
+campaign is reproduced from its seed alone. ``usage``, ``ambient`` and ``soh`` are drawn after
+every other key, in that order, so adding them changes no earlier draw. Both ends of each range
+must be values the scenario accepts for the field it sets. Each pack runs on the fast engine when it may.
 
 Per pack the result says: the trips (fault and time), the time to protect (first trip), nuisance
-trips (a voltage or temperature protection that tripped while no cell's true value had left its
-safe window in the protection's delay before), missed or late protections (a cell's true value
-outside a window for longer than the delay and two cycles, without, or before, the trip), the
+trips (a voltage or temperature protection that tripped while no cell's true value had come within
+the board's sensor error of its limit in the protection's delay before), missed or late protections
+(a cell's true value beyond the limit itself for longer than the delay and two cycles, without, or
+before, the trip), the
 final state, the diagnosis's recommendation, the faults still active and ``reset_needed``: what
 the pack needs before it works again, ``none``, ``soft_reset``, ``hard_reset`` or ``service``, the
 most of the recommendation (``replace_cells`` is a service visit; ``fix_root_cause`` alone needs
@@ -49,7 +52,8 @@ no reset) and the arm's recovery class of each fault still active (docs/behaviou
 arm's share of packs needing a hard reset or service, with its Wilson interval like every share.
 The safe windows are the base scenario's own profile (its thresholds and delays), whatever an arm
 sets: the arms are judged against the cells' limits, not against themselves. Ground truth is the
-twin's own physics (telemetry rows, one a cycle up to 20,000 rows, decimated beyond).
+twin's own physics: its true cell extremes at every cycle (``Truth``, the runner's telemetry sink;
+the telemetry kept in memory is decimated on long runs).
 """
 
 from __future__ import annotations
