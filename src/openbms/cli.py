@@ -1351,6 +1351,10 @@ def _fleet_run(campaign_path: Path, workers: int, scheduler: str | None, out: Pa
     except CampaignError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_INVALID
+    from openbms.scenario.output import parquet_available
+
+    if not parquet_available():  # checked before the packs run, not after
+        raise UserError("fleet results are Parquet: pip install 'openbms[fleet]'")
     engine = _ready_engine(engine, err)
     started = time.perf_counter()
 

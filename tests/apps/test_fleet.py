@@ -372,3 +372,13 @@ def test_timed_steps_split_the_runs_at_their_times() -> None:
         ("note", "at 100"),
         ("run", 50.0),
     ]
+
+
+def test_a_scheduler_that_cannot_be_reached_is_one_sentence(tmp_path: Path) -> None:
+    pytest.importorskip("dask.distributed")
+    path = _campaign(tmp_path, packs=1)
+    result = CliRunner().invoke(
+        app, ["fleet", "run", str(path), "--scheduler", "nonsense", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2 and "cannot reach a Dask scheduler" in " ".join(result.output.split())
+    assert "Traceback" not in result.output and not (tmp_path / "o" / "results.parquet").exists()

@@ -593,7 +593,11 @@ def run_campaign(
             from dask.distributed import Client
         except ImportError:
             raise CampaignError("--scheduler needs dask.distributed: pip install '.[fleet]'") from None
-        with Client(scheduler) as client:
+        try:
+            client = Client(scheduler)
+        except (OSError, ValueError, TimeoutError) as err:
+            raise CampaignError(f"--scheduler {scheduler}: cannot reach a Dask scheduler there ({err})") from None
+        with client:
             futures = client.map(_batch, work, pure=False)
             for done, batch in enumerate(client.gather(futures), start=1):
                 results += batch
