@@ -19,7 +19,7 @@ import numpy.typing as npt
 from openbms.bms.events import Event, rounded
 from openbms.bms.fault_hooks import Trip, hooks_of
 from openbms.bms.interface import Measurements
-from openbms.bms.protections import RELEASE_MODES, debounce, elapsed, trip_timers
+from openbms.bms.protections import RELEASE_MODES, debounce, elapsed, running_after, trip_timers
 from openbms.bms.recovery_classes import CLEARERS, CLEARS_BY_ITSELF, LATCHED, RECOVERY_CLASSES
 from openbms.bms.state import BrainState
 
@@ -123,7 +123,9 @@ def record_trips(
     """Set the ``new`` faults: their time, recovery class (escalated if they repeat) and event."""
     table = brain.table
     brain.active |= new
+    # The release is counted from the first releasing sample after the trip.
     brain.release_timer_s[new] = 0.0
+    brain.release_seen[new] = False
     for pack_index, j_index in zip(*np.nonzero(new), strict=True):
         pack, j = int(pack_index), int(j_index)
         by_afe = bool(table.in_afe[j] and m.short_circuit_tripped[pack])
@@ -170,7 +172,10 @@ def clear(brain: BrainState, cleared: BoolArray, t_s: float, by: str | None, eve
             on_clear(brain, int(pack))
     brain.active &= ~cleared
     brain.trip_timer_s[cleared] = 0.0
+    # A fault no longer active releases nothing: its release count rests at zero, as the release
+    # debounce would leave it (which is skipped in a cycle where no pack has a fault).
     brain.release_timer_s[cleared] = 0.0
+    brain.release_seen[cleared] = False
     brain.since_s[cleared] = np.nan
     brain.over_time &= ~cleared
     brain.recovery_class = np.where(cleared, brain.base_recovery_class[None, :], brain.recovery_class)
@@ -178,7 +183,11 @@ def clear(brain: BrainState, cleared: BoolArray, t_s: float, by: str | None, eve
 
 def update_warnings(brain: BrainState, t_s: float, dt_s: float, values: FloatArray, events: list[Event]) -> None:
     """A warning rises after half the trip delay and falls only after its condition has been
-    gone for the release delay (at least 2 s), so noise near the threshold does not flicker."""
+    gone for the release delay (at least 2 s), so noise near the threshold does not flicker.
+
+    A quiet cycle (no warning condition, ``warnings_running`` False: no timer counting, no
+    condition seen last cycle, no warning up) skips the arithmetic, which would change nothing:
+    the time gone is kept only while a warning is up (elsewhere nothing reads it) and rests at 0."""
     table = brain.table
     warn = table.warn_condition(values)
     if brain.untrusted.any():
@@ -187,13 +196,14 @@ def update_warnings(brain: BrainState, t_s: float, dt_s: float, values: FloatArr
         return
     brain.warn_timer_s = debounce(brain.warn_timer_s, warn, brain.warn_seen, dt_s)
     brain.warn_seen = warn
-    brain.warn_gone_s = np.where(warn, 0.0, brain.warn_gone_s + dt_s)
+    gone_s = np.where(warn, 0.0, brain.warn_gone_s + dt_s)
     rises = warn & elapsed(brain.warn_timer_s, 0.5 * table.trip_delay_s)
-    falls = brain.warn_gone_s >= brain.warn_hold_s
+    falls = gone_s >= brain.warn_hold_s
     now = rises | (brain.warning_active & ~falls)
     rising = now & ~brain.warning_active & ~brain.active & ~brain.just_cleared
+    brain.warn_gone_s = np.where(now, gone_s, 0.0)
     brain.warning_active = now
-    brain.warnings_running = bool(now.any() or brain.warn_timer_s.any())
+    brain.warnings_running = bool(now.any()) or running_after(brain.warn_timer_s, warn)
     for pack, j in zip(*np.nonzero(rising), strict=True):
         fields = {
             "warning": table.names[j],

@@ -30,7 +30,7 @@ def update_fets(
     recovery charge (docs/behaviour.md §3), and more than that for a second opens the charge FET until the
     charger goes away."""
     charge_blocked, recovery_only, discharge_blocked = paths_blocked(brain)
-    if recovery_only.any():
+    if recovery_only.any() or recovery_running(brain):
         over = stats.current_a > brain.recovery_charge_a * RECOVERY_CHARGE_GRACE
         overrate = recovery_only & over
         brain.recovery_overrate_s = np.where(
@@ -48,6 +48,14 @@ def update_fets(
             events.append(Event(t_s, int(pack), "fet_changed", {"fet": name, "on": bool(new[pack])}))
     brain.charge_fet, brain.discharge_fet = charge_fet, discharge_fet
     brain.recovery_only = recovery_only
+
+
+def recovery_running(brain: BrainState) -> bool:
+    """Whether the over-rate count must run although no pack is on a recovery charge: an
+    over-rate seen last cycle, or a block, must be forgotten as the counting path forgets them
+    (it ends them with the recovery charge). Else they would outlast the quiet cycles and count
+    against the next recovery charge, and only when no other pack was on one."""
+    return bool(brain.overrate_seen.any() or brain.recovery_blocked.any())
 
 
 def next_state(brain: BrainState) -> npt.NDArray[np.int8]:

@@ -140,10 +140,22 @@ def elapsed(timer_s: FloatArray, delay_s: FloatArray) -> BoolArray:
 def trip_timers(
     timer_s: FloatArray, seen: BoolArray, running: bool, condition: BoolArray, delay_s: FloatArray, dt_s: float
 ) -> tuple[FloatArray, BoolArray, bool, BoolArray]:
-    """One cycle of the trip debounce: the timers, the conditions seen, whether any timer runs,
-    and which conditions held for their delay. Quiet cycles (no condition, no timer running) are
-    the common case for thousands of packs: they skip the arithmetic and change nothing."""
+    """One cycle of the trip debounce: the timers, the conditions seen, whether anything runs,
+    and which conditions held for their delay.
+
+    Quiet cycles (no condition now, and ``running`` False: every timer at zero and no condition
+    seen last cycle) are the common case for thousands of packs: they skip the arithmetic, which
+    would change nothing. A condition seen in the last cycle keeps ``running`` True although its
+    timer is still 0 (its first sample), so the next cycle forgets it as the counting path does;
+    else the condition's return would count a cycle early, and only when no other pack of the
+    batch kept the debounce running."""
     if not (condition.any() or running):
         return timer_s, seen, running, condition
     timer_s = debounce(timer_s, condition, seen, dt_s)
-    return timer_s, condition, bool(timer_s.any()), condition & elapsed(timer_s, delay_s)
+    return timer_s, condition, running_after(timer_s, condition), condition & elapsed(timer_s, delay_s)
+
+
+def running_after(timer_s: FloatArray, seen: BoolArray) -> bool:
+    """Whether a debounce must run next cycle although no condition holds: a timer counts down,
+    or a condition seen this cycle must be forgotten."""
+    return bool(timer_s.any() or seen.any())

@@ -20,8 +20,10 @@ the differential test (``tests/fast/test_engine.py``) holds the two engines equa
 at the same times, telemetry within 1e-9. Sums over cells follow NumPy's pairwise summation.
 
 The module also holds the brain's batch-wide shortcuts (``faults.py`` skips timer arithmetic in a
-cycle where no condition holds in any pack): they make one pack's cycle depend on the others, so
-cycles are the outer loop and packs the inner one.
+cycle where no condition holds in any pack, no timer counts and no condition was seen last cycle):
+whether a cycle takes them is decided over every pack, so cycles are the outer loop and packs the
+inner one. A skipped cycle changes nothing the counting path would have changed, so no pack's
+result depends on the others.
 """
 
 from __future__ import annotations
@@ -770,9 +772,10 @@ def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - c
             )  # fmt: skip
             for j in range(n_prot):
                 last_values[p, j] = values[p, j]
-                if trip_timer_s[p, j] != 0.0:
+                # protections.running_after: a timer counting or a condition seen this cycle.
+                if trip_timer_s[p, j] != 0.0 or trip_seen[p, j]:
                     trip_running = True
-                if warn_timer_s[p, j] != 0.0 or warning_active[p, j]:
+                if warn_timer_s[p, j] != 0.0 or warn_seen[p, j] or warning_active[p, j]:
                     warn_running = True
         if do_trip:
             running[0] = trip_running
@@ -1116,7 +1119,7 @@ def _brain_pack(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - 
                 return _WARNING
             g_timer[2, j] = wt
             g_seen[2, j] = w_on
-            g_timer[3, j] = gone
+            g_timer[3, j] = gone if now else 0.0  # kept only while a warning is up (update_warnings)
     # ---- recovery.update_sleep
     sleepy = False
     charge_blocked = False

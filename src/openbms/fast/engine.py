@@ -372,7 +372,9 @@ class FastEngine:
         flags[k.B_SAVE_MATTERS] = twin.nvm is not None
         flags[k.B_HAS_SHORTS] = pack._has_shorts
         flags[k.B_IN_AFE_ANY] = bool(table.in_afe.any())
-        flags[k.B_ANY_RECOVERY] = bool(brain.recovery_only.any())
+        # outputs.update_fets runs the over-rate count when some pack is on a recovery charge, or
+        # an over-rate seen or a block is still to be forgotten (recovery_only cannot change in a call).
+        flags[k.B_ANY_RECOVERY] = bool(brain.recovery_only.any()) or outputs.recovery_running(brain)
         flags[k.B_AFE_DRIFT] = afe._any_fault
         self._record_next[0] = record_next_s
         m = self._m

@@ -13,11 +13,12 @@ the Python brain processes that cycle itself, with its events and hooks.
 What it reproduces, operation by operation (``reference_cycle`` below is the same thing written
 with ``protections.debounce`` / ``elapsed`` / the ``ProtectionTable`` conditions, as
 ``faults.py`` calls them): the quiet-cycle shortcuts of ``faults.py`` included, i.e. trip timers
-(and ``trip_seen``) are left alone in a cycle where no trip condition holds in any pack and no
-trip timer is running, release timers only move while some fault is active, and warning timers
-(and ``warn_seen`` / ``warn_gone_s``) only move while a warning is running or some warning
-condition holds. These shortcuts are batch-wide (one pack's condition decides whether another's
-``trip_seen`` is refreshed), so the kernel loops cycles outermost.
+(and ``trip_seen``) are left alone in a cycle where no trip condition holds in any pack, no trip
+timer is running and no trip condition was seen last cycle, release timers only move while some
+fault is active, and warning timers (and ``warn_seen`` / ``warn_gone_s``) only move while a warning
+is running, one was seen last cycle or some warning condition holds. Whether a cycle takes these
+shortcuts is decided over the whole batch, so the kernel loops cycles outermost; a skipped cycle
+changes nothing the counting path would have.
 
 What it does not cover, and the caller must not hand it: cycles where the AFE's short-circuit
 detector tripped (hardware trips; ``in_afe`` rows never trip here), brains with faults presumed
@@ -34,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from openbms.bms.protections import _TIMER_EPSILON_S, ProtectionTable, debounce, elapsed, trip_timers
+from openbms.bms.protections import _TIMER_EPSILON_S, ProtectionTable, debounce, elapsed, running_after, trip_timers
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -148,13 +149,14 @@ def reference_cycle(
     if s.warnings_running or warn.any():
         s.warn_timer_s = debounce(s.warn_timer_s, warn, s.warn_seen, dt_s)
         s.warn_seen = warn
-        s.warn_gone_s = np.where(warn, 0.0, s.warn_gone_s + dt_s)
+        gone_s = np.where(warn, 0.0, s.warn_gone_s + dt_s)
         rises = warn & elapsed(s.warn_timer_s, 0.5 * table.trip_delay_s)
-        falls = s.warn_gone_s >= context.warn_hold_s
+        falls = gone_s >= context.warn_hold_s
         now = rises | (s.warning_active & ~falls)
         warning_changes = bool((now != s.warning_active).any())
+        s.warn_gone_s = np.where(now, gone_s, 0.0)
         s.warning_active = now
-        s.warnings_running = bool(now.any() or s.warn_timer_s.any())
+        s.warnings_running = bool(now.any()) or running_after(s.warn_timer_s, warn)
     return s, bool(new.any() or cleared.any() or warning_changes)
 
 
@@ -293,7 +295,7 @@ def _guard_kernel(  # noqa: PLR0912, PLR0913, PLR0915, C901
                     t = _debounce(trip_timer_s[p, j], condition, trip_seen[p, j], dt_s)
                     trip_timer_s[p, j] = t
                     trip_seen[p, j] = condition
-                    if t != 0.0:
+                    if t != 0.0 or condition:  # protections.running_after
                         trip_running = True
                 if any_active:
                     releasing = active[p, j] and _releasing(
@@ -306,8 +308,10 @@ def _guard_kernel(  # noqa: PLR0912, PLR0913, PLR0915, C901
                     w = _debounce(warn_timer_s[p, j], w_on, warn_seen[p, j], dt_s)
                     warn_timer_s[p, j] = w
                     warn_seen[p, j] = w_on
-                    warn_gone_s[p, j] = 0.0 if w_on else warn_gone_s[p, j] + dt_s
-                    if w != 0.0 or warning_active[p, j]:  # no warning changes in this cycle
+                    # No warning changes in this cycle: kept only while a warning is up.
+                    gone = 0.0 if w_on else warn_gone_s[p, j] + dt_s
+                    warn_gone_s[p, j] = gone if warning_active[p, j] else 0.0
+                    if w != 0.0 or w_on or warning_active[p, j]:
                         warn_running = True
         if do_trip:
             running[0] = trip_running

@@ -26,12 +26,12 @@ so logs that share a clock (``clock_key``: the same series and sensor counts, an
 times counted from each log's first row, bit for bit) are replayed as ONE brain, each log a pack
 (``replay_batch``); logs of other clocks form other groups. Every replay, a lone log included, runs
 the brain on the log's own clock from its first row and reports each event at its row's logged
-time, so a log's events do not depend on what it is batched with. The brain's batch-wide
-shortcuts for quiet cycles would let one pack's flags depend on the others' (``_QuietFlags``);
-replay keeps each pack as a brain of its own would. ``replay_files`` reads the logs, groups them
-and spreads the groups (split when there are fewer groups than workers) over a process pool: the
-results, in the order the logs were given, do not depend on the number of workers, and a log that
-cannot be read is reported by its sentence while the others are replayed.
+time, so a log's events do not depend on what it is batched with (the brain computes each pack
+on its own row; its batch-wide shortcuts for quiet cycles skip only what would change nothing).
+``replay_files`` reads the logs, groups them and spreads the groups (split when there are fewer
+groups than workers) over a process pool: the results, in the order the logs were given, do not
+depend on the number of workers, and a log that cannot be read is reported by its sentence while
+the others are replayed.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -331,70 +331,11 @@ def replay_batch(logs: Sequence[Log], arm: Arm, spec: PackSpec) -> list[ArmResul
     clock = _relative_t_s(logs[0])
     events: list[list[dict[str, Any]]] = [[] for _ in logs]
     for k in range(len(clock)):
-        flags = _QuietFlags.before(bms)
         _, new = bms.step(rows.measurements(k), float(clock[k]))
-        flags.restore_quiet(bms)
         for event in new:
             log = logs[event.pack]
             events[event.pack].append(_in_log_time(event, float(clock[k]), log, k))
     return [_arm_result(arm, events[i], bms, i) for i in range(len(logs))]
-
-
-@dataclass(frozen=True)
-class _QuietFlags:
-    """Per-pack flags the brain leaves alone in a cycle when NO pack of its batch needs them.
-
-    The brain takes a few shortcuts batch-wide: when no pack has a trip condition or a running
-    trip timer it skips the trip debounce, likewise the warning debounce, the fault-release
-    debounce (no pack has a fault) and the recovery charge's over-rate timer (no pack is on a
-    recovery charge). A skipped cycle keeps each row's "seen last cycle" flags (and the warning's
-    quiet time, the over-rate timer) as they were, where the counting path resets them. So a
-    quiet pack's flags depend on whether some OTHER pack of the batch was busy. Alone, a pack is
-    quiet exactly when it is quiet itself: taking these flags before a step and putting a quiet
-    pack's back after it gives each pack what a brain of its own would have kept. This is what
-    makes a batched replay equal, event for event, to replaying each log alone, and alone equal
-    to the twin run (one pack) a log was made from.
-    """
-
-    trip_seen: np.ndarray
-    trip_timer_s: np.ndarray
-    warn_seen: np.ndarray
-    warn_gone_s: np.ndarray
-    warn_timer_s: np.ndarray
-    warning_active: np.ndarray
-    release_seen: np.ndarray
-    active: np.ndarray
-    recovery_overrate_s: np.ndarray
-    overrate_seen: np.ndarray
-    recovery_blocked: np.ndarray
-
-    @classmethod
-    def before(cls, bms: Bms) -> _QuietFlags:
-        brain = bms.brain
-        return cls(*(np.array(getattr(brain, f.name), copy=True) for f in fields(cls)))
-
-    def restore_quiet(self, bms: Bms) -> None:
-        """After the step: the packs a brain of their own would have skipped get their flags back.
-        (Right after a batch-wide skip this puts back what is already there.)"""
-        brain = bms.brain
-        trip_quiet = np.asarray(~brain.trip_seen.any(axis=1) & ~self.trip_timer_s.any(axis=1))
-        busy_warning = self.warning_active.any(axis=1) | self.warn_timer_s.any(axis=1)
-        warn_quiet = np.asarray(~brain.warn_seen.any(axis=1) & ~busy_warning)
-        release_quiet = np.asarray(~self.active.any(axis=1))
-        recovery_quiet = np.asarray(~brain.recovery_only)
-        brain.trip_seen = _rows_back(brain.trip_seen, self.trip_seen, trip_quiet)
-        brain.warn_seen = _rows_back(brain.warn_seen, self.warn_seen, warn_quiet)
-        brain.warn_gone_s = _rows_back(brain.warn_gone_s, self.warn_gone_s, warn_quiet)
-        brain.release_seen = _rows_back(brain.release_seen, self.release_seen, release_quiet)
-        brain.recovery_overrate_s = _rows_back(brain.recovery_overrate_s, self.recovery_overrate_s, recovery_quiet)
-        brain.overrate_seen = _rows_back(brain.overrate_seen, self.overrate_seen, recovery_quiet)
-        brain.recovery_blocked = _rows_back(brain.recovery_blocked, self.recovery_blocked, recovery_quiet)
-
-
-def _rows_back(now: np.ndarray, before: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``now`` with the packs ``rows`` (a (packs,) mask) as they were ``before``."""
-    mask = rows.reshape(rows.shape + (1,) * (now.ndim - 1))
-    return np.where(mask, before, now)
 
 
 def _in_log_time(event: Event, step_t_s: float, log: Log, row: int) -> dict[str, Any]:
