@@ -33,7 +33,9 @@ def test_blocks_of_any_size_keep_what_one_long_block_keeps() -> None:
     """The same ten rows in blocks of 3, 1, 0 and 6 rows, with two states: the same rows kept,
     each with the state of its block, and every row streamed to the sink in order."""
     streamed: list[tuple[float, str]] = []
-    telemetry = Telemetry(series=1, every_s=1.0, max_rows=4, sink=lambda row, state: streamed.append((row[0], state)))
+    telemetry = Telemetry(
+        series=1, every_s=1.0, max_rows=4, sink=lambda block, state: streamed.extend((row[0], state) for row in block)
+    )
     first = 0
     for count, state in ((3, "normal"), (1, "normal"), (0, "sleep"), (6, "sleep")):
         telemetry.add_block(_rows(first, count), state)

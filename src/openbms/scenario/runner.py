@@ -128,7 +128,7 @@ class Telemetry:
     def add_block(self, block: FloatArray, state: str) -> None:
         """``add`` for each row of ``block`` (rows in time order, one state), at array speed: a
         simulated year at 1 s is 31 million rows, which must not cost a Python call each."""
-        if self.sink is not None:
+        if self.sink is not None and len(block):
             self.sink(block, state)
         start, count = 0, len(block)
         while start < count:
