@@ -1234,12 +1234,22 @@ def _print_replay(console: Console, log: ReplayLog, results: list[ArmResult]) ->
     for problem in (log.skipped + log.gaps)[:MAX_LISTED_PROBLEMS]:
         console.print(f"  [yellow]note:[/] {escape(problem)}", soft_wrap=True)
     heads = [r.arm.name + (" " + _overrides_text(r.arm.overrides) if r.arm.overrides else "") for r in results]
-    table = Table("fault", *heads)
+    table = Table("what", *heads)
     for fault in sorted({f for r in results for _, f in r.trips}):
         cells = [", ".join(f"t={t:,.0f} s" for t, f in r.trips if f == fault) or "—" for r in results]
         table.add_row(fault, *cells)
+    for warning in sorted({w for r in results for _, w in r.warnings}):
+        cells = [", ".join(f"t={t:,.0f} s" for t, w in r.warnings if w == warning) or "—" for r in results]
+        table.add_row(f"warning: {warning}", *cells)
+    table.add_row("balancing", *(_balancing_text(*r.balancing()) for r in results))
     table.add_row("final state", *(f"{r.final_state}, SOC {100 * r.final_soc:.0f} %" for r in results))
     console.print(table)
+
+
+def _balancing_text(bled_s: float, cells: list[int]) -> str:
+    if not cells:
+        return "none"
+    return f"{bled_s:,.0f} s, cells {', '.join(str(c) for c in cells)}"
 
 
 def _arm_tally(outcomes: list[LogOutcome], arm: int) -> tuple[int, dict[str, int]]:
@@ -1285,6 +1295,8 @@ def _replay_doc(log: ReplayLog, results: list[ArmResult]) -> dict[str, object]:
                 "name": r.arm.name,
                 "overrides": r.arm.overrides,
                 "trips": [{"t_s": t, "fault": f} for t, f in r.trips],
+                "warnings": [{"t_s": t, "warning": w} for t, w in r.warnings],
+                "balancing": dict(zip(("seconds", "cells"), r.balancing(), strict=True)),
                 "final_state": r.final_state,
                 "final_soc": round(r.final_soc, 4),
                 "events": r.events,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -135,6 +136,12 @@ TWIN_RUNS = {
 
 def _twin_log(folder: Path, name: str, pack: str, action: str, run: str = "4min") -> tuple[Path, list[tuple]]:
     """Run the twin on a small scenario; write its brain's inputs as a log; return the twin's trips."""
+    log, events = _twin_run(folder, name, pack, action, run)
+    return log, [(e.t_s, e.fields["fault"]) for e in events if e.kind == "fault_set"]
+
+
+def _twin_run(folder: Path, name: str, pack: str, action: str, run: str) -> tuple[Path, list[Any]]:
+    """Run the twin on a small scenario; write its brain's inputs as a log; return its events."""
     from openbms.scenario.runner import ScenarioRunner
     from openbms.scenario.schema import load_scenario
 
@@ -161,8 +168,23 @@ def _twin_log(folder: Path, name: str, pack: str, action: str, run: str = "4min"
     header += ",".join([f"cell_v_{i}" for i in range(1, 5)] + [f"cell_t_c_{i}" for i in range(1, 5)])
     log = folder / f"{name}.csv"
     log.write_text(header + "\n" + "\n".join(",".join(repr(float(x)) for x in row) for row in rows) + "\n")
-    trips = [(e.t_s, e.fields["fault"]) for e in runner.twin.events if e.kind == "fault_set"]
-    return log, trips
+    return log, list(runner.twin.events)
+
+
+def test_replay_gives_the_twin_run_s_warnings_and_balancing(tmp_path: Path) -> None:
+    """A 4S pack at 90 % with a 4 % SOC spread on a 14.2 V charger: the twin's brain bleeds cells
+    1, 3 and 4 from 2 s to the end (20 min), warns of over-voltage at 127 s and trips at 133 s. The
+    replayed log gives the same warnings at the same times, and the balancing the twin's own
+    balancing events add up to (each lasts to the next, the last to the end of the run)."""
+    log, events = _twin_run(tmp_path, "top", "soc: 0.9", "- charger: {voltage_v: 14.2, current_a: 10}", "20min")
+    (result,) = replay_files([log], [Arm("same", "lfp", {})], PackSpec("lfp", 20.0))[0].results
+    assert result.warnings == [(e.t_s, e.fields["warning"]) for e in events if e.kind == "warning"]
+    changes = [(e.t_s, e.fields["cells"]) for e in events if e.kind == "balancing"]
+    ends = [t for t, _ in changes[1:]] + [1200.0]
+    bled_s = sum(end - t for (t, cells), end in zip(changes, ends, strict=True) if cells)
+    cells = sorted({c for _, now in changes for c in now})
+    assert result.balancing() == (bled_s, cells)
+    assert cells and bled_s > 600 and result.warnings  # the run is worth comparing
 
 
 @pytest.fixture(scope="module")

@@ -199,6 +199,25 @@ class ArmResult:
     final_state: str
     final_soc: float
     trips: list[tuple[float, str]]  # (t_s, fault)
+    end_s: float = math.nan  # the log's last row (log time): where a balancing still on ends
+
+    @property
+    def warnings(self) -> list[tuple[float, str]]:
+        """Each warning the settings raised, with when (log time)."""
+        return [(float(e["t_s"]), str(e["warning"])) for e in self.events if e["kind"] == "warning"]
+
+    def balancing(self) -> tuple[float, list[int]]:
+        """How long any cell was bled (s) and which cells (numbered from 1), from the brain's
+        balancing events: each says the cells bled from then on."""
+        changes = [(float(e["t_s"]), list(e["cells"])) for e in self.events if e["kind"] == "balancing"]
+        bled_s = 0.0
+        cells: set[int] = set()
+        ends = [t_s for t_s, _ in changes[1:]] + [self.end_s] if changes else []
+        for (t_s, now), t_next in zip(changes, ends, strict=True):
+            if now:
+                bled_s += max(t_next - t_s, 0.0)
+                cells.update(now)
+        return bled_s, sorted(cells)
 
 
 @dataclass(frozen=True)
@@ -335,7 +354,7 @@ def replay_batch(logs: Sequence[Log], arm: Arm, spec: PackSpec) -> list[ArmResul
         for event in new:
             log = logs[event.pack]
             events[event.pack].append(_in_log_time(event, float(clock[k]), log, k))
-    return [_arm_result(arm, events[i], bms, i) for i in range(len(logs))]
+    return [_arm_result(arm, events[i], bms, i, float(logs[i].t_s[-1])) for i in range(len(logs))]
 
 
 def _in_log_time(event: Event, step_t_s: float, log: Log, row: int) -> dict[str, Any]:
@@ -347,9 +366,9 @@ def _in_log_time(event: Event, step_t_s: float, log: Log, row: int) -> dict[str,
     return doc
 
 
-def _arm_result(arm: Arm, events: list[dict[str, Any]], bms: Bms, pack: int) -> ArmResult:
+def _arm_result(arm: Arm, events: list[dict[str, Any]], bms: Bms, pack: int, end_s: float) -> ArmResult:
     trips = [(float(e["t_s"]), str(e["fault"])) for e in events if e["kind"] == "fault_set"]
-    return ArmResult(arm, events, bms.state_name(pack), float(bms.pack_soc[pack]), trips)
+    return ArmResult(arm, events, bms.state_name(pack), float(bms.pack_soc[pack]), trips, end_s)
 
 
 def replay(log: Log, arm: Arm, chemistry: str, capacity_ah: float, soc: float | None = None) -> ArmResult:
