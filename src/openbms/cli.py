@@ -1375,14 +1375,14 @@ def _fleet_run(campaign_path: Path, workers: int, scheduler: str | None, out: Pa
 
     try:
         rows = run_campaign(campaign, base, workers=workers, scheduler=scheduler, engine=engine, progress=progress)
-        parquet, report = write_results(rows, out, campaign)
+        parquet, report, figure = write_results(rows, out, campaign)
     except CampaignError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_INVALID
     wall = time.perf_counter() - started
     err.print(
         f"{len(rows)} pack runs ({campaign.packs} packs × {len(campaign.arms)} arms) in {wall:.1f} s, "
-        f"{len(rows) / wall:.1f} pack runs/s; {parquet} and {report}"
+        f"{len(rows) / wall:.1f} pack runs/s; {parquet}, {report} and {figure}"
     )
     print(report.read_text(encoding="utf-8"))
     return EXIT_OK

@@ -61,3 +61,17 @@ def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[str]]:
 
 
 __all__ = ["atomic_write", "current_umask", "file_mode", "folder_mode", "temp_file"]
+
+
+@contextmanager
+def atomic_path(path: Path, suffix: str = "") -> Iterator[str]:
+    """A temporary path beside ``path`` for a writer that wants a file name (matplotlib's
+    ``savefig``, pyarrow), renamed onto ``path`` only when the block ends without an error."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = temp_file(path, suffix=suffix)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)

@@ -105,6 +105,12 @@ def test_the_command_writes_parquet_and_a_report(tmp_path: Path) -> None:
         table.column_names
     )
     assert "| stock | 2 |" in (out / "report.md").read_text()
+    # The report's figure: a 10 x 4.5 inch PNG at 100 dpi, as Pillow reads it; no temporary file left.
+    from PIL import Image
+
+    with Image.open(out / "report.png") as figure:
+        assert figure.format == "PNG" and figure.size == (1000, 450)
+    assert sorted(p.name for p in out.iterdir()) == ["report.md", "report.png", "results.parquet"]
 
 
 def test_wilson_interval_by_hand() -> None:

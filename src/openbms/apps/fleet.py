@@ -88,6 +88,7 @@ from openbms.apps.fleet_series import (
     worst_points,
 )
 from openbms.bms.protections import ProtectionTable
+from openbms.files import atomic_path
 from openbms.profiles import load_profile
 from openbms.scenario.runner import read_profile_csv
 from openbms.scenario.schema import (
@@ -628,36 +629,69 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(centre - half, 0.0), min(centre + half, 1.0))
 
 
+# The shares the report compares the arms on: a heading and which packs count.
+SHARES: tuple[tuple[str, Callable[[dict[str, Any]], bool]], ...] = (
+    ("tripped", lambda r: r["trip_count"] > 0),
+    ("nuisance trips", lambda r: r["nuisance_trips"] > 0),
+    ("missed protections", lambda r: r["missed_protections"] > 0),
+    ("late", lambda r: r["late_protections"] > 0),
+    ("hard reset or service", lambda r: r["reset_needed"] in ("hard_reset", "service")),
+)
+
+
+def _arm_rows(rows: list[dict[str, Any]], arm: ArmSpec) -> list[dict[str, Any]]:
+    return [r for r in rows if r["arm"] == arm.name]
+
+
 def report(campaign: Campaign, rows: Iterable[dict[str, Any]]) -> str:
     """The arms compared, as markdown: proportions with their 95 % Wilson intervals."""
     rows = list(rows)
     lines = [f"# {campaign.name}", "", f"{campaign.packs} packs per arm, seed {campaign.seed}.", ""]
-    head = (
-        "| arm | packs | tripped | nuisance trips | missed protections | late | hard reset or service "
-        "| final states | recommendations | resets needed |"
-    )
-    lines += [head, "|---|---|---|---|---|---|---|---|---|---|"]
+    head = ["arm", "packs", *(name for name, _ in SHARES), "final states", "recommendations", "resets needed"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for arm in campaign.arms:
-        mine = [r for r in rows if r["arm"] == arm.name]
+        mine = _arm_rows(rows, arm)
         n = len(mine)
 
         def share(count: int, n: int = n) -> str:
             low, high = wilson(count, n)
             return f"{count} ({100 * count / max(n, 1):.1f} %, 95 % CI {100 * low:.1f}–{100 * high:.1f} %)"
 
-        tripped = sum(1 for r in mine if r["trip_count"] > 0)
-        nuisance = sum(1 for r in mine if r["nuisance_trips"] > 0)
-        missed = sum(1 for r in mine if r["missed_protections"] > 0)
-        late = sum(1 for r in mine if r["late_protections"] > 0)
+        shares = [share(sum(1 for r in mine if counts(r))) for _, counts in SHARES]
         states = _counts(r["final_state"] for r in mine)
         advice = _counts(r["recommendation"] for r in mine)
         resets = _counts(r["reset_needed"] for r in mine)
-        visits = sum(1 for r in mine if r["reset_needed"] in ("hard_reset", "service"))
-        lines.append(
-            f"| {arm.name} | {n} | {share(tripped)} | {share(nuisance)} | {share(missed)} | {share(late)} "
-            f"| {share(visits)} | {states} | {advice} | {resets} |"
-        )
+        lines.append("| " + " | ".join([arm.name, str(n), *shares, states, advice, resets]) + " |")
+    lines += ["", "![The arms compared](report.png)"]
     return "\n".join(lines) + "\n"
+
+
+def plot_report(campaign: Campaign, rows: list[dict[str, Any]], path: Path) -> None:
+    """The report's shares as grouped bars, one colour an arm, each with its 95 % Wilson interval."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4.5), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    width = 0.8 / len(campaign.arms)
+    for k, arm in enumerate(campaign.arms):
+        mine = _arm_rows(rows, arm)
+        counts = [sum(1 for r in mine if counts(r)) for _, counts in SHARES]
+        shares = [100 * c / max(len(mine), 1) for c in counts]
+        bounds = [wilson(c, len(mine)) for c in counts]
+        low = [max(s - 100 * b[0], 0.0) for s, b in zip(shares, bounds, strict=True)]
+        high = [max(100 * b[1] - s, 0.0) for s, b in zip(shares, bounds, strict=True)]
+        x = [i + (k - (len(campaign.arms) - 1) / 2) * width for i in range(len(SHARES))]
+        axes.bar(x, shares, width, yerr=[low, high], capsize=3, label=f"{arm.name} ({len(mine)} packs)")
+    axes.set_xticks(range(len(SHARES)), [name for name, _ in SHARES])
+    axes.set_ylabel("packs (%), 95 % CI")
+    axes.set_ylim(0, 105)
+    axes.set_title(campaign.name, fontsize=10)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp, format="png")
 
 
 def _counts(values: Iterable[str]) -> str:
@@ -667,8 +701,8 @@ def _counts(values: Iterable[str]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
 
 
-def write_results(rows: list[dict[str, Any]], out: Path, campaign: Campaign) -> tuple[Path, Path]:
-    """``results.parquet`` (one row a pack and arm) and ``report.md`` in ``out``."""
+def write_results(rows: list[dict[str, Any]], out: Path, campaign: Campaign) -> tuple[Path, Path, Path]:
+    """``results.parquet`` (one row a pack and arm), ``report.md`` and its figure ``report.png``."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -679,10 +713,11 @@ def write_results(rows: list[dict[str, Any]], out: Path, campaign: Campaign) -> 
     out.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist(rows)
     parquet = out / "results.parquet"
-    partial = out / ".results.parquet.partial"
-    pq.write_table(table, partial)
-    partial.replace(parquet)
+    with atomic_path(parquet, suffix=".parquet") as tmp:
+        pq.write_table(table, tmp)
+    png = out / "report.png"
+    plot_report(campaign, rows, png)
     md = out / "report.md"
     with atomic_write(md) as f:
         f.write(report(campaign, rows))
-    return parquet, md
+    return parquet, md, png

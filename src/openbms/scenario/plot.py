@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from openbms.files import temp_file  # noqa: E402
+from openbms.files import atomic_path  # noqa: E402
 from openbms.scenario.runner import RunResult  # noqa: E402
 
 _MARKED_EVENTS = {
@@ -113,15 +112,11 @@ def plot_run(result: RunResult, path: Path) -> list[str]:
     status = "passed" if result.passed else "FAILED"
     fig.suptitle(f"{result.name} ({status})", fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_file(path, suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     return labels
 
 
