@@ -66,7 +66,7 @@ def timed(run: Callable[[], list[list[tuple[float, str]]]]) -> tuple[float, list
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--logs", type=int, default=32, help="how many logs")
-    parser.add_argument("--rows", type=int, default=1000, help="rows per log (the sample has 3957)")
+    parser.add_argument("--rows", type=int, default=1000, help="rows per log (the sample has 3958)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_logs(Path(tmp), args.logs, args.rows)

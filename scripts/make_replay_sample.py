@@ -2,7 +2,7 @@
 
 Why: ``openbms replay`` needs a log to show itself on, and its test needs one whose outcome is
 known. This runs ``scenarios/replay/sample-source.yaml`` on the twin (reference engine, every
-cycle) and writes, for every control cycle, what the brain was given: the AFE's cell voltages and
+cycle) and writes, for its boot at t=0 and every control cycle, what the brain was given: the AFE's cell voltages and
 temperatures, the current, the stack voltage, the FET temperature, and the charger and load
 inputs. The twin's own fault events go to ``sample-log.trips.json`` beside it, the expectation
 the replay test checks::
@@ -38,6 +38,7 @@ def main() -> int:
             + [f"{float(t):.1f}" for t in m.cell_t_c[0]]
         )
 
+    record(0.0)  # the brain boots on the pack at rest, at t=0, before the first step
     cycles = runner.cycles()
     while True:
         try:
