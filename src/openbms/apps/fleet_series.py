@@ -11,8 +11,6 @@ campaign is refused in one sentence before any pack runs.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,9 +21,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from openbms.inputs import InputLimitError, read_text_limited
-from openbms.scenario.runner import MAX_PROFILE_BYTES, MAX_PROFILE_CURRENT_A, read_profile_csv
-from openbms.scenario.schema import MAX_DURATION_S, ScenarioError, Step
+from openbms.scenario.runner import MAX_PROFILE_CURRENT_A, read_profile_csv, read_series_csv
+from openbms.scenario.schema import MAX_DURATION_S, Step
 
 FloatArray = npt.NDArray[np.float64]
 Range = tuple[float, float]
@@ -267,33 +264,8 @@ def ambient_series(drawn: DrawnSeries, run_s: float) -> Series:
 
 def read_temperature_csv(path: Path) -> Series:
     """An ambient series: columns t_s (from 0, increasing) and temperature_c (-60..120 °C)."""
-    try:
-        text = read_text_limited(path, MAX_PROFILE_BYTES)
-    except OSError as err:
-        raise ScenarioError(f"{path}: cannot read the ambient series ({err.strerror or err})") from None
-    except (InputLimitError, UnicodeDecodeError) as err:
-        raise ScenarioError(f"{path}: cannot read the ambient series ({err})") from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if not reader.fieldnames or not {"t_s", "temperature_c"} <= set(reader.fieldnames):
-        raise ScenarioError(f"{path}: an ambient series needs the columns t_s and temperature_c")
-    t, c = [], []
-    try:
-        for line_no, row in enumerate(reader, start=2):
-            try:
-                t.append(float(row["t_s"]))
-                c.append(float(row["temperature_c"]))
-            except (TypeError, ValueError):
-                raise ScenarioError(f"{path}, line {line_no}: t_s and temperature_c must be numbers") from None
-    except csv.Error as err:
-        raise ScenarioError(f"{path}: not a valid CSV file ({err})") from None
-    times, temps = np.asarray(t, dtype=float), np.asarray(c, dtype=float)
-    if times.size == 0 or not (np.all(np.isfinite(times)) and np.all(np.isfinite(temps))):
-        raise ScenarioError(f"{path}: the ambient series is empty or holds a value that is not a number")
-    if np.any(np.diff(times) <= 0) or times[0] < 0 or times[-1] > MAX_DURATION_S:
-        raise ScenarioError(f"{path}: t_s must increase from row to row, within 0..366 d")
-    if np.any(temps < AMBIENT_MIN_C) or np.any(temps > AMBIENT_MAX_C) or times.size > MAX_SERIES_POINTS:
-        raise ScenarioError(f"{path}: temperature_c must lie within -60..120 °C, in at most {MAX_SERIES_POINTS:,} rows")
-    return times, temps
+    bounds = (AMBIENT_MIN_C, AMBIENT_MAX_C)
+    return read_series_csv(path, "ambient series", "temperature_c", bounds, "-60..120 °C", MAX_SERIES_POINTS)
 
 
 def worst_points(spec: SeriesDraw, run_s: float) -> int:

@@ -209,41 +209,51 @@ MAX_PROFILE_CURRENT_A = 1e6
 
 def read_profile_csv(path: Path) -> tuple[FloatArray, FloatArray]:
     """A current profile: columns t_s and current_a (positive charging), t_s increasing."""
+    return read_series_csv(path, "profile", "current_a", (-MAX_PROFILE_CURRENT_A, MAX_PROFILE_CURRENT_A), "±1e6 A")
+
+
+def read_series_csv(
+    path: Path, what: str, column: str, bounds: tuple[float, float], bounds_text: str, max_rows: int | None = None
+) -> tuple[FloatArray, FloatArray]:
+    """A time series file (a current profile, an ambient series): columns t_s (from 0, increasing,
+    within a year) and ``column`` within ``bounds``; refused in one sentence naming the ``what``."""
     try:
         text = read_text_limited(path, MAX_PROFILE_BYTES)
     except OSError as err:
-        raise ScenarioError(f"{path}: cannot read the profile ({err.strerror or err})") from None
+        raise ScenarioError(f"{path}: cannot read the {what} ({err.strerror or err})") from None
     except InputLimitError as err:
         raise ScenarioError(f"{path}: {err}") from None
     except UnicodeDecodeError:
-        raise ScenarioError(f"{path}: the profile is not a text file (not UTF-8)") from None
-    t_arr, i_arr = _profile_columns(path, text)
-    if t_arr.size == 0 or not np.all(np.isfinite(t_arr)) or not np.all(np.isfinite(i_arr)):
-        raise ScenarioError(f"{path}: the profile is empty or holds a value that is not a number")
+        raise ScenarioError(f"{path}: the {what} is not a text file (not UTF-8)") from None
+    t_arr, v_arr = _series_columns(path, text, what, column)
+    if t_arr.size == 0 or not np.all(np.isfinite(t_arr)) or not np.all(np.isfinite(v_arr)):
+        raise ScenarioError(f"{path}: the {what} is empty or holds a value that is not a number")
     if np.any(np.diff(t_arr) <= 0):
         raise ScenarioError(f"{path}: t_s must increase from row to row")
-    if t_arr[0] < 0 or t_arr[-1] > MAX_DURATION_S or np.any(np.abs(i_arr) > MAX_PROFILE_CURRENT_A):
-        raise ScenarioError(f"{path}: t_s must lie within 0..366 d and current_a within ±1e6 A")
-    return t_arr, i_arr
+    if t_arr[0] < 0 or t_arr[-1] > MAX_DURATION_S or np.any(v_arr < bounds[0]) or np.any(v_arr > bounds[1]):
+        raise ScenarioError(f"{path}: t_s must lie within 0..366 d and {column} within {bounds_text}")
+    if max_rows is not None and t_arr.size > max_rows:
+        raise ScenarioError(f"{path}: the {what} has {t_arr.size:,} rows, more than the {max_rows:,} allowed")
+    return t_arr, v_arr
 
 
-def _profile_columns(path: Path, text: str) -> tuple[FloatArray, FloatArray]:
+def _series_columns(path: Path, text: str, what: str, column: str) -> tuple[FloatArray, FloatArray]:
     if "\x00" in text:
-        raise ScenarioError(f"{path}: the profile holds a NUL byte, so it is not a text file")
+        raise ScenarioError(f"{path}: the {what} holds a NUL byte, so it is not a text file")
     try:
         reader = csv.DictReader(io.StringIO(text, newline=""))
-        if not reader.fieldnames or not {"t_s", "current_a"} <= set(reader.fieldnames):
-            raise ScenarioError(f"{path}: a profile needs the columns t_s and current_a")
-        t, i = [], []
+        if not reader.fieldnames or not {"t_s", column} <= set(reader.fieldnames):
+            raise ScenarioError(f"{path}: a {what} needs the columns t_s and {column}")
+        t, v = [], []
         for line_no, row in enumerate(reader, start=2):
             try:
                 t.append(float(row["t_s"]))
-                i.append(float(row["current_a"]))
+                v.append(float(row[column]))
             except (TypeError, ValueError):
-                raise ScenarioError(f"{path}, line {line_no}: t_s and current_a must be numbers") from None
+                raise ScenarioError(f"{path}, line {line_no}: t_s and {column} must be numbers") from None
     except csv.Error as err:
         raise ScenarioError(f"{path}: not a valid CSV file ({err})") from None
-    return np.asarray(t, dtype=float), np.asarray(i, dtype=float)
+    return np.asarray(t, dtype=float), np.asarray(v, dtype=float)
 
 
 class ScenarioRunner:
