@@ -41,7 +41,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="openbms: a battery management system with a digital twin of the pack.",
 )
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
 MAX_LISTED_PROBLEMS = 20  # a log's skipped rows and gaps listed by replay (JSON has them all)
 NVM_HELP = (
     "Keep the BMS's non-volatile memory (event log, persistent faults and values) in this SQLite file; "
@@ -392,7 +392,7 @@ def _exit(code_fn: object, debug: bool) -> None:
         Console(stderr=True).print(
             f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (run again with --debug for details)"
         )
-        raise typer.Exit(3) from None
+        raise typer.Exit(EXIT_INTERNAL) from None
     raise typer.Exit(code)
 
 
@@ -1348,7 +1348,7 @@ app.add_typer(fleet_app, name="fleet")
 
 
 def _fleet_run(campaign_path: Path, workers: int, scheduler: str | None, out: Path, engine: str) -> int:
-    from openbms.apps.fleet import CampaignError, load_campaign, run_campaign, write_results
+    from openbms.apps.fleet import CampaignError, failed, load_campaign, run_campaign, write_results
 
     err = Console(stderr=True, highlight=False)
     if workers < 1:
@@ -1385,6 +1385,14 @@ def _fleet_run(campaign_path: Path, workers: int, scheduler: str | None, out: Pa
         f"{len(rows) / wall:.1f} pack runs/s; {parquet}, {report} and {figure}"
     )
     print(report.read_text(encoding="utf-8"))
+    broken = [r for r in rows if failed(r)]
+    if broken:
+        err.print(
+            f"[red]error:[/] {len(broken)} of {len(rows)} pack runs failed (a bug: please report it); their rows "
+            f"in {parquet} say why, and the report counts only the others",
+            soft_wrap=True,
+        )
+        return EXIT_INTERNAL
     return EXIT_OK
 
 

@@ -388,3 +388,31 @@ def test_a_scheduler_that_cannot_be_reached_is_one_sentence(tmp_path: Path) -> N
     )
     assert result.exit_code == 2 and "cannot reach a Dask scheduler" in " ".join(result.output.split())
     assert "Traceback" not in result.output and not (tmp_path / "o" / "results.parquet").exists()
+
+
+def test_a_pack_run_that_fails_keeps_the_others_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug that makes one pack's run raise must not lose a campaign's other packs: that pack's
+    row has its draws and the error, the shares count the others, and the command writes the
+    results, says how many runs failed and exits 3."""
+    from openbms.apps import fleet
+
+    real = fleet.run_pack
+
+    def pack_1_breaks(base: Path, campaign: Any, arm: Any, draw: Any, engine: str) -> dict[str, Any]:
+        if draw.pack == 1:
+            raise RuntimeError("boom")
+        return real(base, campaign, arm, draw, engine)
+
+    monkeypatch.setattr(fleet, "run_pack", pack_1_breaks)
+    path = _campaign(tmp_path, packs=3)
+    out = tmp_path / "o"
+    result = CliRunner().invoke(app, ["fleet", "run", str(path), "--out", str(out)])
+    assert result.exit_code == 3, result.output
+    assert "1 of 3 pack runs failed" in " ".join(result.output.split())
+    pq = pytest.importorskip("pyarrow.parquet")
+    rows = pq.read_table(out / "results.parquet").to_pylist()
+    assert [r["pack"] for r in rows] == [0, 1, 2]
+    assert rows[1]["error"] == "the run failed: RuntimeError: boom" and rows[1]["trip_count"] is None
+    assert rows[1]["soc0"] is not None and all(r["trip_count"] is not None for r in (rows[0], rows[2]))
+    text = (out / "report.md").read_text()
+    assert "| stock | 2 |" in text and "stock, pack 1: the run failed: RuntimeError: boom" in text

@@ -413,16 +413,7 @@ def run_pack(base: Path, campaign: Campaign, arm: ArmSpec, draw: PackDraw, engin
     # The arm's own recovery classes: what an arm sets is what its packs then need.
     recovery = {name: p.recovery for name, p in runner.profile.protections.items()}
     return {
-        "arm": arm.name,
-        "pack": draw.pack,
-        "soc0": draw.soc,
-        "ambient_c": draw.ambient_c,
-        "capacity_spread": draw.capacity_spread,
-        "resistance_spread": draw.resistance_spread,
-        "soh": draw.soh,
-        "faults_injected": json.dumps([f"{name}@{cell}" for name, cell in draw.faults]),
-        "usage": json.dumps(None if draw.usage is None else draw.usage.as_json()),
-        "ambient_series": json.dumps(None if draw.ambient is None else draw.ambient.as_json()),
+        **_drawn_columns(arm, draw),
         "trips": json.dumps([{"t_s": t, "fault": f} for t, f in trips]),
         "trip_count": len(trips),
         "first_trip_s": trips[0][0] if trips else math.nan,
@@ -556,12 +547,42 @@ def judge(
     return nuisance, missed, late
 
 
+def _drawn_columns(arm: ArmSpec, draw: PackDraw) -> dict[str, Any]:
+    """A row's first columns: the arm and what the pack drew."""
+    return {
+        "arm": arm.name,
+        "pack": draw.pack,
+        "soc0": draw.soc,
+        "ambient_c": draw.ambient_c,
+        "capacity_spread": draw.capacity_spread,
+        "resistance_spread": draw.resistance_spread,
+        "soh": draw.soh,
+        "faults_injected": json.dumps([f"{name}@{cell}" for name, cell in draw.faults]),
+        "usage": json.dumps(None if draw.usage is None else draw.usage.as_json()),
+        "ambient_series": json.dumps(None if draw.ambient is None else draw.ambient.as_json()),
+    }
+
+
+def failed(row: dict[str, Any]) -> bool:
+    """A pack run that raised instead of finishing: it has its draws and its error, no outcome."""
+    return row.get("trip_count") is None
+
+
+def _run_or_report(base: Path, campaign: Campaign, arm: ArmSpec, draw: PackDraw, engine: str) -> dict[str, Any]:
+    """One pack run; one that raises (a bug) becomes a row saying so, so that a campaign of
+    thousands of packs keeps the others' results, and the command says how many failed."""
+    try:
+        return run_pack(base, campaign, arm, draw, engine)
+    except Exception as err:  # noqa: BLE001 - any failure of one pack is reported in its row
+        return {**_drawn_columns(arm, draw), "error": f"the run failed: {type(err).__name__}: {err}"}
+
+
 def _batch(args: Task) -> list[dict[str, Any]]:
     """One task: a batch of packs of one arm (top-level, so a process pool or Dask can ship it)."""
     base, campaign_doc, arm_doc, packs, series, engine = args
     campaign = Campaign.model_validate(campaign_doc)
     arm = ArmSpec.model_validate(arm_doc)
-    return [run_pack(Path(base), campaign, arm, draw_pack(campaign, k, series), engine) for k in packs]
+    return [_run_or_report(Path(base), campaign, arm, draw_pack(campaign, k, series), engine) for k in packs]
 
 
 def tasks(
@@ -640,7 +661,8 @@ SHARES: tuple[tuple[str, Callable[[dict[str, Any]], bool]], ...] = (
 
 
 def _arm_rows(rows: list[dict[str, Any]], arm: ArmSpec) -> list[dict[str, Any]]:
-    return [r for r in rows if r["arm"] == arm.name]
+    """The arm's pack runs that finished (a failed run has no outcome to count)."""
+    return [r for r in rows if r["arm"] == arm.name and not failed(r)]
 
 
 def report(campaign: Campaign, rows: Iterable[dict[str, Any]]) -> str:
@@ -662,6 +684,10 @@ def report(campaign: Campaign, rows: Iterable[dict[str, Any]]) -> str:
         advice = _counts(r["recommendation"] for r in mine)
         resets = _counts(r["reset_needed"] for r in mine)
         lines.append("| " + " | ".join([arm.name, str(n), *shares, states, advice, resets]) + " |")
+    broken = [r for r in rows if failed(r)]
+    if broken:
+        lines += ["", f"{len(broken)} pack runs failed and are left out of the shares (their `error` column says why):"]
+        lines += [f"- {r['arm']}, pack {r['pack']}: {r['error']}" for r in broken[:20]]
     lines += ["", "![The arms compared](report.png)"]
     return "\n".join(lines) + "\n"
 
