@@ -1224,6 +1224,8 @@ def _replay(
             sys.stdout.write(json_line({"summary": _replay_summary(outcomes, arms)}))
         else:
             _print_replay_summary(console, outcomes, arms)
+    if any(o.internal for o in outcomes):
+        return EXIT_INTERNAL
     return EXIT_INVALID if any(o.error is not None for o in outcomes) else EXIT_OK
 
 
@@ -1272,7 +1274,7 @@ def _print_replay_summary(console: Console, outcomes: list[LogOutcome], arms: li
     from rich.table import Table
 
     failed = sum(o.error is not None for o in outcomes)
-    note = f", {failed} could not be read" if failed else ""
+    note = f", {failed} could not be replayed" if failed else ""
     console.print(f"[bold]summary[/]: {len(outcomes) - failed} of {len(outcomes)} logs replayed{note}", soft_wrap=True)
     tallies = [_arm_tally(outcomes, k) for k in range(len(arms))]
     table = Table(

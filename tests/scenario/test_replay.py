@@ -272,3 +272,32 @@ def test_many_logs_one_unreadable_the_others_reported_and_summed_up(
     assert same["tripped"] == sum(bool(trips) for _, trips in twin_logs)
     faults = {f for _, trips in twin_logs for _, f in trips}
     assert same["by_fault"] == {f: sum(f in {g for _, g in trips} for _, trips in twin_logs) for f in sorted(faults)}
+
+
+def test_a_replay_that_fails_keeps_the_other_logs_results(
+    twin_logs: list[tuple[Path, list]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug that makes one brain's replay raise must not lose the other logs: the logs of that
+    brain say the replay failed, the others are printed with their twin runs' trips, and the
+    command exits 3 (not 2: the logs were fine)."""
+    from openbms.scenario import replay as replay_module
+
+    real = replay_module.replay_batch
+    longer = str(twin_logs[5][0])  # the log of another length: a brain of its own
+
+    def breaks_on_longer(logs: Any, arm: Any, spec: Any) -> Any:
+        if any(log.path == longer for log in logs):
+            raise RuntimeError("boom")
+        return real(logs, arm, spec)
+
+    monkeypatch.setattr(replay_module, "replay_batch", breaks_on_longer)
+    paths = [str(path) for path, _ in twin_logs]
+    result = CliRunner().invoke(app, ["replay", *paths, "--capacity-ah", "20", "--json"])
+    assert result.exit_code == 3, result.output
+    assert f"{longer}: the replay failed: RuntimeError: boom" in " ".join(result.output.split())
+    docs = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    *per_log, summary = docs
+    assert [d["log"] for d in per_log] == [p for p in paths if p != longer]
+    for doc, (path, twin_trips) in zip(per_log, [t for t in twin_logs if str(t[0]) != longer], strict=True):
+        assert [(t["t_s"], t["fault"]) for t in doc["arms"][0]["trips"]] == twin_trips, path
+    assert summary["summary"]["failed"] == [longer]

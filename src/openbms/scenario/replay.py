@@ -237,6 +237,7 @@ class LogOutcome:
     log: Log | None
     results: list[ArmResult]
     error: str | None = None
+    internal: bool = False  # the error is a failed replay (a bug), not a log that cannot be read
 
 
 ClockKey = tuple[int, int, bytes]  # series, sensors, the row times relative to the first row
@@ -394,8 +395,13 @@ class _Unit:
     spec: PackSpec
 
 
-def _run_unit(unit: _Unit) -> list[ArmResult]:
-    return replay_batch(unit.logs, unit.arm, unit.spec)
+def _run_unit(unit: _Unit) -> list[ArmResult] | str:
+    """The unit's results, or why its replay failed (a bug): returned, not raised, so the other
+    units' logs keep their results."""
+    try:
+        return replay_batch(unit.logs, unit.arm, unit.spec)
+    except Exception as err:  # noqa: BLE001 - reported on each of the unit's logs
+        return f"the replay failed: {type(err).__name__}: {err}"
 
 
 def _read_or_error(path: str) -> Log | str:
@@ -442,15 +448,24 @@ def replay_files(
         units = [_Unit(tuple(logs[i] for i in piece), arm, spec) for piece in pieces for arm in arms]
         done = iter(run(_run_unit, units))
     by_log: dict[int, list[ArmResult]] = {i: [] for i in range(len(logs))}
+    broken: dict[int, str] = {}
     for piece in pieces:
         for _ in arms:
-            for i, result in zip(piece, next(done), strict=True):
-                by_log[i].append(result)
+            results = next(done)
+            for n, i in enumerate(piece):
+                if isinstance(results, str):
+                    broken.setdefault(i, results)
+                else:
+                    by_log[i].append(results[n])
     found = iter(range(len(logs)))
     outcomes = []
     for path, item in zip(paths, read, strict=True):
         if isinstance(item, Log):
-            outcomes.append(LogOutcome(item.path, item, by_log[next(found)]))
+            i = next(found)
+            if i in broken:
+                outcomes.append(LogOutcome(item.path, None, [], f"{item.path}: {broken[i]}", internal=True))
+            else:
+                outcomes.append(LogOutcome(item.path, item, by_log[i]))
         else:
             outcomes.append(LogOutcome(str(path), None, [], item))
     return outcomes
