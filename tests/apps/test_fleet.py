@@ -149,6 +149,11 @@ def test_wilson_interval_by_hand() -> None:
         ({"draw": {"soh": [0.9, 0.5]}}, "runs from high to low"),
         ({"draw": {"soh": [0, 1]}}, "draw.soh: 0 cannot be drawn"),
         ({"draw": {"soc": [math.nan, 0.5]}}, "finite number"),
+        ({"arms": [{"name": "a", "set": {"nonsense.key": 1}}]}, "arm 'a': unknown setting 'nonsense.key'"),
+        (
+            {"arms": [{"name": "b", "set": {"protections.cell_undervoltage.trip_v": "x"}}]},
+            "arm 'b': setting 'cell_undervoltage.trip_v'",
+        ),
     ],
 )
 def test_a_bad_campaign_is_one_sentence(tmp_path: Path, change: dict[str, Any], says: str) -> None:

@@ -200,6 +200,7 @@ def load_campaign(path: Path | str) -> tuple[Campaign, Path]:
         raise CampaignError(f"{path}: its scenario: {err}") from None
     draw = campaign.draw
     _check_ranges(path, draw, scenario)
+    _check_arms(path, campaign, scenario)
     usage = None if draw.usage is None else _checked_usage(path, draw.usage, steps)
     ambient = None if draw.ambient is None else _checked_ambient(path, draw.ambient, steps)
     return campaign.model_copy(update={"draw": draw.model_copy(update={"usage": usage, "ambient": ambient})}), base
@@ -235,6 +236,17 @@ def _check_ranges(path: Path, draw: Draws, scenario: Scenario) -> None:
             except ValidationError as err:
                 says = str(err.errors()[0]["msg"]).lower()
                 raise CampaignError(f"{path}: draw.{key}: {end:g} cannot be drawn: {says}") from None
+
+
+def _check_arms(path: Path, campaign: Campaign, scenario: Scenario) -> None:
+    """Each arm's settings over the base scenario's make a valid profile (checked here once, not
+    failing in every pack's run)."""
+    for arm in campaign.arms:
+        try:
+            load_profile(scenario.bms.profile, {**scenario.bms.set, **arm.set})
+        except (KeyError, ValueError) as err:
+            says = err.args[0] if err.args else err  # a KeyError's str() would quote its message
+            raise CampaignError(f"{path}: arm {arm.name!r}: {says}") from None
 
 
 def _with_files(path: Path, spec: DrawT, key: str, read: Callable[[Path], Any]) -> DrawT:
