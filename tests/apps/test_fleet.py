@@ -421,3 +421,18 @@ def test_a_pack_run_that_fails_keeps_the_others_results(tmp_path: Path, monkeypa
     assert rows[1]["soc0"] is not None and all(r["trip_count"] is not None for r in (rows[0], rows[2]))
     text = (out / "report.md").read_text()
     assert "| stock | 2 |" in text and "stock, pack 1: the run failed: RuntimeError: boom" in text
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"draw": {"x\ny": 1}}, "draw.x\\ny: Extra inputs are not permitted"),
+        ({"draw": {"usage": {"csv": "a\nb.csv"}}}, "a\\nb.csv: cannot read the profile"),
+    ],
+)
+def test_a_line_break_from_the_file_stays_escaped_in_the_one_line(
+    tmp_path: Path, change: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(CampaignError) as caught:
+        load_campaign(_campaign(tmp_path, **change))
+    assert "\n" not in str(caught.value) and says in str(caught.value)

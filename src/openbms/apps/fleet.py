@@ -124,7 +124,11 @@ Task = tuple[str, dict[str, Any], dict[str, Any], list[int], int, str]  # base, 
 
 
 class CampaignError(ValueError):
-    """A campaign file that cannot be run; one sentence."""
+    """A campaign file that cannot be run; one sentence. A line break or other invisible character
+    that comes from the file (a key, a file name) is shown escaped, so the sentence stays one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
 
 
 class _Strict(BaseModel):
