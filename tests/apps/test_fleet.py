@@ -436,3 +436,22 @@ def test_a_line_break_from_the_file_stays_escaped_in_the_one_line(
     with pytest.raises(CampaignError) as caught:
         load_campaign(_campaign(tmp_path, **change))
     assert "\n" not in str(caught.value) and says in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('{"name": "r", "scenario": "\\ud800", "packs": 1}', "not valid Unicode"),
+        ('{"name": "r", "scenario": "BASE", "packs": 1, "draw": {"usage": {"csv": "\\udc00"}}}', "not valid Unicode"),
+        ("a: &a [*a, *a]\n", "an alias refers to itself"),
+        ("name: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_a_campaign_file_that_is_not_a_document_is_one_sentence(tmp_path: Path, text: str, says: str) -> None:
+    """The campaign is read by the scenario files' own guarded reader (size, nesting, aliases, NUL,
+    YAML errors) and a lone surrogate escape is refused, not an internal error."""
+    path = tmp_path / "campaign.yaml"
+    path.write_text(text.replace("BASE", str(BASE)))
+    with pytest.raises(CampaignError, match=says) as caught:
+        load_campaign(path)
+    assert "\n" not in str(caught.value)

@@ -67,7 +67,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from openbms.apps.fleet_series import (
@@ -100,6 +99,7 @@ from openbms.scenario.schema import (
     Step,
     load_scenario,
     parse_steps,
+    read_document,
 )
 from openbms.twin.board import load_board
 
@@ -183,11 +183,17 @@ class Campaign(_Strict):
 
 def load_campaign(path: Path | str) -> tuple[Campaign, Path]:
     """The campaign and its base scenario's path; refused in one sentence."""
-    path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise CampaignError(f"cannot read the campaign {path}: {err}") from None
+        return _load_campaign(Path(path))
+    except UnicodeEncodeError:  # a lone surrogate escape ("\ud800") in a name, a key or a path
+        raise CampaignError(f"{path}: holds text that is not valid Unicode (a lone surrogate escape)") from None
+
+
+def _load_campaign(path: Path) -> tuple[Campaign, Path]:
+    try:
+        raw, _ = read_document(path)
+    except ScenarioError as err:
+        raise CampaignError(f"cannot read the campaign: {err}") from None
     try:
         campaign = Campaign.model_validate(raw)
     except ValidationError as err:

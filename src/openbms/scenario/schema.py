@@ -473,8 +473,9 @@ def parse_steps(raw: list[dict[str, Any]], file: str, lines: dict[Location, int]
     return steps
 
 
-def _read(path: Path) -> tuple[Any, dict[Location, int]]:
-    """The file's data and key lines, or ScenarioError with one sentence."""
+def read_document(path: Path) -> tuple[Any, dict[Location, int]]:
+    """A YAML file's data and key lines, read within the input limits (size, nesting, aliases, no
+    NUL byte), or ScenarioError with one sentence: for scenarios and any other user document."""
     file = str(path)
     try:
         return load_yaml_with_lines(path)
@@ -501,7 +502,7 @@ def load_scenario(path: Path | str) -> tuple[Scenario, list[Step]]:
     """Read and validate a scenario file completely, or raise ScenarioError."""
     path = Path(path)
     file = str(path)
-    data, lines = _read(path)
+    data, lines = read_document(path)
     if not isinstance(data, dict):
         raise ScenarioError(f"{file}: a scenario is a mapping with name, pack, bms, dt and timeline")
     try:
