@@ -7,11 +7,15 @@ results, final block, telemetry beyond 1e-9) is a mismatch. With ``--keep DIR`` 
 scenario's YAML and CSV files are written to DIR/<seed>/ so it can be replayed (copy it into
 tests/fast/regressions/, where tests/fast/test_engine.py plays it on both engines).
 ``--without-fault`` leaves out a fault whose mismatch is already known, to look for others.
+``--lanes`` runs the fast engine in its many-pack kernel (``openbms.fast.lanes``, normally from 64
+packs) on these one-pack scenarios, in windows of 7 cycles; ``--fleets N`` then also plays N random
+24-pack timelines of tests/fast/test_lanes.py against the reference, stepped cycle by cycle.
 Exits 1 on any mismatch.
 
 Usage::
 
     PYTHONPATH=src python scripts/fuzz_engines.py 5000 --keep /tmp/mismatches
+    PYTHONPATH=src python scripts/fuzz_engines.py 1000 --lanes --fleets 200
 """
 
 from __future__ import annotations
@@ -46,7 +50,15 @@ def main(argv: list[str] | None = None) -> int:
         choices=INJECTABLE_FAULTS,
         help="never inject this fault (repeatable): to look past a mismatch already known",
     )
+    parser.add_argument("--lanes", action="store_true", help="run the fast engine in its many-pack kernel")
+    parser.add_argument("--fleets", type=int, default=0, help="with --lanes: also this many random fleet timelines")
     args = parser.parse_args(argv)
+    if args.fleets and not args.lanes:
+        parser.error("--fleets needs --lanes")
+    if args.lanes:
+        from openbms.fast import lanes
+
+        lanes.LANES_MIN_PACKS, lanes.WINDOW_PACKS, lanes.WINDOW_CYCLES = 1, 5, 7
     faults = tuple(f for f in INJECTABLE_FAULTS if f not in args.without_fault)
     if not faults:
         parser.error("at least one fault must remain injectable")
@@ -73,9 +85,28 @@ def main(argv: list[str] | None = None) -> int:
             if (k + 1) % PROGRESS_EVERY == 0 or k + 1 == args.examples:
                 elapsed = time.monotonic() - start
                 print(f"{k + 1}/{args.examples} examples, {mismatches} mismatches, {elapsed:.0f} s", flush=True)
+    mismatches += fleets(args.fleets, first)
     elapsed = time.monotonic() - start
     print(f"summary: {args.examples} examples, {mismatches} mismatches, {elapsed:.1f} s wall time")
     return 1 if mismatches else 0
+
+
+def fleets(count: int, first: int) -> int:
+    """Play ``count`` random fleet timelines (tests/fast/test_lanes.py) in the lanes; mismatches."""
+    if not count:
+        return 0
+    from test_lanes import play
+
+    bad = 0
+    for k in range(count):
+        try:
+            play(first + k)
+        except AssertionError as err:
+            bad += 1
+            print(f"fleet seed {first + k}: MISMATCH\n  {err}", flush=True)
+        if (k + 1) % PROGRESS_EVERY == 0 or k + 1 == count:
+            print(f"{k + 1}/{count} fleets, {bad} mismatches", flush=True)
+    return bad
 
 
 if __name__ == "__main__":

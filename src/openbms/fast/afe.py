@@ -119,14 +119,14 @@ def draw_below(rng: np.random.Generator, high: int) -> np.int64:  # pragma: no c
     return np.int64(buffered_bounded_lemire_uint32(rng.bit_generator, span))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _quantise(x: float, step: float) -> float:  # pragma: no cover - compiled
     if step <= 0:
         return x
     return np.rint(x / step) * step
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _noisy(x: float, z: float, sd: float, offset: float, step: float) -> float:  # pragma: no cover - compiled
     if sd > 0:
         x = x + sd * z

@@ -29,6 +29,7 @@ from openbms.bms.plausibility import CellStats
 from openbms.bms.recovery_classes import CLEARS_BY_ITSELF
 from openbms.chemistry.cells import _KELVIN
 from openbms.fast import cycle as k
+from openbms.fast import lanes
 from openbms.twin.afe import NOISE_POOL_SIZE, AnalogFrontEnd
 from openbms.twin.pack import NEIGHBOUR_CONDUCTANCE_FRACTION
 from openbms.twin.simulator import Twin
@@ -170,7 +171,9 @@ def float_settings(twin: Twin) -> FloatArray:
 class FastEngine:
     """Runs a ``Twin``'s quiet cycles in the compiled kernel (see the module's docstring)."""
 
-    def __init__(self, twin: Twin, telemetry_rows: int = TELEMETRY_BLOCK_ROWS) -> None:
+    def __init__(
+        self, twin: Twin, telemetry_rows: int = TELEMETRY_BLOCK_ROWS, lanes_min_packs: int | None = None
+    ) -> None:
         if tuple(k.compiled_quantity_columns()) != k.QUANTITY_COLUMNS:
             raise RuntimeError(
                 "the compiled kernel was cached before the brain's quantities changed: delete the "
@@ -200,6 +203,11 @@ class FastEngine:
         self._decay = np.ascontiguousarray(np.exp(-twin.dt_s / cells.rc_tau_s), dtype=np.float64)
         self.kernel_cycles = 0  # cycles the kernel ran quietly, for the bench's account of the time
         self.handoffs = 0
+        # Batches from this many packs run in fast.lanes (None: lanes.LANES_MIN_PACKS, read now).
+        self.lanes_min_packs = lanes.LANES_MIN_PACKS if lanes_min_packs is None else lanes_min_packs
+        self.lane_calls = 0  # calls that ran in fast.lanes (the rest ran in fast.cycle)
+        self.lane_reruns = 0  # blocks run again to end on an earlier block's stop (see _call_lanes)
+        self._lane_scratch: dict[str, Any] = {}
 
     def why_not(self) -> str | None:
         """Why the kernel may not run the twin's next cycle (None: it may): ``why_not(self.twin)``."""
@@ -439,7 +447,11 @@ class FastEngine:
             ),
         ]
         self._saved[:, 0] = np.nan
-        status = kernel(int(cycles), t_start, t_last, profile, *rest)
+        if self.lanes_reason(flags, fs, running) is None:
+            self.lane_calls += 1
+            status = self._call_lanes(int(cycles), t_start, t_last, profile, fs, flags, running)
+        else:
+            status = kernel(int(cycles), t_start, t_last, profile, *rest)
         ran, rows, stop, stop_pack = (int(x) for x in self._out)
         t_end, t_before = float(self._out_t[0]), float(self._out_t[1])
         brain.timers_running, brain.warnings_running = bool(running[0]), bool(running[1])
@@ -456,6 +468,435 @@ class FastEngine:
             if ran > 0:
                 self._after_quiet(t_end, t_before)
         return RunOutcome(ran, self._telemetry[:rows], k.STOP_REASONS[stop], stop_pack)
+
+    def lanes_reason(self, flags: BoolArray, fs: FloatArray, running: BoolArray) -> str | None:
+        """Why the next call may not run in ``fast.lanes`` (None: it may): too few packs to pay
+        for the transposition, or something only ``fast.cycle`` reproduces."""
+        twin, brain = self.twin, self.twin.bms.brain
+        inverse_ref = abs(fs[k.F_INV_REF_K])
+        widest = abs(fs[k.F_ARRHENIUS]) * max(abs(1.0 / 200.0 - inverse_ref), inverse_ref)
+        checks = (
+            (twin.config.packs < self.lanes_min_packs, f"fewer than {self.lanes_min_packs} packs"),
+            (twin.config.topology.parallel != 1, "cells in parallel"),
+            (bool(flags[k.B_HAS_SHORTS]), "an internal short"),
+            (bool(flags[k.B_AFE_DRIFT]), "a drifting AFE sensor"),
+            (not widest < lanes.LANE_EXP_MAX_ABS, "an Arrhenius constant beyond lane_exp's range"),
+            # The lanes write timers only while some are running; otherwise they must all be at rest.
+            (
+                not running[0] and bool(brain.trip_timer_s.any() or brain.trip_seen.any()),
+                "trip timers set while none is running",
+            ),
+            (
+                not running[1]
+                and bool(
+                    brain.warn_timer_s.any() or brain.warn_seen.any() or brain.warn_gone_s.any()
+                    or brain.warning_active.any()
+                ),
+                "warning timers set while none is running",
+            ),
+        )  # fmt: skip
+        for failed, reason in checks:
+            if failed:
+                return reason
+        return None
+
+    def _lane_buffers(self, packs: int, series: int, n_prot: int) -> dict[str, Any]:
+        """The lanes' kept-twice state and scratch, allocated once per shape."""
+        key = (packs, series, n_prot)
+        if self._lane_scratch.get("key") != key:
+            self._lane_scratch = {
+                "key": key,
+                # Each row the kernel writes is an array of its own (see fast.lanes: LLVM vectorises
+                # a loop only when the arrays it writes are distinct objects).
+                "ss": tuple(np.zeros((series, packs)) for _ in range(2 * lanes.S_ROWS)),
+                "sn": tuple(np.zeros((series, packs), dtype=np.int32) for _ in range(2 * lanes.N_ROWS)),
+                "ps": np.zeros((2, lanes.P_ROWS, packs)),
+                "tr": tuple(np.zeros((n_prot, packs)) for _ in range(4)),
+                "rl": tuple(np.zeros((n_prot, packs)) for _ in range(4)),
+                "wn": tuple(np.zeros((n_prot, packs)) for _ in range(6)),
+                "vals": tuple(np.zeros((n_prot, packs)) for _ in range(2)),
+                "cur": np.zeros(lanes.G_COUNT, dtype=np.int64),
+                "lane": tuple(np.zeros(packs) for _ in range(lanes.L_ROWS)),
+                "cell_work": tuple(np.zeros((series, lanes.BLOCK_PACKS)) for _ in range(lanes.C_ROWS)),
+                "q": tuple(np.zeros(packs) for _ in range(k.Q_COUNT)),
+                "acc": np.zeros((8, lanes.BLOCK_PACKS)),
+                "tmp": np.zeros((3, series)),
+                "tmp_n": np.zeros(series, dtype=np.int32),
+                "pow2": lanes.pow2_table(),
+            }
+        return self._lane_scratch
+
+    def _call_lanes(  # noqa: PLR0915
+        self,
+        cycles: int,
+        t_start: float,
+        t_last: float,
+        profile: FloatArray,
+        fs: FloatArray,
+        flags: BoolArray,
+        running: BoolArray,
+    ) -> int:
+        """Run ``fast.lanes.run_lanes``: the state transposed in, the kernel, the state back."""
+        twin = self.twin
+        bms, brain, pack, cells, ext = twin.bms, twin.bms.brain, twin.pack, twin.pack.cells, twin.pack.external
+        sensors, soc, health, table = bms.sensors, bms.soc, bms.health, bms.table
+        packs, series = twin.config.packs, twin.config.topology.series
+        n_prot = table.sign.shape[0]
+        b = self._lane_buffers(packs, series, n_prot)
+
+        def lanes_of(a: Any, dtype: type = np.float64) -> Any:
+            return np.ascontiguousarray(np.asarray(a, dtype=dtype).T)
+
+        dt_s = fs[k.F_DT]
+        mass = cells.params.thermal_mass_j_per_k * cells.capacity_ah / cells.params.capacity_ah
+        cooling = np.broadcast_to(cells.params.cooling_w_per_k * pack.cooling_factor, cells.shape)
+        a = dt_s / np.broadcast_to(mass, cells.shape)
+        cc = np.empty((lanes.CC_ROWS, series, packs))
+        cc[lanes.CC_SCALE] = np.broadcast_to(cells.resistance_scale, cells.shape).T
+        cc[lanes.CC_DT_SOC] = (dt_s * np.broadcast_to(cells._soc_per_coulomb, cells.shape)).T
+        cc[lanes.CC_SELF_DISCHARGE] = np.broadcast_to(cells.self_discharge_a, cells.shape).T
+        cc[lanes.CC_A] = a.T
+        cc[lanes.CC_H] = cooling.T
+        soc_l = lanes_of(cells.soc)
+        v_rc_l = np.ascontiguousarray(np.transpose(cells.v_rc, (0, 2, 1)))
+        t_l = lanes_of(cells.temperature_c)
+        ocv_l = lanes_of(cells._ocv)
+        cell_v_l = lanes_of(pack.cell_v)
+        ss, ps, tr, rl, wn, vals = b["ss"], b["ps"], b["tr"], b["rl"], b["wn"], b["vals"]
+        series_rows = self._series_rows()
+        for row, value in series_rows:
+            ss[2 * row][...] = value.T
+        sn = b["sn"]
+        count_rows = [(lanes.N_SAME_V, sensors.unchanged_v_n), (lanes.N_SAME_T, sensors.unchanged_t_n)]
+        for row, value in count_rows:
+            sn[2 * row][...] = value.T
+        pack_rows = self._pack_rows()
+        for row, value in pack_rows:
+            ps[0, row] = value
+        timer_rows = self._timer_rows()
+        for group, field, value in timer_rows:
+            group[2 * field][...] = value.T
+        vals[0][...] = brain.last_values.T
+        reference_soc_l = lanes_of(health.reference_soc)
+        bled_ah_l = lanes_of(health.bled_ah)
+        trip_due, release_due, warn_due = (
+            np.ascontiguousarray(x)
+            for x in k.due_times(
+                np.ascontiguousarray(table.trip_delay_s, dtype=np.float64),
+                np.ascontiguousarray(table.release_delay_s, dtype=np.float64),
+            )
+        )
+        path = brain.path_matrix > 0
+        m = self._m
+        b8 = np.bool_
+        kernel: Any = lanes.run_lanes
+        # What the kernel only reads is passed as copies: it is compiled with noalias (fast.lanes).
+        head: list[Any] = [
+            np.array(ext.profile_a, dtype=np.float64),
+            fs,
+            flags,
+            np.array(cells.params.ocv.ocv_v, dtype=np.float64),
+            np.array(np.append(np.diff(cells.params.ocv.ocv_v), 0.0), dtype=np.float64),
+            np.array(cells._r0_flat, dtype=np.float64),
+            np.array(cells.rc_r_ohm, dtype=np.float64),
+            self._decay,
+            b["pow2"],
+            cc,
+            soc_l,
+            v_rc_l,
+            t_l,
+            ocv_l,
+            cell_v_l,
+            pack.pack_v,
+            pack.current_a,
+            pack.fet_t_c,
+            np.array(pack.ambient_c),
+            pack.charge_fet,
+            pack.discharge_fet,
+            np.array(twin.fet_stuck_charge, dtype=b8),
+            np.array(twin.fet_stuck_discharge, dtype=b8),
+            lanes_of(pack.balance, b8),
+            np.array(pack.supply_draw_a),
+            np.array(pack.main_leads),
+            np.array(ext.load_mode),
+            np.array(ext.load_value),
+            np.array(ext.short_ohm),
+            np.array(ext.charger_connected),
+            np.array(ext.charger_v),
+            np.array(ext.charger_a),
+            np.array(ext.charger_min_battery_v),
+            np.array(~twin.link_errors),
+            np.array(twin.afe.damaged, dtype=b8),
+            twin.afe._pool,
+        ]
+        middle: list[Any] = [
+            np.array(table.quantity_index, dtype=np.intp),
+            np.array(table.sign, dtype=np.float64),
+            np.array(table.enabled, dtype=b8),
+            np.array(table.trip, dtype=np.float64),
+            np.array(table.release, dtype=np.float64),
+            np.array(table.release_mode, dtype=np.intp),
+            np.array(table.warn, dtype=np.float64),
+            np.array(table.in_afe, dtype=b8),
+            np.array(brain.warn_hold_s, dtype=np.float64),
+            trip_due,
+            release_due,
+            warn_due,
+            np.array(brain.sleep_columns, dtype=b8),
+            np.array(brain.full_columns, dtype=b8),
+            np.array(table.stops_balancing, dtype=b8),
+            np.array(path[:, 0]),
+            np.array(path[:, 2]),
+            lanes_of(brain.active, b8),
+            lanes_of(CLEARS_BY_ITSELF[brain.recovery_class], b8),
+            lanes_of(brain.warning_active, b8),
+            np.array(brain.sleeping, dtype=b8),
+            np.array(brain.operator_charge_off, dtype=b8),
+            np.array(brain.operator_discharge_off, dtype=b8),
+            np.array(brain.charge_fet, dtype=b8),
+            np.array(brain.discharge_fet, dtype=b8),
+            lanes_of(brain.balance, b8),
+            np.asarray(health.failed, dtype=bool).any(axis=1).astype(np.float64),
+            np.array(soc.capacity_ah, dtype=np.float64),
+            np.array(brain.recovery_only, dtype=b8),
+            np.array(brain.recovery_blocked, dtype=b8),
+            ss,
+            sn,
+            ps,
+            tr,
+            rl,
+            wn,
+            vals,
+        ]
+        tail: list[Any] = [
+            reference_soc_l,
+            bled_ah_l,
+            health.intervals,
+            bms._last_save_s,
+        ]
+        outputs: list[Any] = [
+            m["current"],
+            m["stack_v"],
+            m["fet_t"],
+            m["charger"],
+            m["load"],
+            m["scd"],
+            m["scd_peak"],
+        ]
+        scratch: list[Any] = [b["lane"], b["cell_work"], b["q"], b["acc"], b["tmp"], b["tmp_n"]]
+        # fmt: skip
+
+        # ---- the windows: each block of packs runs a window of cycles while its state is in cache
+        any_active = bool(np.asarray(brain.active).any())
+        blocks = [(pa, min(pa + lanes.WINDOW_PACKS, packs)) for pa in range(0, packs, lanes.WINDOW_PACKS)]
+        cur_of = [np.zeros(lanes.G_COUNT, dtype=np.int64) for _ in blocks]
+        running_of = [running.copy() for _ in blocks]
+        # Everything the kernel writes that a later cycle reads, packs on the last axis. Of the
+        # brain's kept-twice state only the current copy counts (a cycle rewrites the whole next one).
+        kept: list[Any] = [
+            soc_l, t_l, ocv_l, cell_v_l, reference_soc_l, bled_ah_l, v_rc_l,
+            pack.pack_v, pack.current_a, pack.fet_t_c, pack.charge_fet, pack.discharge_fet, health.intervals,
+            bms._last_save_s,
+        ]  # fmt: skip
+        twice: list[tuple[Any, int, int]] = [  # (copies, fields, the G_ index of the current copy)
+            (ss, lanes.S_ROWS, lanes.G_SERIES),
+            (sn, lanes.N_ROWS, lanes.G_SERIES),
+            (tr, 2, lanes.G_TRIP),
+            (rl, 2, lanes.G_RELEASE),
+            (wn, 3, lanes.G_WARN),
+            (vals, 1, lanes.G_VALUES),
+        ]
+        no_record = np.full(1, np.inf)
+        rng, pool_size = twin.afe.rng, twin.afe._pool.size
+        noise_on = (bool(fs[k.F_V_SD] > 0), bool(fs[k.F_T_SD] > 0), bool(fs[k.F_I_SD] > 0))
+        highs = (pool_size - packs * series, pool_size - packs)
+        state_label = float(bms.state[0])
+        out = self._out
+
+        def current_copies(block: int) -> list[Any]:
+            cur = cur_of[block]
+            copies = [group[2 * field + int(cur[g])] for group, fields, g in twice for field in range(fields)]
+            return [*copies, ps[int(cur[lanes.G_PACK])]]
+
+        def snapshot(block: int) -> list[Any]:
+            pa, pb = blocks[block]
+            taken = [x[..., pa:pb].copy() for x in (*kept, *current_copies(block))]
+            taken += [self._saved[pa:pb].copy(), cur_of[block].copy(), running_of[block].copy()]
+            return [*taken, self._record_next.copy()]
+
+        def restore(block: int, taken: list[Any]) -> None:
+            pa, pb = blocks[block]
+            n = len(taken) - 4
+            cur_of[block][...], running_of[block][...] = taken[n + 1], taken[n + 2]
+            for x, value in zip((*kept, *current_copies(block)), taken[:n], strict=True):
+                x[..., pa:pb] = value
+            self._saved[pa:pb] = taken[n]
+            self._record_next[...] = taken[n + 3]
+
+        def call(
+            block: int, n: int, handoff: bool, t_w: float, t_prev: float, first: int, offsets: Any, rows: int
+        ) -> int:
+            pa, pb = blocks[block]
+            window_profile = profile[first : first + n] if profile.size else profile
+            records = pa == 0
+            return int(
+                kernel(
+                    n, pa, pb, any_active, handoff, t_w, t_prev, window_profile, *head, offsets, *middle,
+                    cur_of[block], *tail, running_of[block], *outputs,
+                    self._telemetry[rows:] if records else self._telemetry[:0], state_label,
+                    self._record_next if records else no_record, out, self._out_t, self._saved, *scratch,
+                )
+            )  # fmt: skip
+
+        done, rows, t_w, t_prev = 0, 0, t_start, t_last
+        t_before_w = float(self._out_t[1])  # the twin's clock one cycle before t_w (read once a window ran)
+        status = k.DONE
+        while done < cycles:
+            n = min(lanes.WINDOW_CYCLES, cycles - done, self._telemetry.shape[0] - rows)
+            rng_before = rng.bit_generator.state
+            offsets = np.zeros((n, 3), dtype=np.int64)
+            lanes.draw_offsets(rng, n, *noise_on, *highs, offsets)
+            stop_at, reason, stop_pack, ended, taken = -1, 0, 0, [], []
+            rows_after = rows
+            for block in range(len(blocks)):
+                taken.append(snapshot(block))
+                run = n if stop_at < 0 else stop_at + 1
+                got = call(block, run, stop_at >= 0, t_w, t_prev, done, offsets, rows)
+                if got == k.HANDOFF:
+                    at = int(out[0]) - 1
+                    if stop_at < 0 or at < stop_at:
+                        stop_at, reason, stop_pack = at, int(out[2]), int(out[3])
+                    ended.append(at)
+                else:
+                    ended.append(-1)
+                if blocks[block][0] == 0:
+                    rows_after = rows + int(out[1])
+            if stop_at < 0:
+                done += n
+                rows = rows_after
+                t_before_w = float(self._out_t[1])
+                t_w = t_prev = float(self._out_t[0])
+                if rows == self._telemetry.shape[0]:
+                    status = k.TELEMETRY_FULL
+                    break
+                continue
+            # Some block stopped at stop_at: every block must end there, that cycle handed over.
+            for block in range(len(blocks)):
+                if ended[block] != stop_at:
+                    self.lane_reruns += 1
+                    restore(block, taken[block])
+                    got = call(block, stop_at + 1, True, t_w, t_prev, done, offsets, rows)
+                    if got != k.HANDOFF or int(out[0]) != stop_at + 1:
+                        raise RuntimeError("a window's rerun did not end where the first run stopped")
+                    if blocks[block][0] == 0:
+                        rows_after = rows + int(out[1])
+            # The AFE's generator as the reference leaves it: the draws of the cycles run, no more.
+            rng.bit_generator.state = rng_before
+            lanes.draw_offsets(rng, stop_at + 1, *noise_on, *highs, np.zeros((stop_at + 1, 3), dtype=np.int64))
+            if stop_at == 0 and done > 0:  # the cycle before the hand-off ran in the window before
+                self._out_t[2] = t_before_w
+            done += stop_at + 1
+            rows = rows_after
+            status = k.HANDOFF
+            out[2], out[3] = reason, stop_pack
+            break
+        out[0], out[1] = done, rows
+        running[...] = np.any(running_of, axis=0)
+        # ---- back into the twin's and the brain's own arrays
+        cells.soc[...] = soc_l.T
+        cells.v_rc[...] = np.transpose(v_rc_l, (0, 2, 1))
+        cells.temperature_c[...] = t_l.T
+        cells._ocv[...] = ocv_l.T
+        pack.cell_v[...] = cell_v_l.T
+        for block, (pa, pb) in enumerate(blocks):
+            self._lanes_back(pa, pb, cur_of[block], status == k.HANDOFF, series_rows, count_rows, pack_rows, timer_rows)
+        health.reference_soc[...] = reference_soc_l.T
+        health.bled_ah[...] = bled_ah_l.T
+        return status
+
+    def _lanes_back(
+        self,
+        pa: int,
+        pb: int,
+        cur: Any,
+        handed_over: bool,
+        series_rows: Any,
+        count_rows: Any,
+        pack_rows: Any,
+        timer_rows: Any,
+    ) -> None:
+        """The brain's state of packs [pa, pb) from the lanes' current copies (``cur``), and the
+        readings of the last cycle run (the next copy when that cycle was handed over)."""
+        b, m = self._lane_scratch, self._m
+        ss, sn, ps, vals = b["ss"], b["sn"], b["ps"], b["vals"]
+        i_ss = int(cur[lanes.G_SERIES])
+        readings = 1 - i_ss if handed_over else i_ss
+        m["cell_v"][pa:pb] = ss[2 * lanes.S_LAST_V + readings][:, pa:pb].T
+        m["cell_t"][pa:pb] = ss[2 * lanes.S_LAST_T + readings][:, pa:pb].T
+        for row, value in series_rows:
+            value[pa:pb] = ss[2 * row + i_ss][:, pa:pb].T
+        for row, value in count_rows:
+            value[pa:pb] = sn[2 * row + i_ss][:, pa:pb].T
+        i_ps = int(cur[lanes.G_PACK])
+        for row, value in pack_rows:
+            value[pa:pb] = ps[i_ps, row, pa:pb]
+        copy_of = {id(b["tr"]): lanes.G_TRIP, id(b["rl"]): lanes.G_RELEASE, id(b["wn"]): lanes.G_WARN}
+        for group, field, value in timer_rows:
+            value[pa:pb] = group[2 * field + int(cur[copy_of[id(group)]])][:, pa:pb].T
+        self.twin.bms.brain.last_values[pa:pb] = vals[int(cur[lanes.G_VALUES])][:, pa:pb].T
+
+    def _series_rows(self) -> list[tuple[int, Any]]:
+        """The brain's per-series arrays the lanes keep (transposed) as rows of ``ss``."""
+        bms = self.twin.bms
+        sensors = bms.sensors
+        return [
+            (lanes.S_LAST_V, sensors.last_v),
+            (lanes.S_LAST_T, sensors.last_t),
+            (lanes.S_SAME_V_S, sensors.unchanged_v_s),
+            (lanes.S_SAME_T_S, sensors.unchanged_t_s),
+            (lanes.S_GROUP_SOC, bms.soc.soc),
+        ]
+
+    def _timer_rows(self) -> list[tuple[Any, int, Any]]:
+        """The brain's per-protection timers and flags: (the lanes' group, field, the brain's array)."""
+        brain, b = self.twin.bms.brain, self._lane_scratch
+        tr, rl, wn = b["tr"], b["rl"], b["wn"]
+        return [
+            (tr, 0, brain.trip_timer_s),
+            (tr, 1, brain.trip_seen),
+            (rl, 0, brain.release_timer_s),
+            (rl, 1, brain.release_seen),
+            (wn, 0, brain.warn_timer_s),
+            (wn, 1, brain.warn_seen),
+            (wn, 2, brain.warn_gone_s),
+        ]
+
+    def _pack_rows(self) -> list[tuple[int, Any]]:
+        """The brain's per-pack arrays the lanes keep as rows of ``ps`` (the engine owns each)."""
+        bms = self.twin.bms
+        brain, sensors, soc, health, counters = bms.brain, bms.sensors, bms.soc, bms.health, bms.soc.counters
+        return [
+            (lanes.P_LEAK_S, sensors.fet_leak_s),
+            (lanes.P_CHARGING_S, brain.charging_s),
+            (lanes.P_SLEEP_TIMER_S, brain.sleep_timer_s),
+            (lanes.P_SLEEP_SEEN, brain.sleep_seen),
+            (lanes.P_CHARGER_AWAY_S, brain.charger_away_s),
+            (lanes.P_CHARGER_WAS, brain.charger_was_present),
+            (lanes.P_CHARGE_AH, counters.charge_ah),
+            (lanes.P_DISCHARGE_AH, counters.discharge_ah),
+            (lanes.P_CHARGE_WH, counters.charge_wh),
+            (lanes.P_DISCHARGE_WH, counters.discharge_wh),
+            (lanes.P_CYCLES, counters.cycles),
+            (lanes.P_AH_SINCE_FULL, soc.ah_since_full),
+            (lanes.P_FULL_TIMER_S, soc.full_timer_s),
+            (lanes.P_FULL_DONE, soc.full_done),
+            (lanes.P_SOC_REST_S, soc.rest_s),
+            (lanes.P_HEALTH_REST_S, health.rest_s),
+            (lanes.P_OUT_SINCE_TOP_AH, brain.out_since_top_ah),
+            (lanes.P_AFTER_TOP, brain.after_top),
+            (lanes.P_OVERRATE_S, brain.recovery_overrate_s),
+            (lanes.P_OVERRATE_SEEN, brain.overrate_seen),
+        ]
 
     def _store_saves(self) -> None:
         """``Twin._record`` of the memory's saves the kernel kept: each pack's last one, as it was
@@ -537,5 +978,8 @@ def warm_up() -> float:
     if why_not(twin) is None:
         engine.run(2)
         engine.run(2, profile_a=np.zeros(2))
+        lanes_engine = FastEngine(twin, lanes_min_packs=1)  # the many-pack kernel, compiled here too
+        lanes_engine.run(2)
+        lanes_engine.run(2, profile_a=np.zeros(2))
     k.next_times(0.0, 0.1, 1)
     return time.perf_counter() - start

@@ -183,7 +183,7 @@ def reference_advance(
 # --- the kernel ----------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _debounce(timer: float, condition: bool, previous: bool, dt_s: float) -> float:
     if condition:
         return timer + (dt_s if previous else 0.0)
@@ -320,7 +320,7 @@ def _guard_kernel(  # noqa: PLR0912, PLR0913, PLR0915, C901
     return cycles
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _releasing(v: float, sign: float, release: float, mode: int, load: bool, charger_gone: bool) -> bool:
     if mode == 0:
         return sign * (v - release) <= 0.0
