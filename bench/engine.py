@@ -237,14 +237,17 @@ class Result:
 
 def time_case(case: Case, engine_name: str, notes: list[str]) -> Result:
     """Time one case on one engine; the fast engine is warmed (compiled) by the caller."""
-    fast = engine_name == "fast"
+    fast = engine_name in ("fast", "packwise")
     cycles = case.cycles if fast else case.reference_cycles
     key = f"{engine_name}-{case.name}"
     print(f"  {key}: building {case.packs:,} packs ...", file=sys.stderr, flush=True)
     if case.load == "day" and not fast:
         return time_reference_day(case, notes)
     prepared = prepare(case, cycles)
-    engine = FastEngine(prepared.twin) if fast else None
+    # "packwise": the fast engine held to its pack-by-pack kernel (fast.cycle) on a batch it would
+    # otherwise run in the lanes kernel (fast.lanes), to show what the lanes add.
+    lanes_from = 10**9 if engine_name == "packwise" else None
+    engine = FastEngine(prepared.twin, lanes_min_packs=lanes_from) if fast else None
     if engine is not None:  # one cycle to let the engine take the twin's arrays over (not timed)
         advance(prepared, engine, 0, 1)
         k0, h0 = engine.kernel_cycles, engine.handoffs
@@ -255,6 +258,7 @@ def time_case(case: Case, engine_name: str, notes: list[str]) -> Result:
     note = describe(prepared.twin)
     if engine is not None:
         note += f"; kernel ran {engine.kernel_cycles - k0:,} cycles, {engine.handoffs - h0:,} handed to Python"
+        note += f", {engine.lane_calls:,} calls in the lanes kernel" if engine.lane_calls else ", all pack by pack"
     notes.append(f"{key}: {note}")
     return Result(key, label(case, engine_name, cycles - 1), case.packs * SERIES, cycles - 1, wall)
 
@@ -288,7 +292,8 @@ def label(case: Case, engine_name: str, cycles: int) -> str:
         "drive": f"drive cycle +-{3 * DRIVE_SCALE:g} C",
         "day": "a day at dt 1 s",
     }[case.load]
-    text = f"{engine_name} {case.packs:,}x{SERIES}, {what}"
+    name = "fast, pack by pack" if engine_name == "packwise" else engine_name
+    text = f"{name} {case.packs:,}x{SERIES}, {what}"
     if engine_name == "reference" and cycles < case.cycles - 1:
         text += f" [{cycles:,} of {case.cycles:,} cycles, scaled]"
     return text
@@ -423,7 +428,7 @@ def time_rss(packs: int, cycles: int) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------- the table
-ROW_GROUPS = ("fast", "reference", "pybamm", "memory", "rss", "where")
+ROW_GROUPS = ("fast", "packwise", "reference", "pybamm", "memory", "rss", "where")
 
 
 def fmt_rate(x: float) -> str:
@@ -437,7 +442,8 @@ def print_table(results: list[Result], baseline: Result | None) -> None:
     lines = []
     for r in results:
         ratio = r.rate / baseline.rate if baseline and not math.isnan(baseline.rate) else math.nan
-        other = by_key.get(r.key.replace("fast-", "reference-", 1)) if r.key.startswith("fast-") else None
+        prefix = r.key.split("-", 1)[0]
+        other = by_key.get(r.key.replace(f"{prefix}-", "reference-", 1)) if prefix in ("fast", "packwise") else None
         fr = r.rate / other.rate if other else math.nan
         met = "-" if r.target_text == "" or math.isnan(r.rate) else ("yes" if meets(r, by_key) else "NO")
         lines.append(
@@ -579,8 +585,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if need_fast:
         print(f"fast kernel warm-up (compile or numba cache load, not timed in any row): {warm_up():.2f} s", flush=True)
-    for engine_name in ("fast", "reference"):
+    for engine_name in ("fast", "packwise", "reference"):
         for case in the_cases:
+            if engine_name == "packwise" and case.packs < MID_PACKS:
+                continue  # one pack never runs in the lanes: the fast row is the pack-by-pack kernel
             if want(f"{engine_name}-{case.name}"):
                 results.append(time_case(case, engine_name, notes))
     if any(want(k) for k in ("pybamm-1-const", f"pybamm-{args.pybamm_batch}-const")):
