@@ -515,7 +515,6 @@ class FastEngine:
                 "rl": tuple(np.zeros((n_prot, packs)) for _ in range(4)),
                 "wn": tuple(np.zeros((n_prot, packs)) for _ in range(6)),
                 "vals": tuple(np.zeros((n_prot, packs)) for _ in range(2)),
-                "cur": np.zeros(lanes.G_COUNT, dtype=np.int64),
                 "lane": tuple(np.zeros(packs) for _ in range(lanes.L_ROWS)),
                 "cell_work": tuple(np.zeros((series, lanes.BLOCK_PACKS)) for _ in range(lanes.C_ROWS)),
                 "q": tuple(np.zeros(packs) for _ in range(k.Q_COUNT)),
@@ -536,7 +535,11 @@ class FastEngine:
         flags: BoolArray,
         running: BoolArray,
     ) -> int:
-        """Run ``fast.lanes.run_lanes``: the state transposed in, the kernel, the state back."""
+        """Run ``cycles`` cycles in ``fast.lanes``: the state transposed in, the kernel window by
+        window (``WINDOW_CYCLES`` cycles on each block of ``WINDOW_PACKS`` packs; when a block stops,
+        the blocks that ran past that cycle are put back from their snapshot and rerun to end on it,
+        and the AFE's generator is rewound to the draws of the cycles run), the state back. Returns
+        the kernel's status as ``run_cycles`` would have; ``_out`` and ``_out_t`` as it leaves them."""
         twin = self.twin
         bms, brain, pack, cells, ext = twin.bms, twin.bms.brain, twin.pack, twin.pack.cells, twin.pack.external
         sensors, soc, health, table = bms.sensors, bms.soc, bms.health, bms.table
