@@ -140,7 +140,14 @@ def test_home_assistant_finds_the_battery_and_its_state(broker: Broker, twin: Tw
         assert config["availability_topic"] == "openbms/bank1/availability"
         soc = json.loads(until(lambda: listener.on("homeassistant/sensor/bank1/soc/config"))[0])
         assert soc["device_class"] == "battery" and soc["unit_of_measurement"] == "%"
-        cells = [t for t in listener.messages if t.startswith("homeassistant/sensor/bank1/cell_")]
+
+        # The sixteen cell sensors' configs may still be on their way (a busy CI machine): wait for
+        # them, then check there are exactly sixteen.
+        def cell_configs() -> list[str]:
+            found = [t for t in list(listener.messages) if t.startswith("homeassistant/sensor/bank1/cell_")]
+            return found if len(found) >= 16 else []
+
+        cells = until(cell_configs)
         assert len(cells) == 16
         fets = json.loads(until(lambda: listener.on("homeassistant/binary_sensor/bank1/discharge_fet/config"))[0])
         assert fets["payload_on"] == "True"

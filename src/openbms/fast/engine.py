@@ -964,8 +964,10 @@ class FastEngine:
         twin.silent_s = np.zeros(twin.config.packs)
 
 
-def warm_up() -> float:
+def warm_up(lanes_too: bool = False) -> float:
     """Compile the kernel (or load it from numba's cache) on a small twin; return the seconds it took.
+    ``lanes_too``: the many-pack kernel as well (``fast.lanes``, about 25 s more to compile), for a
+    caller about to run a batch of ``lanes.LANES_MIN_PACKS`` packs or more; scenarios run one pack.
 
     A caller shows this once, so a user knows why the first run waited, and starts its clock after."""
     import time
@@ -981,8 +983,9 @@ def warm_up() -> float:
     if why_not(twin) is None:
         engine.run(2)
         engine.run(2, profile_a=np.zeros(2))
-        lanes_engine = FastEngine(twin, lanes_min_packs=1)  # the many-pack kernel, compiled here too
-        lanes_engine.run(2)
-        lanes_engine.run(2, profile_a=np.zeros(2))
+        if lanes_too:
+            lanes_engine = FastEngine(twin, lanes_min_packs=1)
+            lanes_engine.run(2)
+            lanes_engine.run(2, profile_a=np.zeros(2))
     k.next_times(0.0, 0.1, 1)
     return time.perf_counter() - start
