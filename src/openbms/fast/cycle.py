@@ -311,6 +311,53 @@ def _stuck_kind(  # pragma: no cover - compiled
     return False
 
 
+@njit(cache=True, inline="always")
+def terminal_current(  # noqa: PLR0913  # pragma: no cover - compiled
+    e_pack: float,
+    r_pack: float,
+    profile_a: float,
+    load_mode: int,
+    load_value: float,
+    short_ohm: float,
+    pack_v: float,
+    charge_fet: bool,
+    discharge_fet: bool,
+    main_leads: bool,
+    charger_connected: bool,
+    charger_v: float,
+    charger_a: float,
+    charger_min_v: float,
+) -> float:
+    """The current one pack's terminals would carry (A, + charging) before the AFE's short-circuit
+    detector: ``External.draw_a`` (the load by its mode, a short, the current profile; NaN: none)
+    and a CC/CV charger that sees the terminal voltage of the step before, through the FETs as
+    applied. One place for the rule: both kernels (``run_cycles``, ``fast.lanes``) inline it."""
+    draw = -load_value if load_mode == 1 else 0.0
+    if load_mode == 2:
+        disc = e_pack * e_pack - 4.0 * r_pack * load_value
+        draw = (-e_pack + math.sqrt(max(disc, 0.0))) / (2.0 * r_pack) if disc >= 0 else -e_pack / (2.0 * r_pack)
+    elif load_mode == 3:
+        draw = -e_pack / (r_pack + load_value)
+    draw = draw + (-e_pack / (r_pack + short_ohm) if math.isfinite(short_ohm) else 0.0)
+    draw = draw + (0.0 if math.isnan(profile_a) else profile_a)
+    terminal_v = pack_v if (charge_fet or discharge_fet) else 0.0
+    if not main_leads:
+        terminal_v = 0.0
+    outputs = charger_connected and terminal_v >= charger_min_v
+    charge = 0.0
+    if outputs:
+        cv_a = (charger_v - e_pack) / r_pack - draw
+        charge = min(max(cv_a, 0.0), charger_a)
+    wanted = draw + charge
+    if not main_leads:
+        wanted = 0.0
+    if not charge_fet:
+        wanted = min(wanted, 0.0)
+    if not discharge_fet:
+        wanted = max(wanted, 0.0)
+    return wanted
+
+
 @_kernel
 def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - compiled
     # ---- the clock and what the caller set per cycle
@@ -550,34 +597,12 @@ def run_cycles(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - c
                     e_group[g] = ge_sum * rg
             e_pack = pairwise_sum(e_group, 0, series)
             r_pack = pairwise_sum(r_group, 0, series) + fs[F_FET_R]
-            # ---- External.draw_a
-            prof = profile_a[c] if has_profile else ext_profile_a[p]
-            mode = load_mode[p]
-            value = load_value[p]
-            draw = -value if mode == 1 else 0.0
-            if mode == 2:
-                disc = e_pack * e_pack - 4.0 * r_pack * value
-                draw = (-e_pack + math.sqrt(max(disc, 0.0))) / (2.0 * r_pack) if disc >= 0 else -e_pack / (2.0 * r_pack)
-            elif mode == 3:
-                draw = -e_pack / (r_pack + value)
-            draw = draw + (-e_pack / (r_pack + short_ohm[p]) if math.isfinite(short_ohm[p]) else 0.0)
-            draw = draw + (0.0 if math.isnan(prof) else prof)
-            # ---- the charger (terminal voltage of the step before, FETs as applied)
-            terminal_v = pack_v[p] if (charge_fet[p] or discharge_fet[p]) else 0.0
-            if not main_leads[p]:
-                terminal_v = 0.0
-            outputs = charger_connected[p] and terminal_v >= charger_min_v[p]
-            charge = 0.0
-            if outputs:
-                cv_a = (charger_v[p] - e_pack) / r_pack - draw
-                charge = min(max(cv_a, 0.0), charger_a[p])
-            wanted = draw + charge
-            if not main_leads[p]:
-                wanted = 0.0
-            if not charge_fet[p]:
-                wanted = min(wanted, 0.0)
-            if not discharge_fet[p]:
-                wanted = max(wanted, 0.0)
+            # ---- External.draw_a and the charger
+            wanted = terminal_current(
+                e_pack, r_pack, profile_a[c] if has_profile else ext_profile_a[p], load_mode[p], load_value[p],
+                short_ohm[p], pack_v[p], charge_fet[p], discharge_fet[p], main_leads[p], charger_connected[p],
+                charger_v[p], charger_a[p], charger_min_v[p],
+            )  # fmt: skip
             # ---- the AFE's short-circuit detector
             scd = flags[B_SCD_ENABLED] and -wanted >= fs[F_SCD_TRIP_A]
             current = wanted * (scd_fraction if scd else 1.0)

@@ -133,6 +133,7 @@ from openbms.fast.cycle import (
     TELEMETRY_FULL,
     _floor_div,
     _stuck_kind,
+    terminal_current,
 )
 from openbms.fast.guard import _debounce, _releasing
 from openbms.twin.cells import R0_POINTS
@@ -912,34 +913,11 @@ def run_lanes(  # noqa: PLR0912, PLR0913, PLR0915, C901  # pragma: no cover - co
             )  # fmt: skip
             # ---- External.draw_a, the charger, the AFE's short-circuit detector (per pack)
             for p in range(u0, u1):
-                ep = e_pack[p]
-                rp = r_pack[p]
-                prof = cycle_profile if has_profile else ext_profile_a[p]
-                mode = load_mode[p]
-                value = load_value[p]
-                draw = -value if mode == 1 else 0.0
-                if mode == 2:
-                    disc = ep * ep - 4.0 * rp * value
-                    draw = (-ep + math.sqrt(max(disc, 0.0))) / (2.0 * rp) if disc >= 0 else -ep / (2.0 * rp)
-                elif mode == 3:
-                    draw = -ep / (rp + value)
-                draw = draw + (-ep / (rp + short_ohm[p]) if math.isfinite(short_ohm[p]) else 0.0)
-                draw = draw + (0.0 if math.isnan(prof) else prof)
-                terminal_v = pack_v[p] if (charge_fet[p] or discharge_fet[p]) else 0.0
-                if not main_leads[p]:
-                    terminal_v = 0.0
-                outputs = charger_connected[p] and terminal_v >= charger_min_v[p]
-                charge = 0.0
-                if outputs:
-                    cv_a = (charger_v[p] - ep) / rp - draw
-                    charge = min(max(cv_a, 0.0), charger_a[p])
-                wanted = draw + charge
-                if not main_leads[p]:
-                    wanted = 0.0
-                if not charge_fet[p]:
-                    wanted = min(wanted, 0.0)
-                if not discharge_fet[p]:
-                    wanted = max(wanted, 0.0)
+                wanted = terminal_current(
+                    e_pack[p], r_pack[p], cycle_profile if has_profile else ext_profile_a[p], load_mode[p],
+                    load_value[p], short_ohm[p], pack_v[p], charge_fet[p], discharge_fet[p], main_leads[p],
+                    charger_connected[p], charger_v[p], charger_a[p], charger_min_v[p],
+                )  # fmt: skip
                 scd = scd_enabled and -wanted >= scd_trip_a_s
                 currents[p] = wanted * (scd_fraction if scd else 1.0)
                 scd_tripped[p] = scd
